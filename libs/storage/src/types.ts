@@ -1,0 +1,74 @@
+import type { Readable, Writable } from 'node:stream';
+
+/** One directory entry or stat result. Paths given to Storage are virtual: absolute, '/'-separated, relative to the user's root. */
+export interface FileStat {
+  name: string;
+  type: 'file' | 'dir';
+  size: number;
+  mtime: Date;
+  /** POSIX permission bits (e.g. 0o644), for LIST output. */
+  mode: number;
+  /** Stable id of the underlying object (dev+inode locally), for the MLSD `unique` fact. */
+  unique: string;
+  /** True when this entry is an interrupted upload that has not been published yet. */
+  partial?: boolean;
+}
+
+/** How an upload starts: fresh (replace), at a byte offset of what is already there (REST n + STOR), or at its end (APPE). */
+export type UploadStart = { kind: 'replace' } | { kind: 'resume'; offset: number } | { kind: 'append' };
+
+export interface Upload {
+  /** Write file bytes here; backpressure is honoured. */
+  stream: Writable;
+  /** Offset in the file where the first byte of `stream` lands. */
+  startOffset: number;
+  /** After `stream` has finished: flush to disk and publish the file under its name atomically. */
+  commit(): Promise<void>;
+  /** The transfer broke: close the file, keep the partial bytes so that a later resume can continue them. */
+  abort(): Promise<void>;
+}
+
+/**
+ * The file system a session sees. Every implementation must keep every path inside its root:
+ * `..`, absolute paths, symlinks leading out, NUL, CR and LF in names never reach outside.
+ * Failures are thrown as StorageError.
+ */
+export interface Storage {
+  /** Stat a file or directory. For a file with an interrupted upload in progress, reports the partial bytes (so SIZE + REST can resume). */
+  stat(path: string): Promise<FileStat>;
+  /** List a directory (hidden partial-upload files are left out). */
+  list(path: string): Promise<FileStat[]>;
+  /** Stream a file's bytes from `offset`. */
+  openRead(path: string, offset?: number): Promise<Readable>;
+  /** Start an atomic, resumable upload. */
+  openUpload(path: string, start: UploadStart): Promise<Upload>;
+  mkdir(path: string): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  delete(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  setModifiedTime(path: string, mtime: Date): Promise<void>;
+}
+
+export type StorageErrorCode =
+  | 'not-found'
+  | 'exists'
+  | 'not-a-directory'
+  | 'is-a-directory'
+  | 'not-empty'
+  | 'denied'
+  | 'no-space'
+  | 'quota'
+  | 'bad-name'
+  | 'invalid-offset'
+  | 'io';
+
+export class StorageError extends Error {
+  constructor(
+    readonly code: StorageErrorCode,
+    message: string,
+    readonly cause?: unknown,
+  ) {
+    super(message);
+    this.name = 'StorageError';
+  }
+}
