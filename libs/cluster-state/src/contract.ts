@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ClusterState, SessionRecord } from './types';
+
+/**
+ * Behaviour every ClusterState implementation must show. The in-memory and the Redis implementation run the same
+ * cases. `make` gets a clock it must use for expiry; `advance` moves it.
+ */
+export function clusterStateContract(
+  name: string,
+  make: (range: { min: number; max: number }, clock: { now: () => number }) => Promise<ClusterState>,
+) {
+  const setup = async (range = { min: 40000, max: 40003 }) => {
+    let t = 1_000_000;
+    const clock = { now: () => t };
+    const state = await make(range, clock);
+    return { state, advance: (ms: number) => (t += ms) };
+  };
+  const record = (id: string, clientAddress = '10.0.0.1'): SessionRecord => ({
+    id,
+    replicaId: 'r1',
+    clientAddress,
+    startedAt: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+  });
+
+  test(`${name}: admission enforces total and per-address limits`, async () => {
+    const { state } = await setup();
+    const limits = { maxSessions: 3, maxPerAddress: 2 };
+    assert.deepEqual(await state.sessions.open(record('a'), limits), { ok: true });
+    assert.deepEqual(await state.sessions.open(record('b'), limits), { ok: true });
+    assert.deepEqual(await state.sessions.open(record('c'), limits), { ok: false, reason: 'max-per-address' });
+    assert.deepEqual(await state.sessions.open(record('d', '10.0.0.2'), limits), { ok: true });
+    assert.deepEqual(await state.sessions.open(record('e', '10.0.0.3'), limits), { ok: false, reason: 'max-sessions' });
+    await state.sessions.close('a');
+    assert.deepEqual(await state.sessions.open(record('e', '10.0.0.3'), limits), { ok: true });
+    await state.close();
+  });
+
+  test(`${name}: concurrent admissions never exceed the limit`, async () => {
+    const { state } = await setup();
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => state.sessions.open(record(`s${i}`), { maxSessions: 5, maxPerAddress: 0 })),
+    );
+    assert.equal(results.filter((r) => r.ok).length, 5);
+    await state.close();
+  });
+
+  test(`${name}: per-user limit, rebinding and listing`, async () => {
+    const { state } = await setup();
+    const limits = { maxSessions: 0, maxPerAddress: 0 };
+    for (const id of ['a', 'b', 'c']) await state.sessions.open(record(id), limits);
+    assert.equal(await state.sessions.bindUser('a', 'alice', 2), true);
+    assert.equal(await state.sessions.bindUser('b', 'alice', 2), true);
+    assert.equal(await state.sessions.bindUser('c', 'alice', 2), false);
+    await state.sessions.unbindUser('a');
+    assert.equal(await state.sessions.bindUser('c', 'alice', 2), true);
+    await state.sessions.update('c', { command: 'RETR', bytesOut: 42 });
+    const c = (await state.sessions.list()).find((r) => r.id === 'c');
+    assert.equal(c?.user, 'alice');
+    assert.equal(c?.bytesOut, 42);
+    assert.equal(c?.command, 'RETR');
+    await state.close();
+  });
+
+  test(`${name}: passive leases are per (port, address) and never shared by one address`, async () => {
+    const { state } = await setup({ min: 40000, max: 40001 });
+    const ask = (sessionId: string, clientAddress: string) =>
+      state.ports.lease({ sessionId, replicaId: 'r1', clientAddress, ttlMs: 60_000 });
+    const a1 = await ask('a1', '10.0.0.1');
+    const a2 = await ask('a2', '10.0.0.1');
+    assert.ok(a1 && a2);
+    assert.notEqual(a1.port, a2.port);
+    assert.equal(await ask('a3', '10.0.0.1'), null, 'two ports, third lease for the same address must fail');
+    const b1 = await ask('b1', '10.0.0.2');
+    assert.ok(b1, 'another address can share the ports');
+    assert.equal((await state.ports.find(b1.port, '10.0.0.2'))?.sessionId, 'b1');
+    assert.equal(await state.ports.find(b1.port, '10.0.0.9'), null);
+    assert.equal(await state.ports.inUse(), 3);
+    await state.ports.release(a1);
+    assert.ok(await ask('a3', '10.0.0.1'));
+    await state.close();
+  });
+
+  test(`${name}: a wildcard lease holds its port for every address`, async () => {
+    const { state } = await setup({ min: 40000, max: 40000 });
+    const any = await state.ports.lease({ sessionId: 'w', replicaId: 'r1', clientAddress: '*', ttlMs: 60_000 });
+    assert.ok(any);
+    assert.equal((await state.ports.find(40000, '10.9.9.9'))?.sessionId, 'w');
+    assert.equal(await state.ports.lease({ sessionId: 'x', replicaId: 'r1', clientAddress: '10.0.0.1', ttlMs: 60_000 }), null);
+    await state.close();
+  });
+
+  test(`${name}: leases of a crashed owner expire and are reused`, async () => {
+    const { state, advance } = await setup({ min: 40000, max: 40000 });
+    const first = await state.ports.lease({ sessionId: 'dead', replicaId: 'r1', clientAddress: '10.0.0.1', ttlMs: 1000 });
+    assert.ok(first);
+    advance(1001);
+    assert.equal(await state.ports.find(40000, '10.0.0.1'), null);
+    const again = await state.ports.lease({ sessionId: 'new', replicaId: 'r2', clientAddress: '10.0.0.1', ttlMs: 1000 });
+    assert.equal(again?.port, 40000);
+    await state.ports.release(first); // a late release by the old owner must not free the new lease
+    assert.equal((await state.ports.find(40000, '10.0.0.1'))?.sessionId, 'new');
+    await state.close();
+  });
+
+  test(`${name}: failed logins ban an address for a while`, async () => {
+    const { state, advance } = await setup();
+    const policy = { threshold: 3, banSeconds: 60 };
+    assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, false);
+    assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, false);
+    assert.equal(await state.bans.isBanned('10.0.0.1'), false);
+    assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, true);
+    assert.equal(await state.bans.isBanned('10.0.0.1'), true);
+    assert.equal(await state.bans.isBanned('10.0.0.2'), false);
+    advance(61_000);
+    assert.equal(await state.bans.isBanned('10.0.0.1'), false);
+    await state.bans.recordFailure('10.0.0.3', policy);
+    await state.bans.recordFailure('10.0.0.3', policy);
+    await state.bans.clearFailures('10.0.0.3');
+    assert.equal((await state.bans.recordFailure('10.0.0.3', policy)).failures, 1);
+    await state.close();
+  });
+}

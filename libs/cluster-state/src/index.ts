@@ -1,0 +1,2 @@
+export * from './types';
+export { createMemoryClusterState } from './memory';

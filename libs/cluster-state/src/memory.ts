@@ -1,0 +1,142 @@
+import type {
+  Admission,
+  AdmissionLimits,
+  BanList,
+  BanPolicy,
+  ClusterState,
+  LeaseRequest,
+  PassiveLease,
+  PassivePortPool,
+  SessionRecord,
+  SessionRegistry,
+} from './types';
+
+/** Single-process cluster state for the embedded default. JavaScript runs one step at a time, so each method is atomic. */
+export function createMemoryClusterState(options: { pasvRange: { min: number; max: number }; now?: () => number }): ClusterState {
+  const now = options.now ?? Date.now;
+  return {
+    kind: 'memory',
+    sessions: memorySessions(),
+    ports: memoryPorts(options.pasvRange, now),
+    bans: memoryBans(now),
+    close: async () => {},
+  };
+}
+
+function memorySessions(): SessionRegistry {
+  const records = new Map<string, SessionRecord>();
+  const count = (match: (r: SessionRecord) => boolean) => {
+    let n = 0;
+    for (const r of records.values()) if (match(r)) n++;
+    return n;
+  };
+  return {
+    async open(record: SessionRecord, limits: AdmissionLimits): Promise<Admission> {
+      if (limits.maxSessions > 0 && records.size >= limits.maxSessions) return { ok: false, reason: 'max-sessions' };
+      if (limits.maxPerAddress > 0 && count((r) => r.clientAddress === record.clientAddress) >= limits.maxPerAddress) {
+        return { ok: false, reason: 'max-per-address' };
+      }
+      records.set(record.id, { ...record });
+      return { ok: true };
+    },
+    async bindUser(id, user, maxPerUser) {
+      const record = records.get(id);
+      if (!record) return false;
+      if (maxPerUser > 0 && count((r) => r.user === user && r.id !== id) >= maxPerUser) return false;
+      record.user = user;
+      return true;
+    },
+    async unbindUser(id) {
+      const record = records.get(id);
+      if (record) delete record.user;
+    },
+    async update(id, patch) {
+      const record = records.get(id);
+      if (record) Object.assign(record, patch);
+    },
+    async close(id) {
+      records.delete(id);
+    },
+    async list() {
+      return [...records.values()].map((r) => ({ ...r }));
+    },
+  };
+}
+
+function memoryPorts(range: { min: number; max: number }, now: () => number): PassivePortPool {
+  const size = range.max - range.min + 1;
+  /** key `${port}|${address}` → lease */
+  const leases = new Map<string, PassiveLease>();
+  const key = (port: number, address: string) => `${port}|${address}`;
+  const live = (lease: PassiveLease | undefined) => (lease && lease.expiresAt > now() ? lease : undefined);
+  const taken = (port: number, address: string) =>
+    Boolean(live(leases.get(key(port, address))) || live(leases.get(key(port, '*'))) || (address === '*' && portHasAnyLease(port)));
+  const portHasAnyLease = (port: number) => {
+    for (const lease of leases.values()) if (lease.port === port && live(lease)) return true;
+    return false;
+  };
+  let cursor = 0;
+  return {
+    async lease(request: LeaseRequest) {
+      // Round-robin from a moving cursor so that a just-released port is not handed out again at once.
+      for (let i = 0; i < size; i++) {
+        const port = range.min + ((cursor + i) % size);
+        if (taken(port, request.clientAddress)) continue;
+        cursor = (cursor + i + 1) % size;
+        const lease: PassiveLease = {
+          port,
+          clientAddress: request.clientAddress,
+          sessionId: request.sessionId,
+          replicaId: request.replicaId,
+          expiresAt: now() + request.ttlMs,
+        };
+        leases.set(key(port, request.clientAddress), lease);
+        return { ...lease };
+      }
+      return null;
+    },
+    async release(lease) {
+      const k = key(lease.port, lease.clientAddress);
+      if (leases.get(k)?.sessionId === lease.sessionId) leases.delete(k);
+    },
+    async find(port, clientAddress) {
+      const lease = live(leases.get(key(port, clientAddress))) ?? live(leases.get(key(port, '*')));
+      return lease ? { ...lease } : null;
+    },
+    async inUse() {
+      let n = 0;
+      for (const lease of leases.values()) if (live(lease)) n++;
+      return n;
+    },
+  };
+}
+
+function memoryBans(now: () => number): BanList {
+  const failures = new Map<string, { count: number; windowEnds: number }>();
+  const bannedUntil = new Map<string, number>();
+  return {
+    async isBanned(address) {
+      const until = bannedUntil.get(address);
+      if (until === undefined) return false;
+      if (until > now()) return true;
+      bannedUntil.delete(address);
+      return false;
+    },
+    async recordFailure(address: string, policy: BanPolicy) {
+      const entry = failures.get(address);
+      // Failures count within one ban-length window, so a slow trickle of typos never bans a partner.
+      const current = entry && entry.windowEnds > now() ? entry : { count: 0, windowEnds: now() + policy.banSeconds * 1000 };
+      current.count++;
+      failures.set(address, current);
+      const banned = policy.threshold > 0 && current.count >= policy.threshold;
+      if (banned) {
+        bannedUntil.set(address, now() + policy.banSeconds * 1000);
+        failures.delete(address);
+      }
+      return { banned, failures: current.count };
+    },
+    async clearFailures(address) {
+      failures.delete(address);
+    },
+  };
+}

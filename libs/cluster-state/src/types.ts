@@ -1,0 +1,90 @@
+/**
+ * Cluster state: everything replicas must share. Each method is one atomic step (one Lua script in the Redis
+ * implementation), so no interleaving of replicas can let an (N+1)th session in or hand one port to two sessions.
+ * Methods reject when the backing store is unreachable; callers answer 421 and keep running transfers going.
+ */
+
+export interface SessionRecord {
+  id: string;
+  replicaId: string;
+  clientAddress: string;
+  startedAt: number;
+  user?: string;
+  /** The command in progress (verb only) and the transfer, if any. */
+  command?: string;
+  transfer?: { direction: 'upload' | 'download'; path: string; startedAt: number };
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface AdmissionLimits {
+  /** 0 = unlimited. */
+  maxSessions: number;
+  maxPerAddress: number;
+}
+
+export type Admission = { ok: true } | { ok: false; reason: 'max-sessions' | 'max-per-address' };
+
+export interface SessionRegistry {
+  /** Registers a new connection unless a limit is reached, atomically. */
+  open(record: SessionRecord, limits: AdmissionLimits): Promise<Admission>;
+  /** Attaches a logged-in user to a session unless that user already has `maxPerUser` sessions (0 = unlimited). */
+  bindUser(id: string, user: string, maxPerUser: number): Promise<boolean>;
+  /** Detaches the user (REIN, or a failed login after USER). */
+  unbindUser(id: string): Promise<void>;
+  /** Heartbeat plus progress; called per command or per transfer, never per chunk. */
+  update(id: string, patch: Partial<Pick<SessionRecord, 'command' | 'transfer' | 'bytesIn' | 'bytesOut'>>): Promise<void>;
+  close(id: string): Promise<void>;
+  list(): Promise<SessionRecord[]>;
+}
+
+export interface PassiveLease {
+  port: number;
+  /** The client address the port is reserved for; '*' reserves the port for any address. */
+  clientAddress: string;
+  sessionId: string;
+  replicaId: string;
+  expiresAt: number;
+}
+
+export interface LeaseRequest {
+  sessionId: string;
+  replicaId: string;
+  /** '*' when data connections from other addresses are allowed (then the port cannot be shared). */
+  clientAddress: string;
+  ttlMs: number;
+}
+
+/**
+ * The passive-port pool. A lease is keyed by (port, client address): one port can serve many clients at once,
+ * but two sessions of the same client address never share a port (the data connection could not be told apart).
+ */
+export interface PassivePortPool {
+  lease(request: LeaseRequest): Promise<PassiveLease | null>;
+  release(lease: PassiveLease): Promise<void>;
+  /** The live lease a data connection from `clientAddress` to `port` belongs to. */
+  find(port: number, clientAddress: string): Promise<PassiveLease | null>;
+  inUse(): Promise<number>;
+}
+
+export interface BanPolicy {
+  /** Failures within the ban window that ban the address; 0 = never ban. */
+  threshold: number;
+  banSeconds: number;
+}
+
+export interface BanList {
+  isBanned(address: string): Promise<boolean>;
+  /** Counts a failed login; returns whether the address is now banned. */
+  recordFailure(address: string, policy: BanPolicy): Promise<{ banned: boolean; failures: number }>;
+  /** A successful login forgets earlier failures. */
+  clearFailures(address: string): Promise<void>;
+}
+
+export interface ClusterState {
+  kind: 'memory' | 'redis';
+  sessions: SessionRegistry;
+  ports: PassivePortPool;
+  bans: BanList;
+  close(): Promise<void>;
+}

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, configPathFromArgv, loadConfig } from './config';
+
+test('defaults give a loopback server on 2121 with a passive range', () => {
+  const config = loadConfig({ env: {} });
+  assert.equal(config.host, '127.0.0.1');
+  assert.equal(config.port, 2121);
+  assert.deepEqual(config.pasvRange, { min: 30000, max: 30099 });
+  assert.equal(config.fsyncUploads, true);
+});
+
+test('environment overrides the YAML file, which overrides defaults', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'port: 2222\npasv_range: "40000-40009"\nmax_sessions_per_ip: 3\n');
+  const config = loadConfig({ file, env: { FTP_PORT: '2323' } });
+  assert.equal(config.port, 2323);
+  assert.deepEqual(config.pasvRange, { min: 40000, max: 40009 });
+  assert.equal(config.maxSessionsPerIp, 3);
+});
+
+test('a bad value stops start-up with a message naming the key', () => {
+  assert.throws(() => loadConfig({ env: { FTP_PORT: 'abc' } }), (err: Error) => err instanceof ConfigError && /^FTP_PORT: /.test(err.message));
+  assert.throws(() => loadConfig({ env: { FTP_PASV_RANGE: '30010-30000' } }), /FTP_PASV_RANGE: range start/);
+  assert.throws(() => loadConfig({ env: { FTP_PASV_ADDRESS: '::1' } }), /FTP_PASV_ADDRESS: expected an IPv4/);
+  assert.throws(() => loadConfig({ env: { FTP_FSYNC_UPLOADS: 'maybe' } }), /FTP_FSYNC_UPLOADS: expected true or false/);
+});
+
+test('unknown keys in the YAML file are refused by name', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'prot: 21\n');
+  assert.throws(() => loadConfig({ file, env: {} }), /unknown key "prot"/);
+  writeFileSync(file, 'port: 70000\n');
+  assert.throws(() => loadConfig({ file, env: {} }), /^ConfigError: port \(in .*\): expected a whole number/);
+});
+
+test('--config is read from argv in both spellings', () => {
+  assert.equal(configPathFromArgv(['--config', 'a.yaml']), 'a.yaml');
+  assert.equal(configPathFromArgv(['--config=b.yaml']), 'b.yaml');
+  assert.equal(configPathFromArgv([]), undefined);
+});

@@ -1,0 +1,193 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+
+/** The whole server configuration. Every key can be set in the YAML file (lower-case name without `FTP_`) or from the environment. */
+export interface FtpConfig {
+  /** FTP_HOST: address the control listener binds to. */
+  host: string;
+  /** FTP_PORT: control port. */
+  port: number;
+  /** FTP_PASV_RANGE: passive data ports, `min-max`. Every port is listened on at start-up. */
+  pasvRange: { min: number; max: number };
+  /** FTP_PASV_ADDRESS: IPv4 address advertised in PASV replies; empty = the control connection's local address. */
+  pasvAddress: string;
+  /** FTP_DATA_DIR: root of all user folders. */
+  dataDir: string;
+  /** FTP_USERS_FILE: YAML users file (created with a random-password `demo` user if absent). */
+  usersFile: string;
+  /** FTP_ADMIN_HOST / FTP_ADMIN_PORT: HTTP listener for /healthz, /readyz, /metrics; port 0 = off. */
+  adminHost: string;
+  adminPort: number;
+  /** FTP_MAX_SESSIONS: sessions overall; FTP_MAX_SESSIONS_PER_USER; FTP_MAX_SESSIONS_PER_IP. 0 = unlimited. */
+  maxSessions: number;
+  maxSessionsPerUser: number;
+  maxSessionsPerIp: number;
+  /** FTP_BAN_AFTER_FAILURES failed logins from one address ban it for FTP_BAN_SECONDS (0 = never ban). */
+  banAfterFailures: number;
+  banSeconds: number;
+  /** FTP_IDLE_TIMEOUT: seconds a control connection may stay silent outside a transfer. */
+  idleTimeout: number;
+  /** FTP_DATA_CONNECT_TIMEOUT: seconds to wait for a data connection to be established. */
+  dataConnectTimeout: number;
+  /** FTP_STALL_TIMEOUT: seconds a transfer may go without moving a byte. */
+  stallTimeout: number;
+  /** FTP_ALLOW_FOREIGN_ACTIVE: allow PORT/EPRT to an address other than the client's (FXP; opens bounce attacks). */
+  allowForeignActive: boolean;
+  /** FTP_ALLOW_FOREIGN_DATA: accept passive data connections from an address other than the control peer's. */
+  allowForeignData: boolean;
+  /** FTP_FSYNC_UPLOADS: flush uploads to disk before replying 226 (durability over speed). */
+  fsyncUploads: boolean;
+  /** FTP_BANNER: text of the 220 greeting. */
+  banner: string;
+  /** FTP_REPLICA_ID: this process's name in cluster state and logs. */
+  replicaId: string;
+  /** FTP_LOG_LEVEL: pino level. */
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Parser<T> = (raw: string) => T;
+
+interface KeySpec<K extends keyof FtpConfig> {
+  key: K;
+  env: string;
+  parse: Parser<FtpConfig[K]>;
+  fallback: () => FtpConfig[K];
+}
+
+const fail = (message: string): never => {
+  throw new Error(message);
+};
+
+const text: Parser<string> = (raw) => raw;
+
+const integer =
+  (min: number, max: number): Parser<number> =>
+  (raw) => {
+    const value = Number(raw.trim());
+    if (!/^\d+$/.test(raw.trim()) || value < min || value > max) {
+      fail(`expected a whole number from ${min} to ${max}, got "${raw}"`);
+    }
+    return value;
+  };
+
+const port = integer(1, 65535);
+
+const bool: Parser<boolean> = (raw) => {
+  const value = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['0', 'false', 'no', 'off'].includes(value)) return false;
+  return fail(`expected true or false, got "${raw}"`);
+};
+
+const portRange: Parser<{ min: number; max: number }> = (raw) => {
+  const match = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(raw);
+  if (!match) return fail(`expected a port range like 30000-30099, got "${raw}"`);
+  const min = port(match[1]);
+  const max = port(match[2]);
+  if (min > max) fail(`range start ${min} is above its end ${max}`);
+  if (max - min + 1 > 10000) fail(`at most 10000 ports, got ${max - min + 1}`);
+  return { min, max };
+};
+
+const ipv4OrEmpty: Parser<string> = (raw) => {
+  const value = raw.trim();
+  if (value === '') return value;
+  const parts = value.split('.');
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    fail(`expected an IPv4 address (PASV can only carry IPv4), got "${raw}"`);
+  }
+  return value;
+};
+
+const logLevel: Parser<string> = (raw) => {
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  return levels.includes(raw) ? raw : fail(`expected one of ${levels.join(', ')}, got "${raw}"`);
+};
+
+const spec = <K extends keyof FtpConfig>(key: K, env: string, parse: Parser<FtpConfig[K]>, fallback: () => FtpConfig[K]) =>
+  ({ key, env, parse, fallback }) as KeySpec<K>;
+
+const SPECS = [
+  spec('host', 'FTP_HOST', text, () => '127.0.0.1'),
+  spec('port', 'FTP_PORT', port, () => 2121),
+  spec('pasvRange', 'FTP_PASV_RANGE', portRange, () => ({ min: 30000, max: 30099 })),
+  spec('pasvAddress', 'FTP_PASV_ADDRESS', ipv4OrEmpty, () => ''),
+  spec('dataDir', 'FTP_DATA_DIR', text, () => './data'),
+  spec('usersFile', 'FTP_USERS_FILE', text, () => './users.yaml'),
+  spec('adminHost', 'FTP_ADMIN_HOST', text, () => '127.0.0.1'),
+  spec('adminPort', 'FTP_ADMIN_PORT', integer(0, 65535), () => 9090),
+  spec('maxSessions', 'FTP_MAX_SESSIONS', integer(0, 1_000_000), () => 2000),
+  spec('maxSessionsPerUser', 'FTP_MAX_SESSIONS_PER_USER', integer(0, 1_000_000), () => 0),
+  spec('maxSessionsPerIp', 'FTP_MAX_SESSIONS_PER_IP', integer(0, 1_000_000), () => 0),
+  spec('banAfterFailures', 'FTP_BAN_AFTER_FAILURES', integer(0, 1_000_000), () => 10),
+  spec('banSeconds', 'FTP_BAN_SECONDS', integer(1, 31_536_000), () => 900),
+  spec('idleTimeout', 'FTP_IDLE_TIMEOUT', integer(1, 86_400), () => 300),
+  spec('dataConnectTimeout', 'FTP_DATA_CONNECT_TIMEOUT', integer(1, 3600), () => 30),
+  spec('stallTimeout', 'FTP_STALL_TIMEOUT', integer(1, 86_400), () => 120),
+  spec('allowForeignActive', 'FTP_ALLOW_FOREIGN_ACTIVE', bool, () => false),
+  spec('allowForeignData', 'FTP_ALLOW_FOREIGN_DATA', bool, () => false),
+  spec('fsyncUploads', 'FTP_FSYNC_UPLOADS', bool, () => true),
+  spec('banner', 'FTP_BANNER', text, () => 'FTP service ready'),
+  spec('replicaId', 'FTP_REPLICA_ID', text, () => `${hostname()}-${process.pid}`),
+  spec('logLevel', 'FTP_LOG_LEVEL', logLevel, () => 'info'),
+] as const;
+
+/** The YAML key of a setting: its environment name without `FTP_`, lower case (FTP_PASV_RANGE → pasv_range). */
+const yamlKey = (env: string) => env.slice('FTP_'.length).toLowerCase();
+
+/** YAML scalars become strings so that file and environment values go through the same parser. */
+function yamlValue(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  throw new Error(`expected a plain value, got ${JSON.stringify(value)}`);
+}
+
+function readYaml(path: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${(err as Error).message}`);
+  }
+  if (parsed == null) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(`config file ${path}: expected a mapping of keys`);
+  const known = new Set(SPECS.map((s) => yamlKey(s.env)));
+  for (const key of Object.keys(parsed)) {
+    if (!known.has(key)) throw new ConfigError(`config file ${path}: unknown key "${key}"`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** `--config PATH` or `--config=PATH` from argv, if given. */
+export function configPathFromArgv(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--config') return argv[i + 1] ?? fail('--config needs a path');
+    if (argv[i].startsWith('--config=')) return argv[i].slice('--config='.length);
+  }
+  return undefined;
+}
+
+/** Loads and validates the configuration: defaults < YAML file < environment. Throws ConfigError naming the bad key. */
+export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } = {}): FtpConfig {
+  const env = options.env ?? process.env;
+  const file = options.file ? readYaml(options.file) : {};
+  const config: Record<string, unknown> = {};
+  for (const s of SPECS) {
+    const fromEnv = env[s.env];
+    const fromFile = file[yamlKey(s.env)];
+    const source = fromEnv !== undefined ? s.env : `${yamlKey(s.env)} (in ${options.file})`;
+    try {
+      if (fromEnv !== undefined) config[s.key] = s.parse(fromEnv);
+      else if (fromFile !== undefined) config[s.key] = s.parse(yamlValue(fromFile));
+      else config[s.key] = s.fallback();
+    } catch (err) {
+      throw new ConfigError(`${source}: ${(err as Error).message}`);
+    }
+  }
+  return config as unknown as FtpConfig;
+}

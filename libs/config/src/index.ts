@@ -1,0 +1,2 @@
+export { loadConfig, configPathFromArgv, ConfigError } from './config';
+export type { FtpConfig } from './config';
