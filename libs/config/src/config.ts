@@ -32,6 +32,8 @@ export interface FtpConfig {
   dataConnectTimeout: number;
   /** FTP_STALL_TIMEOUT: seconds a transfer may go without moving a byte. */
   stallTimeout: number;
+  /** FTP_DRAIN_SECONDS: on SIGTERM, how long running transfers may continue before they are cut. */
+  drainSeconds: number;
   /** FTP_ALLOW_FOREIGN_ACTIVE: allow PORT/EPRT to an address other than the client's (FXP; opens bounce attacks). */
   allowForeignActive: boolean;
   /** FTP_ALLOW_FOREIGN_DATA: accept passive data connections from an address other than the control peer's. */
@@ -129,6 +131,7 @@ const SPECS = [
   spec('idleTimeout', 'FTP_IDLE_TIMEOUT', integer(1, 86_400), () => 300),
   spec('dataConnectTimeout', 'FTP_DATA_CONNECT_TIMEOUT', integer(1, 3600), () => 30),
   spec('stallTimeout', 'FTP_STALL_TIMEOUT', integer(1, 86_400), () => 120),
+  spec('drainSeconds', 'FTP_DRAIN_SECONDS', integer(0, 86_400), () => 30),
   spec('allowForeignActive', 'FTP_ALLOW_FOREIGN_ACTIVE', bool, () => false),
   spec('allowForeignData', 'FTP_ALLOW_FOREIGN_DATA', bool, () => false),
   spec('fsyncUploads', 'FTP_FSYNC_UPLOADS', bool, () => true),

@@ -66,7 +66,7 @@ export class StorageError extends Error {
   constructor(
     readonly code: StorageErrorCode,
     message: string,
-    readonly cause?: unknown,
+    override readonly cause?: unknown,
   ) {
     super(message);
     this.name = 'StorageError';

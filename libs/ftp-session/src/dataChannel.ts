@@ -1,0 +1,128 @@
+import { connect, type Socket } from 'node:net';
+import { FtpError } from './errors';
+import type { Session } from './session';
+
+/** Forgets a prepared data channel, releasing its lease and closing an unused connection. */
+export function disposeData(session: Session) {
+  if (session.data?.kind === 'passive') session.data.dispose();
+  session.data = undefined;
+}
+
+/**
+ * Leases a passive port for this client and starts expecting its data connection. Returns the port.
+ * The lease is released as soon as the connection arrives: from then on the socket is ours and the port can serve
+ * another client, and a crashed replica leaves nothing behind but a short-lived lease.
+ */
+export async function preparePassive(session: Session): Promise<number> {
+  disposeData(session);
+  const { cluster, passive, settings, metrics } = session.deps;
+  const clientAddress = settings.allowForeignData ? '*' : session.clientAddress;
+  const lease = await cluster.ports.lease({
+    sessionId: session.id,
+    replicaId: settings.replicaId,
+    clientAddress,
+    ttlMs: (settings.dataConnectTimeout + settings.idleTimeout) * 1000,
+  });
+  if (!lease) {
+    session.log.warn('no passive port free for this client');
+    throw new FtpError(425, 'No passive port available, try again later');
+  }
+  metrics.passiveLeases.inc();
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    metrics.passiveLeases.dec();
+    cluster.ports.release(lease).catch(() => metrics.clusterStateErrors.inc());
+  };
+  const expectation = passive.expect(lease.port, clientAddress);
+  session.data = {
+    kind: 'passive',
+    port: lease.port,
+    connect: async (timeoutMs) => {
+      try {
+        return await expectation.connect(timeoutMs);
+      } finally {
+        release();
+      }
+    },
+    dispose: () => {
+      release();
+      expectation.dispose();
+    },
+  };
+  return lease.port;
+}
+
+/** Checks an active-mode target: only the client's own address and an unprivileged port (bounce/FXP protection). */
+export function prepareActive(session: Session, host: string, port: number) {
+  const { allowForeignActive } = session.deps.settings;
+  if (!allowForeignActive && host !== session.clientAddress) {
+    session.log.warn({ target: host }, 'active data connection to a foreign address refused');
+    throw new FtpError(504, 'Data connections to a foreign address are not allowed');
+  }
+  if (!allowForeignActive && port < 1024) throw new FtpError(504, 'Data connections to privileged ports are not allowed');
+  disposeData(session);
+  session.data = { kind: 'active', host, port };
+}
+
+/** Opens the prepared data connection (waits for the passive one, or dials the active one). */
+export async function openDataConnection(session: Session, signal: AbortSignal): Promise<Socket> {
+  const data = session.data;
+  if (!data) throw new FtpError(425, 'Use PASV, EPSV, PORT or EPRT first');
+  session.data = undefined; // one data connection per transfer
+  const timeoutMs = session.deps.settings.dataConnectTimeout * 1000;
+  try {
+    if (data.kind === 'passive') {
+      return await abortable(data.connect(timeoutMs), signal, (socket) => socket.destroy());
+    }
+    return await dial(data.host, data.port, session.localAddress, timeoutMs, signal);
+  } catch (err) {
+    if (data.kind === 'passive') data.dispose();
+    if (signal.aborted) throw err;
+    session.log.warn({ err: (err as Error).message, mode: data.kind }, 'data connection failed');
+    throw new FtpError(425, "Can't open data connection");
+  }
+}
+
+function dial(host: string, port: number, localAddress: string, timeoutMs: number, signal: AbortSignal): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, localAddress, noDelay: true });
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      socket.destroy();
+      reject(err);
+    };
+    const onAbort = () => fail(new Error('aborted'));
+    const timer = setTimeout(() => fail(new Error('connect timed out')), timeoutMs);
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      socket.removeListener('error', fail);
+      resolve(socket);
+    });
+  });
+}
+
+/** Rejects when `signal` aborts; a value that arrives after that is cleaned up. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal, cleanup: (value: T) => void): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error('aborted'));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) cleanup(value);
+        else resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

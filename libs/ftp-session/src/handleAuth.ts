@@ -1,0 +1,79 @@
+import { disposeData } from './dataChannel';
+import { FtpError } from './errors';
+import { freshSessionState, type Handler, type Session } from './session';
+
+async function loginFailed(session: Session, name: string, reason: string) {
+  const { cluster, settings, metrics } = session.deps;
+  metrics.loginsTotal.inc({ result: 'failure' });
+  session.log.info({ audit: true, event: 'login', user: name, result: 'failure', reason }, 'login failed');
+  const { banned } = await cluster.bans.recordFailure(session.clientAddress, {
+    threshold: settings.banAfterFailures,
+    banSeconds: settings.banSeconds,
+  });
+  if (banned) {
+    metrics.bansTotal.inc();
+    session.log.warn({ seconds: settings.banSeconds }, 'address banned after repeated failed logins');
+    session.reply(421, 'Too many failed logins; closing connection');
+    session.end();
+    return;
+  }
+  throw new FtpError(530, 'Login incorrect');
+}
+
+const USER: Handler = (session, arg) => {
+  if (session.user) throw new FtpError(530, 'Already logged in; use REIN to change user');
+  session.pendingUser = arg;
+  const anonymous = session.deps.identity.isAnonymous(arg);
+  session.reply(331, anonymous ? 'Anonymous login ok, send your e-mail address as password' : `Password required for ${arg}`);
+};
+
+const PASS: Handler = async (session, arg) => {
+  if (session.user) throw new FtpError(503, 'Already logged in');
+  const name = session.pendingUser;
+  if (name === undefined) throw new FtpError(503, 'Login with USER first');
+  session.pendingUser = undefined;
+  const { identity, cluster, settings, metrics } = session.deps;
+  const result = await identity.authenticate(name, arg, session.clientAddress);
+  if (!result.ok) return loginFailed(session, name, result.reason);
+  const user = result.user;
+  const maxPerUser = user.maxSessions ?? settings.maxSessionsPerUser;
+  if (!(await cluster.sessions.bindUser(session.id, user.name, maxPerUser))) {
+    metrics.loginsTotal.inc({ result: 'limited' });
+    session.log.warn({ user: user.name, limit: maxPerUser }, 'login refused: too many sessions for this user');
+    session.reply(421, 'Too many sessions for this user');
+    session.end();
+    return;
+  }
+  await cluster.bans.clearFailures(session.clientAddress);
+  session.user = user;
+  session.storage = session.deps.storageFor(user);
+  session.cwd = '/';
+  session.log = session.log.child({ user: user.name });
+  metrics.loginsTotal.inc({ result: 'success' });
+  session.log.info({ audit: true, event: 'login', result: 'success' }, 'login');
+  session.reply(230, 'Login successful');
+};
+
+const ACCT: Handler = (session) => session.reply(202, 'ACCT not needed');
+
+const REIN: Handler = async (session) => {
+  session.transfer?.abort();
+  disposeData(session);
+  if (session.user) await session.deps.cluster.sessions.unbindUser(session.id);
+  Object.assign(session, freshSessionState());
+  session.log = session.deps.log.child({ session: session.id, client: session.clientAddress });
+  session.reply(220, 'Session reset, send USER');
+};
+
+const QUIT: Handler = (session) => {
+  session.reply(221, 'Goodbye');
+  session.end();
+};
+
+/** RFC 7151: one virtual host here, so any name is accepted before login. */
+const HOST: Handler = (session) => {
+  if (session.user || session.pendingUser !== undefined) throw new FtpError(503, 'HOST must come before USER');
+  session.reply(220, 'Host accepted');
+};
+
+export const authHandlers: Record<string, Handler> = { USER, PASS, ACCT, REIN, QUIT, HOST };

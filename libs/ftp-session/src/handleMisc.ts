@@ -1,0 +1,83 @@
+import { COMMANDS, formatFeatMlst, formatListLine, selectMlstFacts } from '@ftp/protocol';
+import { entriesFor } from './handleDirs';
+import { FtpError } from './errors';
+import { resolvePath } from './access';
+import { HASH_NODE_NAMES } from './handleFiles';
+import type { Handler } from './session';
+import { HANDLERS } from './handlers';
+
+const SYST: Handler = (session) => session.reply(215, 'UNIX Type: L8');
+const NOOP: Handler = (session) => session.reply(200, 'NOOP ok');
+const CLNT: Handler = (session) => session.reply(200, 'Noted');
+
+const FEAT: Handler = (session) =>
+  session.reply(211, [
+    'Features:',
+    'EPRT',
+    'EPSV',
+    `HASH ${Object.keys(HASH_NODE_NAMES)
+      .map((a) => (a === session.hashAlgorithm ? `${a}*` : a))
+      .join(';')}`,
+    'HOST',
+    'MDTM',
+    'MFMT',
+    `MLST ${formatFeatMlst(session.mlstFacts)}`,
+    'PASV',
+    'REST STREAM',
+    'SIZE',
+    'TVFS',
+    'UTF8',
+    'End',
+  ]);
+
+const OPTS: Handler = (session, arg) => {
+  const [option, ...rest] = arg.split(' ');
+  const value = rest.join(' ').trim();
+  switch (option.toUpperCase()) {
+    case 'UTF8':
+    case 'UTF-8':
+      session.reply(200, 'Always in UTF8 mode');
+      return;
+    case 'MLST':
+      session.mlstFacts = selectMlstFacts(value);
+      session.reply(200, `MLST OPTS ${session.mlstFacts.map((f) => `${f};`).join('')}`);
+      return;
+    case 'HASH': {
+      if (value === '') return session.reply(200, session.hashAlgorithm);
+      const algorithm = Object.keys(HASH_NODE_NAMES).find((a) => a === value.toUpperCase());
+      if (!algorithm) throw new FtpError(501, `Unknown algorithm; choose one of ${Object.keys(HASH_NODE_NAMES).join(', ')}`);
+      session.hashAlgorithm = algorithm as keyof typeof HASH_NODE_NAMES;
+      session.reply(200, algorithm);
+      return;
+    }
+    default:
+      throw new FtpError(501, `Option ${option} not understood`);
+  }
+};
+
+const HELP: Handler = (session) => {
+  const verbs = Object.keys(COMMANDS).filter((v) => HANDLERS[COMMANDS[v].alias ?? v]);
+  const rows: string[] = [];
+  for (let i = 0; i < verbs.length; i += 8) rows.push(verbs.slice(i, i + 8).map((v) => v.padEnd(5)).join(' '));
+  session.reply(214, ['The following commands are recognized:', ...rows, 'Help OK']);
+};
+
+/** STAT without argument: server status; with a path: its listing on the control connection. */
+const STAT: Handler = async (session, arg) => {
+  if (arg === '') {
+    session.reply(211, [
+      'FTP server status:',
+      `Connected to ${session.localAddress} from ${session.clientAddress}`,
+      session.user ? `Logged in as ${session.user.name}` : 'Not logged in',
+      `TYPE: ${session.type === 'A' ? 'ASCII' : 'BINARY'}, STRUcture: File, MODE: Stream`,
+      'End of status',
+    ]);
+    return;
+  }
+  const path = resolvePath(session, arg.replace(/^(\s*-[a-zA-Z]+)+\s*/, ''));
+  const { entries } = await entriesFor(session, path);
+  const now = new Date();
+  session.reply(213, [`Status of ${path}:`, ...entries.map((e) => formatListLine(e, now)), 'End of status']);
+};
+
+export const miscHandlers: Record<string, Handler> = { SYST, NOOP, CLNT, FEAT, OPTS, HELP, STAT };

@@ -1,0 +1,179 @@
+import { randomBytes } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import {
+  asciiFromNetwork,
+  asciiToNetwork,
+  formatEpsvReply,
+  formatPasvReply,
+  parseEprtArgument,
+  parseEpsvArgument,
+  parsePortArgument,
+} from '@ftp/protocol';
+import type { UploadStart } from '@ftp/storage';
+import { FtpError } from './errors';
+import { audit, requirePermission, resolvePath, storageOf } from './access';
+import { disposeData, preparePassive, prepareActive } from './dataChannel';
+import type { Handler, Session } from './session';
+import { runTransfer, type TransferOutcome } from './transfer';
+
+const PASV: Handler = async (session) => {
+  if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
+  const host = session.deps.settings.pasvAddress || session.localAddress;
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(host)) throw new FtpError(522, 'PASV needs IPv4; use EPSV');
+  const port = await preparePassive(session);
+  session.reply(227, formatPasvReply(host, port));
+};
+
+const EPSV: Handler = async (session, arg) => {
+  const parsed = parseEpsvArgument(arg);
+  if (!parsed) throw new FtpError(501, 'Usage: EPSV [1|2|ALL]');
+  if (parsed.kind === 'all') {
+    session.epsvAll = true;
+    session.reply(200, 'EPSV ALL accepted');
+    return;
+  }
+  const family = session.localAddress.includes(':') ? 2 : 1;
+  if (parsed.kind === 'family' && parsed.family !== family) throw new FtpError(522, `Network protocol not supported, use (${family})`);
+  const port = await preparePassive(session);
+  session.reply(229, formatEpsvReply(port));
+};
+
+const PORT: Handler = (session, arg) => {
+  if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
+  const target = parsePortArgument(arg);
+  if (!target) throw new FtpError(501, 'Malformed PORT argument');
+  prepareActive(session, target.host, target.port);
+  session.reply(200, 'PORT command successful');
+};
+
+const EPRT: Handler = (session, arg) => {
+  if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
+  const target = parseEprtArgument(arg);
+  if (!target) throw new FtpError(501, 'Malformed EPRT argument');
+  prepareActive(session, target.host, target.port);
+  session.reply(200, 'EPRT command successful');
+};
+
+const REST: Handler = (session, arg) => {
+  if (!/^\d{1,15}$/.test(arg)) throw new FtpError(501, 'REST needs a byte offset');
+  session.restOffset = Number(arg);
+  session.reply(350, `Restarting at ${session.restOffset}. Send STOR, APPE or RETR`);
+};
+
+/** Counts, audits and meters a finished transfer; only a completed one counts as an upload. */
+function recordTransfer(session: Session, direction: 'upload' | 'download', path: string, outcome: TransferOutcome) {
+  const { metrics } = session.deps;
+  metrics.transfersTotal.inc({ direction, result: outcome.result });
+  metrics.transferBytes.inc({ direction }, outcome.bytes);
+  metrics.transferSeconds.observe({ direction }, outcome.ms / 1000);
+  audit(session, direction, { path, bytes: outcome.bytes, durationMs: outcome.ms, result: outcome.result, mode: session.type });
+}
+
+const RETR: Handler = async (session, arg) => {
+  const path = resolvePath(session, arg);
+  requirePermission(session, path, 'download');
+  const storage = storageOf(session);
+  const stat = await storage.stat(path);
+  if (stat.type !== 'file') throw new FtpError(550, 'Not a plain file');
+  const offset = session.restOffset;
+  if (offset > stat.size) throw new FtpError(554, 'Restart offset is past the end of the file');
+  const source = await storage.openRead(path, offset);
+  const mode = session.type === 'A' ? 'ASCII' : 'BINARY';
+  const outcome = await runTransfer(
+    session,
+    { direction: 'download', path, opening: `Opening ${mode} mode data connection for ${arg} (${stat.size - offset} bytes)` },
+    (socket, signal) =>
+      session.type === 'A' ? pipeline(source, asciiToNetwork(), socket, { signal }) : pipeline(source, socket, { signal }),
+  );
+  if (!outcome.ok) source.destroy();
+  recordTransfer(session, 'download', path, outcome);
+};
+
+/** STOR, APPE and STOU share this: atomic, resumable upload of `path`. */
+async function store(session: Session, path: string, start: UploadStart, opening: string, done?: string) {
+  const storage = storageOf(session);
+  const exists = await storage.stat(path).then(
+    (s) => {
+      if (s.type === 'dir') throw new FtpError(550, 'Is a directory');
+      return true;
+    },
+    () => false,
+  );
+  requirePermission(session, path, exists ? 'overwrite' : 'upload');
+  const upload = await storage.openUpload(path, start);
+  const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal) => {
+    try {
+      if (session.type === 'A') await pipeline(socket, asciiFromNetwork(), upload.stream, { signal });
+      else await pipeline(socket, upload.stream, { signal });
+      // A client that vanished mid-upload also ends the data stream; never publish its bytes as complete.
+      if (session.closed) throw new Error('control connection closed before the upload completed');
+      await upload.commit();
+    } catch (err) {
+      await upload.abort();
+      throw err;
+    }
+  });
+  recordTransfer(session, 'upload', path, outcome);
+}
+
+const STOR: Handler = async (session, arg) => {
+  const path = resolvePath(session, arg);
+  const offset = session.restOffset;
+  await store(session, path, offset > 0 ? { kind: 'resume', offset } : { kind: 'replace' }, `Ok to send data for ${arg}`);
+};
+
+const APPE: Handler = async (session, arg) => {
+  const path = resolvePath(session, arg);
+  await store(session, path, { kind: 'append' }, `Ok to append data to ${arg}`);
+};
+
+/** STOU: store under a name the server picks (RFC 1123 reply form "150 FILE: name"). */
+const STOU: Handler = async (session, arg) => {
+  const base = arg ? arg.replace(/[/\\]/g, '_') : 'upload';
+  const name = `${base}.${randomBytes(6).toString('hex')}`;
+  const path = resolvePath(session, name);
+  await store(session, path, { kind: 'replace' }, `FILE: ${name}`, `Transfer complete (unique file name: ${name})`);
+};
+
+/** ABOR with no transfer running (a running one is aborted by the control loop before this queue is reached). */
+const ABOR: Handler = (session) => {
+  disposeData(session);
+  session.reply(226, 'No transfer to abort');
+};
+
+const TYPE: Handler = (session, arg) => {
+  const value = arg.toUpperCase().replace(/\s+/g, ' ').trim();
+  if (value === 'I' || value === 'L 8') session.type = 'I';
+  else if (value === 'A' || value === 'A N') session.type = 'A';
+  else throw new FtpError(504, `TYPE ${arg} not supported`);
+  session.reply(200, `Switching to ${session.type === 'A' ? 'ASCII' : 'Binary'} mode`);
+};
+
+const MODE: Handler = (session, arg) => {
+  if (arg.toUpperCase() !== 'S') throw new FtpError(504, 'Only MODE S is supported');
+  session.reply(200, 'Mode set to S');
+};
+
+const STRU: Handler = (session, arg) => {
+  if (arg.toUpperCase() !== 'F') throw new FtpError(504, 'Only STRU F is supported');
+  session.reply(200, 'Structure set to F');
+};
+
+const ALLO: Handler = (session) => session.reply(202, 'ALLO not needed');
+
+export const transferHandlers: Record<string, Handler> = {
+  PASV,
+  EPSV,
+  PORT,
+  EPRT,
+  REST,
+  RETR,
+  STOR,
+  APPE,
+  STOU,
+  ABOR,
+  TYPE,
+  MODE,
+  STRU,
+  ALLO,
+};

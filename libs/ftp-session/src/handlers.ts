@@ -1,0 +1,15 @@
+import { authHandlers } from './handleAuth';
+import { dirHandlers } from './handleDirs';
+import { fileHandlers } from './handleFiles';
+import { miscHandlers } from './handleMisc';
+import type { Handler } from './session';
+import { transferHandlers } from './handleTransfer';
+
+/** Canonical verb → handler. Verbs in the protocol's command table without a handler here answer 502. */
+export const HANDLERS: Record<string, Handler> = {
+  ...authHandlers,
+  ...dirHandlers,
+  ...fileHandlers,
+  ...transferHandlers,
+  ...miscHandlers,
+};

@@ -1,0 +1,235 @@
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { User } from '@ftp/identity';
+import { CommandLineDecoder, commandNeedsLogin, type DecodedLine, formatReply, lookupCommand, normalizeAddress, parseCommand } from '@ftp/protocol';
+import type { Storage } from '@ftp/storage';
+import { replyClass, type Logger } from '@ftp/telemetry';
+import { FtpError, toFtpError } from './errors';
+import { disposeData } from './dataChannel';
+import { HANDLERS } from './handlers';
+import type { PendingData, SessionDeps } from './types';
+
+/** A running transfer: the control loop calls abort() when ABOR arrives while the transfer handler awaits. */
+export interface ActiveTransfer {
+  abort(): void;
+  aborted: boolean;
+  direction: 'upload' | 'download' | 'listing';
+  path: string;
+  startedAt: number;
+}
+
+/** Per-connection state. Plain data plus the reply function; handlers read and change it. */
+export interface Session {
+  id: string;
+  deps: SessionDeps;
+  log: Logger;
+  socket: Socket;
+  clientAddress: string;
+  /** The server address the client reached; PASV advertises it unless FTP_PASV_ADDRESS is set. */
+  localAddress: string;
+  pendingUser?: string;
+  user?: User;
+  storage?: Storage;
+  cwd: string;
+  type: 'A' | 'I';
+  restOffset: number;
+  renameFrom?: string;
+  epsvAll: boolean;
+  hashAlgorithm: 'SHA-256' | 'SHA-1' | 'MD5';
+  mlstFacts: string[];
+  data?: PendingData;
+  transfer?: ActiveTransfer;
+  closed: boolean;
+  reply(code: number, text: string | string[]): void;
+  /** Ends the session after the replies already written have been sent. */
+  end(): void;
+}
+
+export type Handler = (session: Session, arg: string) => Promise<void> | void;
+
+/** Commands allowed to be queued behind a running transfer; more means a broken or hostile client. */
+const MAX_QUEUED_COMMANDS = 64;
+
+export function freshSessionState() {
+  return {
+    pendingUser: undefined,
+    user: undefined,
+    storage: undefined,
+    cwd: '/',
+    type: 'I' as const,
+    restOffset: 0,
+    renameFrom: undefined,
+    epsvAll: false,
+    hashAlgorithm: 'SHA-256' as const,
+    mlstFacts: ['type', 'size', 'modify', 'perm', 'unique'],
+  };
+}
+
+/** Serves one control connection from greeting to close. Never throws: every failure becomes a reply or a log line. */
+export async function runSession(socket: Socket, deps: SessionDeps): Promise<void> {
+  const { settings, cluster, metrics } = deps;
+  const id = randomUUID();
+  const clientAddress = normalizeAddress(socket.remoteAddress ?? '');
+  const log = deps.log.child({ session: id, client: clientAddress });
+  socket.setNoDelay(true);
+
+  const session: Session = {
+    id,
+    deps,
+    log,
+    socket,
+    clientAddress,
+    localAddress: normalizeAddress(socket.localAddress ?? ''),
+    ...freshSessionState(),
+    closed: false,
+    reply(code, text) {
+      if (session.closed || socket.destroyed) return;
+      lastReply = code;
+      socket.write(formatReply(code, text));
+    },
+    end() {
+      session.closed = true;
+      socket.end();
+    },
+  };
+  let lastReply = 0;
+  let registered = false;
+
+  const finished = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', (err) => log.debug({ err: err.message }, 'control connection error'));
+
+  try {
+    if (await cluster.bans.isBanned(clientAddress)) {
+      metrics.connectionsTotal.inc({ result: 'banned' });
+      log.warn('connection refused: address is banned after failed logins');
+      session.reply(421, 'Too many failed logins from your address; try again later');
+      return endAndWait(session, finished);
+    }
+    const admission = await cluster.sessions.open(
+      { id, replicaId: settings.replicaId, clientAddress, startedAt: Date.now(), bytesIn: 0, bytesOut: 0 },
+      { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp },
+    );
+    if (!admission.ok) {
+      metrics.connectionsTotal.inc({ result: admission.reason });
+      log.warn({ reason: admission.reason }, 'connection refused: session limit reached');
+      session.reply(421, admission.reason === 'max-sessions' ? 'Too many users, try again later' : 'Too many connections from your address');
+      return endAndWait(session, finished);
+    }
+    registered = true;
+  } catch (err) {
+    metrics.clusterStateErrors.inc();
+    log.error({ err }, 'cluster state unavailable: refusing new session');
+    session.reply(421, 'Service temporarily unavailable, try again later');
+    return endAndWait(session, finished);
+  }
+
+  deps.live.add(session);
+  metrics.connectionsTotal.inc({ result: 'accepted' });
+  metrics.sessionsActive.inc();
+  log.debug('session opened');
+  session.reply(220, settings.banner);
+
+  const decoder = new CommandLineDecoder(8192);
+  const queue: DecodedLine[] = [];
+  let working = false;
+  let idleTimer: NodeJS.Timeout | undefined;
+
+  const armIdleTimer = () => {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      if (session.transfer) return armIdleTimer(); // a long transfer is not idleness
+      log.info('idle timeout: closing control connection');
+      session.reply(421, 'Idle timeout, closing control connection');
+      session.end();
+    }, settings.idleTimeout * 1000);
+  };
+
+  const execute = async (line: DecodedLine) => {
+    if ('error' in line) {
+      session.reply(line.error === 'too-long' ? 500 : 501, line.error === 'too-long' ? 'Command line too long' : 'Command is not valid UTF-8');
+      return;
+    }
+    const started = process.hrtime.bigint();
+    const { verb, arg } = parseCommand(line.text);
+    const spec = lookupCommand(verb);
+    const canonical = spec ? (spec.alias ?? spec.verb) : 'UNKNOWN';
+    try {
+      if (!spec) throw new FtpError(500, `Unknown command "${verb.slice(0, 32)}"`);
+      const handler = HANDLERS[canonical];
+      if (!handler) throw new FtpError(502, `${canonical} not implemented`);
+      if (commandNeedsLogin(spec, arg) && !session.user) throw new FtpError(530, 'Please log in with USER and PASS first');
+      if (spec.arg === 'required' && arg === '') throw new FtpError(501, `${canonical} needs an argument`);
+      if (spec.arg === 'none' && arg !== '') throw new FtpError(501, `${canonical} takes no argument`);
+      cluster.sessions.update(id, { command: canonical }).catch(() => metrics.clusterStateErrors.inc());
+      await handler(session, arg);
+    } catch (err) {
+      const ftpError = toFtpError(err);
+      if (!(err instanceof FtpError)) log.error({ err, verb: canonical }, 'command failed');
+      session.reply(ftpError.code, ftpError.message);
+    }
+    // REST applies only to the transfer command that follows it.
+    if (!['REST', 'PASV', 'EPSV', 'PORT', 'EPRT', 'TYPE'].includes(canonical)) session.restOffset = 0;
+    metrics.commandsTotal.inc({ verb: canonical, class: replyClass(lastReply) });
+    metrics.commandSeconds.observe({ verb: canonical }, Number(process.hrtime.bigint() - started) / 1e9);
+  };
+
+  const pump = async () => {
+    if (working) return;
+    working = true;
+    while (queue.length > 0 && !session.closed) {
+      await execute(queue.shift()!);
+      armIdleTimer();
+    }
+    working = false;
+  };
+
+  socket.on('data', (chunk: Buffer) => {
+    armIdleTimer();
+    for (const decoded of decoder.push(chunk)) {
+      if ('error' in decoded) log.warn({ problem: decoded.error }, 'bad command line');
+      const verb = 'text' in decoded ? parseCommand(decoded.text).verb : '';
+      if (session.transfer && (verb === 'ABOR' || verb === 'STAT')) {
+        // Out of band: these act on the transfer the queue is waiting for.
+        if (verb === 'ABOR') {
+          log.info({ path: session.transfer.path }, 'transfer aborted by client');
+          session.transfer.abort();
+        } else {
+          session.reply(213, `Transfer in progress: ${session.transfer.direction} ${session.transfer.path}`);
+        }
+        continue;
+      }
+      if (queue.length >= MAX_QUEUED_COMMANDS) {
+        log.warn('too many pipelined commands: closing');
+        session.reply(421, 'Too many commands queued, closing control connection');
+        session.end();
+        return;
+      }
+      queue.push(decoded);
+    }
+    void pump();
+  });
+  socket.on('end', () => {
+    session.closed = true;
+    session.transfer?.abort();
+    socket.end();
+  });
+  armIdleTimer();
+
+  await finished;
+  session.closed = true;
+  clearTimeout(idleTimer);
+  session.transfer?.abort();
+  disposeData(session);
+  metrics.sessionsActive.dec();
+  deps.live.delete(session);
+  if (registered) await cluster.sessions.close(id).catch(() => metrics.clusterStateErrors.inc());
+  log.debug('session closed');
+}
+
+async function endAndWait(session: Session, finished: Promise<void>) {
+  session.end();
+  // A client that never reads must not keep the socket open.
+  const timer = setTimeout(() => session.socket.destroy(), 5000);
+  await finished;
+  clearTimeout(timer);
+}

@@ -1,0 +1,85 @@
+import type { Socket } from 'node:net';
+import { FtpError, toFtpError } from './errors';
+import { openDataConnection } from './dataChannel';
+import type { ActiveTransfer, Session } from './session';
+
+export interface TransferInfo {
+  direction: ActiveTransfer['direction'];
+  /** Virtual path, for logs and STAT. */
+  path: string;
+  /** Text of the 150 reply. */
+  opening: string;
+  /** Text of the 226 reply. */
+  done?: string;
+}
+
+export interface TransferOutcome {
+  ok: boolean;
+  /** Bytes on the data connection. */
+  bytes: number;
+  ms: number;
+  result: 'ok' | 'aborted' | 'failed';
+}
+
+/**
+ * Runs one data transfer around `body`: 150, open the data connection, move the bytes, then 226 — or 425/426/45x,
+ * with ABOR answered 426 then 226. `body` gets the socket and an AbortSignal that fires on ABOR, a closed control
+ * connection or a stalled data connection. The session stays usable whatever happens.
+ */
+export async function runTransfer(
+  session: Session,
+  info: TransferInfo,
+  body: (socket: Socket, signal: AbortSignal) => Promise<void>,
+): Promise<TransferOutcome> {
+  const controller = new AbortController();
+  const started = Date.now();
+  const transfer: ActiveTransfer = {
+    aborted: false,
+    direction: info.direction,
+    path: info.path,
+    startedAt: started,
+    abort() {
+      transfer.aborted = true;
+      controller.abort();
+    },
+  };
+  session.transfer = transfer;
+  session.reply(150, info.opening);
+  let socket: Socket | undefined;
+  let result: TransferOutcome['result'] = 'failed';
+  try {
+    socket = await openDataConnection(session, controller.signal);
+    const stalled = session.deps.settings.stallTimeout * 1000;
+    socket.setTimeout(stalled, () => {
+      session.log.warn({ path: info.path }, 'transfer stalled: closing data connection');
+      controller.abort();
+    });
+    await body(socket, controller.signal);
+    if (session.closed) throw new Error('control connection closed');
+    result = 'ok';
+    session.reply(226, info.done ?? 'Transfer complete');
+  } catch (err) {
+    socket?.destroy();
+    if (transfer.aborted && !session.closed) {
+      result = 'aborted';
+      session.reply(426, 'Transfer aborted');
+      session.reply(226, 'ABOR successful');
+    } else if (err instanceof FtpError || !isNetworkError(err, socket)) {
+      const reply = toFtpError(err);
+      if (!(err instanceof FtpError)) session.log.error({ err, path: info.path }, 'transfer failed');
+      session.reply(reply.code, reply.message);
+    } else {
+      session.log.info({ err: (err as Error).message, path: info.path }, 'data connection broke during transfer');
+      session.reply(426, 'Data connection closed; transfer aborted');
+    }
+  } finally {
+    session.transfer = undefined;
+  }
+  const bytes = socket ? socket.bytesRead + socket.bytesWritten : 0;
+  return { ok: result === 'ok', bytes, ms: Date.now() - started, result };
+}
+
+/** Storage errors carry their own reply; anything else that broke while a socket was open is the network's doing. */
+function isNetworkError(err: unknown, socket: Socket | undefined): boolean {
+  return socket !== undefined && !(err instanceof Error && err.name === 'StorageError');
+}

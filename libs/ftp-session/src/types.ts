@@ -1,0 +1,42 @@
+import type { Socket } from 'node:net';
+import type { ClusterState } from '@ftp/cluster-state';
+import type { Identity, User } from '@ftp/identity';
+import type { Storage } from '@ftp/storage';
+import type { EdgeMetrics, Logger } from '@ftp/telemetry';
+import type { PassiveListeners } from './passiveListeners';
+import type { Session } from './session';
+
+/** The server settings a session needs (a subset of FtpConfig, so the session does not depend on config loading). */
+export interface SessionSettings {
+  replicaId: string;
+  banner: string;
+  pasvAddress: string;
+  maxSessions: number;
+  maxSessionsPerUser: number;
+  maxSessionsPerIp: number;
+  banAfterFailures: number;
+  banSeconds: number;
+  idleTimeout: number;
+  dataConnectTimeout: number;
+  stallTimeout: number;
+  allowForeignActive: boolean;
+  allowForeignData: boolean;
+}
+
+/** What a session is wired to. Every part is an interface, so tests and later deployments swap implementations. */
+export interface SessionDeps {
+  settings: SessionSettings;
+  identity: Identity;
+  storageFor(user: User): Storage;
+  cluster: ClusterState;
+  passive: PassiveListeners;
+  metrics: EdgeMetrics;
+  log: Logger;
+  /** Open sessions of this process, so that a drain can tell idle ones from those mid-transfer. */
+  live: Set<Session>;
+}
+
+/** A prepared data channel: a passive lease with its waiter, or an active target. */
+export type PendingData =
+  | { kind: 'passive'; port: number; connect(timeoutMs: number): Promise<Socket>; dispose(): void }
+  | { kind: 'active'; host: string; port: number };

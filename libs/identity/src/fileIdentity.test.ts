@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { createFileIdentity, type FileIdentityOptions } from './fileIdentity';
+import { hashPassword, verifyPassword } from './password';
+
+let dir: string;
+let hashPw: string;
+let hashOther: string;
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'identity-file-'));
+  [hashPw, hashOther] = await Promise.all([hashPassword('pw'), hashPassword('other')]);
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+let n = 0;
+/** Writes a users file and opens an identity on it, counting real password verifications. */
+async function setup(yaml: string, options: Partial<FileIdentityOptions> = {}) {
+  const base = path.join(dir, `case${n++}`);
+  const usersFile = `${base}.yaml`;
+  await writeFile(usersFile, yaml);
+  const counter = { verifications: 0 };
+  const identity = await createFileIdentity({
+    usersFile,
+    dataRoot: path.join(base, 'data'),
+    verifyPassword: (p, e) => {
+      counter.verifications++;
+      return verifyPassword(p, e);
+    },
+    ...options,
+  });
+  return { identity, usersFile, dataRoot: path.join(base, 'data'), counter };
+}
+
+const aliceYaml = (hash: string, extra = '') => `users:\n  alice:\n    password: ${hash}\n    groups: [partners]\n${extra}`;
+
+test('valid credentials give the user and create the home folder', async () => {
+  const { identity, dataRoot } = await setup(aliceYaml(hashPw, '    home: homes/alice\n    max_sessions: 3\n'));
+  const result = await identity.authenticate('alice', 'pw', '127.0.0.1');
+  assert.ok(result.ok);
+  assert.deepEqual(result.user, {
+    name: 'alice',
+    root: path.join(dataRoot, 'homes', 'alice'),
+    permissions: { '/': ['list', 'download', 'upload', 'overwrite', 'delete', 'rename', 'mkdir', 'rmdir'] },
+    groups: ['partners'],
+    allowFrom: [],
+    requireTls: false,
+    maxSessions: 3,
+    anonymous: false,
+  });
+  assert.ok((await stat(result.user.root)).isDirectory());
+  identity.close();
+});
+
+test('wrong password, unknown user (still verified), disabled, address denied', async () => {
+  const { identity, counter } = await setup(
+    aliceYaml(hashPw, '    allow_from: [10.0.0.0/8]\n') + `  bob:\n    password: ${hashPw}\n    disabled: true\n`,
+  );
+  assert.deepEqual(await identity.authenticate('alice', 'nope', '10.0.0.1'), { ok: false, reason: 'bad-password' });
+  counter.verifications = 0;
+  assert.deepEqual(await identity.authenticate('mallory', 'pw', '10.0.0.1'), { ok: false, reason: 'unknown-user' });
+  assert.equal(counter.verifications, 1, 'unknown users cost a scrypt run too');
+  assert.deepEqual(await identity.authenticate('bob', 'pw', '10.0.0.1'), { ok: false, reason: 'disabled' });
+  assert.deepEqual(await identity.authenticate('bob', 'nope', '10.0.0.1'), { ok: false, reason: 'bad-password' });
+  assert.deepEqual(await identity.authenticate('alice', 'pw', '192.168.0.1'), { ok: false, reason: 'address-denied' });
+  assert.deepEqual(await identity.authenticate('alice', 'nope', '192.168.0.1'), { ok: false, reason: 'bad-password' });
+  assert.equal((await identity.authenticate('alice', 'pw', '::ffff:10.9.9.9')).ok, true);
+  assert.deepEqual(await identity.authenticate('__proto__', 'pw', '10.0.0.1'), { ok: false, reason: 'unknown-user' });
+  identity.close();
+});
+
+test('anonymous is off by default', async () => {
+  const { identity } = await setup(aliceYaml(hashPw));
+  assert.equal(identity.isAnonymous('anonymous'), false);
+  assert.deepEqual(await identity.authenticate('anonymous', 'me@example.com', '127.0.0.1'), { ok: false, reason: 'unknown-user' });
+  identity.close();
+});
+
+test('anonymous when enabled: any password, read-only', async () => {
+  const { identity, dataRoot } = await setup(aliceYaml(hashPw) + 'anonymous:\n  enabled: true\n  home: pub\n');
+  assert.equal(identity.isAnonymous('anonymous'), true);
+  assert.equal(identity.isAnonymous('FTP'), true);
+  assert.equal(identity.isAnonymous('alice'), false);
+  for (const name of ['anonymous', 'ftp']) {
+    const result = await identity.authenticate(name, 'me@example.com', '127.0.0.1');
+    assert.ok(result.ok);
+    assert.equal(result.user.anonymous, true);
+    assert.equal(result.user.root, path.join(dataRoot, 'pub'));
+    assert.deepEqual(result.user.permissions, { '/': ['list', 'download'] });
+  }
+  identity.close();
+});
+
+test('password cache: a repeat login skips scrypt; a changed hash invalidates it', async () => {
+  const { identity, usersFile, counter } = await setup(aliceYaml(hashPw), { reloadCheckMs: 0 });
+  assert.equal((await identity.authenticate('alice', 'pw', '127.0.0.1')).ok, true);
+  assert.equal(counter.verifications, 1);
+  assert.equal((await identity.authenticate('alice', 'pw', '127.0.0.1')).ok, true);
+  assert.equal(counter.verifications, 1, 'second login served from the cache');
+  assert.deepEqual(await identity.authenticate('alice', 'wrong', '127.0.0.1'), { ok: false, reason: 'bad-password' });
+  assert.equal(counter.verifications, 2, 'a different password is verified for real');
+
+  // Same password, re-hashed (new salt): the cache entry no longer applies.
+  await writeFile(usersFile, aliceYaml(await hashPassword('pw')));
+  await identity.reload();
+  assert.equal((await identity.authenticate('alice', 'pw', '127.0.0.1')).ok, true);
+  assert.equal(counter.verifications, 3);
+
+  // Password changed: the old one stops working at once.
+  await writeFile(usersFile, aliceYaml(hashOther));
+  await identity.reload();
+  assert.deepEqual(await identity.authenticate('alice', 'pw', '127.0.0.1'), { ok: false, reason: 'bad-password' });
+  assert.equal((await identity.authenticate('alice', 'other', '127.0.0.1')).ok, true);
+  identity.close();
+});
+
+test('the file is reloaded when it changes; a bad file keeps the previous users', async () => {
+  const errors: unknown[] = [];
+  const { identity, usersFile } = await setup(aliceYaml(hashPw), { reloadCheckMs: 0, onReloadError: (e) => errors.push(e) });
+  assert.deepEqual(await identity.authenticate('carol', 'pw', '127.0.0.1'), { ok: false, reason: 'unknown-user' });
+
+  await writeFile(usersFile, aliceYaml(hashPw) + `  carol:\n    password: ${hashPw}\n`);
+  assert.equal((await identity.authenticate('carol', 'pw', '127.0.0.1')).ok, true, 'picked up without reload()');
+
+  await writeFile(usersFile, 'users:\n  carol:\n    password: plaintext\n');
+  assert.equal((await identity.authenticate('carol', 'pw', '127.0.0.1')).ok, true, 'previous users kept');
+  assert.equal(errors.length, 1);
+  assert.match(String(errors[0]), /users\.carol\.password/);
+  await assert.rejects(identity.reload(), /users\.carol\.password/);
+  identity.close();
+});
+
+test('reload checks are throttled by reloadCheckMs', async () => {
+  const { identity, usersFile } = await setup(aliceYaml(hashPw), { reloadCheckMs: 60_000 });
+  await writeFile(usersFile, aliceYaml(hashPw) + `  carol:\n    password: ${hashPw}\n`);
+  assert.deepEqual(await identity.authenticate('carol', 'pw', '127.0.0.1'), { ok: false, reason: 'unknown-user' });
+  identity.close();
+});
+
+test('an invalid file at start-up is an error', async () => {
+  await assert.rejects(setup('users:\n  alice:\n    password: hunter2\n'), /plaintext/);
+});

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { hashPassword } from './password';
+import { loadUsersFile, parseUsersFile, saveUsersFile } from './usersFile';
+
+let dir: string;
+let hash: string;
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'identity-users-'));
+  hash = await hashPassword('pw');
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+const userYaml = (extra: string) => `users:\n  alice:\n    password: ${hash}\n${extra}`;
+
+test('a full file loads with camelCase fields and defaults', async () => {
+  const file = path.join(dir, 'full.yaml');
+  await writeFile(
+    file,
+    `# comment
+users:
+  alice:
+    password: ${hash}
+    home: partners/alice
+    permissions:
+      /: [list, download]
+      /inbox/: [list, upload]
+    groups: [partners]
+    allow_from: [127.0.0.1, 10.0.0.0/8]
+    require_tls: true
+    max_sessions: 4
+  bob:
+    password: ${hash}
+anonymous:
+  enabled: true
+  home: pub
+`,
+  );
+  const data = await loadUsersFile(file);
+  assert.deepEqual(data.users.alice, {
+    password: hash,
+    home: 'partners/alice',
+    permissions: { '/': ['list', 'download'], '/inbox': ['list', 'upload'] },
+    groups: ['partners'],
+    allowFrom: ['127.0.0.1', '10.0.0.0/8'],
+    requireTls: true,
+    maxSessions: 4,
+    disabled: false,
+  });
+  assert.equal(data.users.bob.home, 'bob');
+  assert.deepEqual(data.users.bob.permissions, { '/': ['list', 'download', 'upload', 'overwrite', 'delete', 'rename', 'mkdir', 'rmdir'] });
+  assert.deepEqual(data.anonymous, { enabled: true, home: 'pub' });
+});
+
+test('an empty file means no users and anonymous off', () => {
+  assert.deepEqual(parseUsersFile(''), { users: {}, anonymous: { enabled: false, home: 'pub' } });
+});
+
+test('plaintext passwords are refused with a hint', () => {
+  assert.throws(() => parseUsersFile('users:\n  alice:\n    password: hunter2\n'), /users\.alice\.password: must be a scrypt hash.*plaintext.*hash-password/s);
+  assert.throws(() => parseUsersFile('users:\n  alice:\n    password: scrypt$1$2\n'), /users\.alice\.password: malformed scrypt hash/);
+  assert.throws(() => parseUsersFile('users:\n  alice: {}\n'), /users\.alice\.password: is required/);
+});
+
+test('unknown permissions name the user and folder', () => {
+  assert.throws(
+    () => parseUsersFile(userYaml('    permissions:\n      /: [list]\n      /inbox: [upload2]\n')),
+    (err: Error) => err.message.includes('users.alice.permissions./inbox: unknown permission "upload2"'),
+  );
+  assert.throws(() => parseUsersFile(userYaml('    permissions:\n      /inbox: [upload]\n')), /users\.alice\.permissions: "\/" is required/);
+});
+
+test('home must stay inside the data root', () => {
+  assert.throws(() => parseUsersFile(userYaml('    home: /etc\n')), /users\.alice\.home: "\/etc" must be relative/);
+  assert.throws(() => parseUsersFile(userYaml('    home: a/../../b\n')), /users\.alice\.home: .* must not contain "\.\." segments/);
+  assert.throws(() => parseUsersFile(userYaml('    home: ..\\x\n')), /users\.alice\.home/);
+  assert.throws(() => parseUsersFile('anonymous:\n  home: ../pub\n'), /anonymous\.home/);
+});
+
+test('other mistakes are reported, all at once', () => {
+  let message = '';
+  try {
+    parseUsersFile(userYaml('    alow_from: [1.2.3.4]\n    allow_from: [example.com]\n    max_sessions: 0\n    require_tls: "yes"\n'));
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  assert.match(message, /users\.alice: unknown key "alow_from"/);
+  assert.match(message, /users\.alice\.allow_from: "example\.com" is not an IP address or CIDR/);
+  assert.match(message, /users\.alice\.max_sessions: must be a positive integer/);
+  assert.match(message, /users\.alice\.require_tls: must be true or false/);
+  assert.throws(() => parseUsersFile('users: [\n'), /not valid YAML/);
+  assert.throws(() => parseUsersFile(`users:\n  "bad name":\n    password: ${hash}\n`), /users\.bad name: name must match/);
+  assert.throws(() => parseUsersFile(`anonymous: {enabled: true}\nusers:\n  ftp:\n    password: ${hash}\n`), /users\.ftp: name is reserved/);
+});
+
+test('save writes atomically with mode 0600 and round-trips', async () => {
+  const file = path.join(dir, 'sub', 'saved.yaml');
+  const data = parseUsersFile(userYaml('    groups: [g]\n    permissions:\n      /: [list]\n      /in: [upload]\n'));
+  await saveUsersFile(file, data);
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+  assert.deepEqual(await loadUsersFile(file), data);
+  await saveUsersFile(file, { ...data, users: {} });
+  assert.deepEqual((await loadUsersFile(file)).users, {});
+  assert.deepEqual(await readdir(path.dirname(file)), ['saved.yaml'], 'no temp files left behind');
+  await assert.rejects(saveUsersFile(file, data, { exclusive: true }), { code: 'EEXIST' });
+});
+
+test('save refuses data the loader would refuse', async () => {
+  const data = parseUsersFile(userYaml(''));
+  data.users.alice.password = 'plaintext';
+  await assert.rejects(saveUsersFile(path.join(dir, 'never.yaml'), data), /must be a scrypt hash/);
+  await assert.rejects(stat(path.join(dir, 'never.yaml')), { code: 'ENOENT' });
+});

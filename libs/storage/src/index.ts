@@ -1,0 +1,5 @@
+export * from './types';
+export { toStorageError } from './errors';
+export { resolveVirtualPath, basenameOf, dirnameOf } from './virtualPath';
+export { partialNameFor, isPartialName } from './partial';
+export { createLocalStorage, type LocalStorageOptions } from './local';

@@ -1,0 +1,162 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { errnoOf, ifExists, storageError, toStorageError } from './errors';
+import { createPathGuard, isInside } from './hostPath';
+import { isPartialName, partialPathFor } from './partial';
+import type { FileStat, Storage } from './types';
+import { openLocalUpload } from './upload';
+import { basenameOf, resolveVirtualPath } from './virtualPath';
+
+export interface LocalStorageOptions {
+  /** Host directory that is `/` for the session. */
+  root: string;
+  /** fsync uploads before publishing them (default true). */
+  fsync?: boolean;
+}
+
+const READ_HIGH_WATER_MARK = 256 * 1024;
+const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
+
+/** Storage on the local file system, confined to `options.root`. */
+export function createLocalStorage(options: LocalStorageOptions): Storage {
+  const guard = createPathGuard(options.root);
+  const uploadOptions = { fsync: options.fsync !== false };
+
+  // Every public method funnels its failures through toStorageError, so callers see one error type.
+  const storage: Storage = {
+    async stat(vpath) {
+      const file = await guard.target(vpath);
+      const name = nameOf(vpath);
+      const st = await ifExists(fsp.stat(file));
+      if (st?.isDirectory()) return toFileStat(name, st);
+      if (file !== (await guard.root())) {
+        // An interrupted upload wins: SIZE must report where a resume continues from.
+        const partial = await ifExists(fsp.lstat(partialPathFor(file)));
+        if (partial?.isFile()) return { ...toFileStat(name, partial), partial: true };
+      }
+      if (st?.isFile()) return toFileStat(name, st);
+      throw storageError('not-found');
+    },
+
+    async list(vpath) {
+      const dir = await guard.target(vpath);
+      const root = await guard.root();
+      const entries = await fsp.readdir(dir, { withFileTypes: true });
+      const stats = await Promise.all(
+        entries
+          .filter((e) => !isPartialName(e.name))
+          .map(async (e) => {
+            const child = path.join(dir, e.name);
+            // Follow symlinks only while they stay inside the root; escaping or dangling ones are not shown.
+            if (e.isSymbolicLink() && !isInside(root, await fsp.realpath(child).catch(() => ''))) return undefined;
+            const st = await fsp.stat(child).catch(() => undefined); // may vanish meanwhile
+            return st && (st.isFile() || st.isDirectory()) ? toFileStat(e.name, st) : undefined;
+          }),
+      );
+      return stats.filter((s): s is FileStat => s !== undefined).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    },
+
+    async openRead(vpath, offset = 0) {
+      if (!Number.isSafeInteger(offset) || offset < 0) throw storageError('invalid-offset');
+      const file = await guard.target(vpath);
+      const handle = await fsp.open(file, fs.constants.O_RDONLY | O_NOFOLLOW);
+      try {
+        const st = await handle.stat();
+        if (st.isDirectory()) throw storageError('is-a-directory');
+        if (!st.isFile()) throw storageError('denied'); // FIFOs and devices would hang or leak
+      } catch (err) {
+        await handle.close();
+        throw err;
+      }
+      // The stream owns the handle from here and closes it on end or destroy.
+      return fs.createReadStream(file, { fd: handle, start: offset, highWaterMark: READ_HIGH_WATER_MARK });
+    },
+
+    async openUpload(vpath, start) {
+      return openLocalUpload(await guard.target(vpath), start, uploadOptions);
+    },
+
+    async mkdir(vpath) {
+      await fsp.mkdir(await guard.entry(vpath));
+    },
+
+    async rmdir(vpath) {
+      if (isRoot(vpath)) throw storageError('denied');
+      const dir = await guard.entry(vpath);
+      try {
+        await fsp.rmdir(dir);
+      } catch (err) {
+        // A directory that looks empty to the client may still hold abandoned partials: clear them.
+        if (errnoOf(err) !== 'ENOTEMPTY' || !(await removeOnlyPartials(dir))) throw err;
+        await fsp.rmdir(dir);
+      }
+    },
+
+    async delete(vpath) {
+      const file = await guard.entry(vpath);
+      if ((await ifExists(fsp.lstat(file)))?.isDirectory()) throw storageError('is-a-directory');
+      // Deleting a name also drops its interrupted upload, or a later resume would revive it.
+      const removed = await Promise.all([unlinkIfExists(file), unlinkIfExists(partialPathFor(file))]);
+      if (!removed.includes(true)) throw storageError('not-found');
+    },
+
+    async rename(from, to) {
+      if (isRoot(from) || isRoot(to)) throw storageError('denied');
+      const [src, dst] = await Promise.all([guard.entry(from), guard.entry(to)]);
+      if (isInside(src, dst) && src !== dst) throw storageError('denied'); // a directory into itself
+      if (await ifExists(fsp.lstat(src))) return fsp.rename(src, dst);
+      // Only an interrupted upload exists: move it so a resume under the new name continues it.
+      if ((await ifExists(fsp.lstat(partialPathFor(src))))?.isFile()) return fsp.rename(partialPathFor(src), partialPathFor(dst));
+      throw storageError('not-found');
+    },
+
+    async setModifiedTime(vpath, mtime) {
+      const file = await guard.target(vpath);
+      const st = await fsp.stat(file);
+      await fsp.utimes(file, st.atime, mtime);
+    },
+  };
+  return withStorageErrors(storage);
+}
+
+function isRoot(vpath: string): boolean {
+  return resolveVirtualPath('/', vpath) === '/';
+}
+
+function nameOf(vpath: string): string {
+  return basenameOf(resolveVirtualPath('/', vpath)) || '/';
+}
+
+function toFileStat(name: string, st: fs.Stats): FileStat {
+  return {
+    name,
+    type: st.isDirectory() ? 'dir' : 'file',
+    size: st.size,
+    mtime: st.mtime,
+    mode: st.mode & 0o777,
+    unique: `${st.dev.toString(36)}g${st.ino.toString(36)}`,
+  };
+}
+
+/** unlink that reports whether there was something to remove. */
+async function unlinkIfExists(file: string): Promise<boolean> {
+  return (await ifExists(fsp.unlink(file).then(() => true))) ?? false;
+}
+
+/** Delete the entries of `dir` if every one of them is a partial-upload file; false if anything else is there. */
+async function removeOnlyPartials(dir: string): Promise<boolean> {
+  const entries = await fsp.readdir(dir, { withFileTypes: true });
+  if (!entries.every((e) => e.isFile() && isPartialName(e.name))) return false;
+  await Promise.all(entries.map((e) => unlinkIfExists(path.join(dir, e.name))));
+  return true;
+}
+
+/** Wrap every method so that whatever fs throws reaches the caller as a StorageError. */
+function withStorageErrors(storage: Storage): Storage {
+  const wrapped = {} as Record<string, unknown>;
+  for (const [key, fn] of Object.entries(storage) as [string, (...args: unknown[]) => Promise<unknown>][]) {
+    wrapped[key] = (...args: unknown[]) => fn(...args).catch((err: unknown) => Promise.reject(toStorageError(err)));
+  }
+  return wrapped as unknown as Storage;
+}

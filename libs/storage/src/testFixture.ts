@@ -1,0 +1,71 @@
+// Shared helpers for the storage tests (not exported from the package).
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createLocalStorage } from './local';
+import type { Storage, Upload, UploadStart } from './types';
+import { StorageError, type StorageErrorCode } from './types';
+
+export interface Fixture {
+  /** Host directory served as `/`. */
+  root: string;
+  /** Host directory beside the root holding `secret.txt`, which no operation may reach. */
+  outside: string;
+  storage: Storage;
+  cleanup(): Promise<void>;
+}
+
+export const SECRET = 'top secret\n';
+
+export async function makeFixture(options: { fsync?: boolean } = {}): Promise<Fixture> {
+  const base = await fsp.mkdtemp(path.join(os.tmpdir(), 'ftp-storage-test-'));
+  const root = path.join(base, 'root');
+  const outside = path.join(base, 'outside');
+  await fsp.mkdir(root);
+  await fsp.mkdir(outside);
+  await fsp.writeFile(path.join(outside, 'secret.txt'), SECRET);
+  return {
+    root,
+    outside,
+    storage: createLocalStorage({ root, ...options }),
+    cleanup: () => fsp.rm(base, { recursive: true, force: true }),
+  };
+}
+
+/** Open file descriptors of this process (Linux), to prove nothing leaks. */
+export function openFdCount(): number | undefined {
+  return fs.existsSync('/proc/self/fd') ? fs.readdirSync('/proc/self/fd').length : undefined;
+}
+
+export async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString();
+}
+
+/** Upload `data` and commit, the way a session does it. */
+export async function uploadText(storage: Storage, vpath: string, data: string, start: UploadStart = { kind: 'replace' }): Promise<Upload> {
+  const upload = await storage.openUpload(vpath, start);
+  await pipeline(Readable.from([Buffer.from(data)]), upload.stream);
+  await upload.commit();
+  return upload;
+}
+
+/** Write `data` into an upload and then break the transfer (abort), leaving a partial. */
+export async function interruptedUpload(storage: Storage, vpath: string, data: string, start: UploadStart = { kind: 'replace' }): Promise<void> {
+  const upload = await storage.openUpload(vpath, start);
+  await new Promise<void>((resolve, reject) => upload.stream.write(data, (err) => (err ? reject(err) : resolve())));
+  await upload.abort();
+}
+
+/** assert.rejects matcher for a StorageError with `code`. */
+export function storageCode(code: StorageErrorCode): (err: unknown) => boolean {
+  return (err) => {
+    if (!(err instanceof StorageError)) throw new Error(`expected StorageError(${code}), got ${String(err)}`);
+    if (err.code !== code) throw new Error(`expected StorageError(${code}), got ${err.code}: ${err.message}`);
+    return true;
+  };
+}

@@ -1,0 +1,113 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { finished } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { ifExists, storageError, toStorageError } from './errors';
+import { partialPathFor } from './partial';
+import type { Upload, UploadStart } from './types';
+
+const HIGH_WATER_MARK = 256 * 1024;
+const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC } = fs.constants;
+// The partial is opened by name, so refuse to follow a symlink someone planted there.
+const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
+
+const open = promisify(fs.open);
+const close = promisify(fs.close);
+const fstat = promisify(fs.fstat);
+const ftruncate = promisify(fs.ftruncate);
+const fsync = promisify(fs.fsync);
+
+/**
+ * Start an atomic, resumable upload of host file `file` (already checked to be inside the root).
+ * Bytes go to the hidden partial beside it; commit() renames the partial onto `file`.
+ */
+export async function openLocalUpload(file: string, start: UploadStart, options: { fsync: boolean }): Promise<Upload> {
+  const partial = partialPathFor(file);
+  const existing = await ifExists(fsp.stat(file));
+  if (existing?.isDirectory()) throw storageError('is-a-directory');
+  if (existing && !existing.isFile()) throw storageError('denied');
+  if (start.kind === 'resume') checkOffset(start.offset);
+
+  if (start.kind === 'replace') {
+    const fd = await open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o666).catch(rethrow);
+    return uploadOn(fd, 0, file, partial, options);
+  }
+
+  // Offsets are checked before anything changes on disk, so a bad REST neither hides nor creates a file.
+  const partialStat = await ifExists(fsp.lstat(partial));
+  const size = (partialStat ?? existing)?.size ?? 0;
+  if (start.kind === 'resume' && start.offset > size) throw storageError('invalid-offset');
+  // Resuming a published file: move it back to the partial name (O(1)); commit publishes it again.
+  if (!partialStat && existing) await fsp.rename(file, partial).catch(rethrow);
+
+  const fd = await open(partial, O_RDWR | O_CREAT | O_NOFOLLOW, 0o666).catch(rethrow);
+  try {
+    const current = (await fstat(fd)).size; // authoritative: the partial may have changed since the lstat
+    const offset = start.kind === 'append' ? current : start.offset;
+    if (offset > current) throw storageError('invalid-offset');
+    // Drop bytes past the offset: the client resends everything from there.
+    await ftruncate(fd, offset);
+    return uploadOn(fd, offset, file, partial, options);
+  } catch (err) {
+    await close(fd).catch(() => undefined);
+    throw toStorageError(err);
+  }
+}
+
+function checkOffset(offset: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) throw storageError('invalid-offset');
+}
+
+function rethrow(err: unknown): never {
+  throw toStorageError(err);
+}
+
+/** Wrap an open fd in the Upload contract. The write stream owns the fd and is the only one to close it. */
+function uploadOn(fd: number, offset: number, file: string, partial: string, options: { fsync: boolean }): Upload {
+  // autoClose off: the fd must stay open after 'finish' so commit() can fsync it before closing.
+  const stream = fs.createWriteStream(partial, { fd, start: offset, highWaterMark: HIGH_WATER_MARK, autoClose: false });
+  let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
+
+  return {
+    stream,
+    startOffset: offset,
+    async commit() {
+      if (state !== 'open') throw storageError('io', new Error(`upload already ${state}`));
+      state = 'committing';
+      try {
+        if (!stream.writableEnded) stream.end();
+        await finished(stream); // rejects if the stream errored or was destroyed early
+        if (options.fsync) await fsync(fd);
+        await closeStream(stream);
+        await fsp.rename(partial, file); // the atomic publish
+        state = 'committed';
+      } catch (err) {
+        state = 'aborted';
+        await closeStream(stream).catch(() => undefined);
+        throw toStorageError(err);
+      }
+    },
+    async abort() {
+      if (state === 'committed') return;
+      state = 'aborted';
+      // The partial stays on disk for a later resume; only the fd goes away.
+      await closeStream(stream).catch(() => undefined);
+    },
+  };
+}
+
+/** Destroy the stream (which closes its fd) and wait until the fd is really closed. Idempotent. */
+function closeStream(stream: fs.WriteStream): Promise<void> {
+  if (stream.closed) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let error: unknown;
+    const onError = (err: unknown) => (error ??= err);
+    stream.on('error', onError);
+    stream.once('close', () => {
+      stream.off('error', onError);
+      if (error === undefined) resolve();
+      else reject(error);
+    });
+    stream.destroy();
+  });
+}

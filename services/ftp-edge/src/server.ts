@@ -1,0 +1,129 @@
+import { mkdir } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { createMemoryClusterState, type ClusterState } from '@ftp/cluster-state';
+import type { FtpConfig } from '@ftp/config';
+import { createFileIdentity, ensureUsersFile, type User } from '@ftp/identity';
+import { createPassiveListeners, runSession, type Session, type SessionDeps } from '@ftp/session';
+import { createLocalStorage, type Storage } from '@ftp/storage';
+import { createEdgeMetrics, type EdgeMetrics, type Logger } from '@ftp/telemetry';
+import { startAdminServer } from './admin';
+
+export interface Edge {
+  /** Bound control port (useful when FTP_PORT was 0 in tests). */
+  port: number;
+  adminPort: number;
+  metrics: EdgeMetrics;
+  cluster: ClusterState;
+  /** Set when this start created the users file: the one-time password of `demo`. */
+  createdUser?: { name: string; password: string };
+  /** Stop accepting, let transfers run until the deadline, 421 to idle sessions, then release everything. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+export interface EdgeOptions {
+  config: FtpConfig;
+  log: Logger;
+  /** Replaces the storage backend (tests use it to inject faults such as a full disk). */
+  storageFor?: (user: User) => Storage;
+}
+
+/** Wires the parts into one running edge process. Each resource registers how it closes; close() runs them in reverse. */
+export async function startEdge({ config, log, storageFor }: EdgeOptions): Promise<Edge> {
+  const closers: (() => Promise<void> | void)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await Promise.resolve(close()).catch((err) => log.error({ err }, 'close failed'));
+  };
+  try {
+    await mkdir(config.dataDir, { recursive: true });
+    const bootstrap = await ensureUsersFile(config.usersFile, config.dataDir);
+    const identity = await createFileIdentity({
+      usersFile: config.usersFile,
+      dataRoot: config.dataDir,
+      onReloadError: (err) => log.error({ err: (err as Error).message, file: config.usersFile }, 'users file not reloaded: keeping the previous users'),
+    });
+    closers.push(() => identity.close());
+
+    const cluster = createMemoryClusterState({ pasvRange: config.pasvRange });
+    closers.push(() => cluster.close());
+    const metrics = createEdgeMetrics();
+
+    const passive = createPassiveListeners({ host: config.host, range: config.pasvRange, log });
+    closers.push(() => passive.close());
+    await passive.start();
+
+    const live = new Set<Session>();
+    const deps: SessionDeps = {
+      settings: config,
+      identity,
+      storageFor: storageFor ?? ((user) => createLocalStorage({ root: user.root, fsync: config.fsyncUploads })),
+      cluster,
+      passive,
+      metrics,
+      log,
+      live,
+    };
+
+    let accepting = true;
+    const control: Server = createServer({ noDelay: true }, (socket) => {
+      runSession(socket, deps).catch((err) => log.error({ err }, 'session crashed'));
+    });
+    control.on('error', (err) => log.error({ err }, 'control listener error'));
+    await listen(control, config.host, config.port);
+    closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
+
+    let admin: HttpServer | undefined;
+    if (config.adminPort > 0) {
+      admin = await startAdminServer({ host: config.adminHost, port: config.adminPort, registry: metrics.registry, ready: () => accepting });
+      closers.push(() => new Promise<void>((resolve) => admin!.close(() => resolve())));
+    }
+
+    const port = (control.address() as AddressInfo).port;
+    log.info({ host: config.host, port, pasv: config.pasvRange, dataDir: config.dataDir, cluster: cluster.kind }, 'FTP edge listening');
+    return {
+      port,
+      adminPort: admin ? (admin.address() as AddressInfo).port : 0,
+      metrics,
+      cluster,
+      createdUser: bootstrap.created && bootstrap.user && bootstrap.password ? { name: bootstrap.user, password: bootstrap.password } : undefined,
+      async close(deadlineMs = 30_000) {
+        accepting = false;
+        control.close();
+        await drain(live, deadlineMs, log);
+        await closeAll();
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function listen(server: Server, host: string, port: number) {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, backlog: 1024 }, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Idle sessions get 421 now; sessions mid-transfer get it when their transfer ends, or at the deadline. */
+async function drain(live: Set<Session>, deadlineMs: number, log: Logger) {
+  const deadline = Date.now() + deadlineMs;
+  if (live.size > 0) log.info({ sessions: live.size, deadlineMs }, 'draining sessions');
+  while (live.size > 0 && Date.now() < deadline) {
+    for (const session of live) {
+      if (!session.transfer && !session.closed) {
+        session.reply(421, 'Server shutting down, please reconnect');
+        session.end();
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  for (const session of live) {
+    log.warn({ session: session.id }, 'drain deadline passed: closing session mid-transfer');
+    session.socket.destroy();
+  }
+}
