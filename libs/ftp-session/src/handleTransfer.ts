@@ -9,7 +9,7 @@ import {
   parseEpsvArgument,
   parsePortArgument,
 } from '@ftp/protocol';
-import type { UploadStart } from '@ftp/storage';
+import { dirnameOf, type UploadStart } from '@ftp/storage';
 import { FtpError } from './errors';
 import { audit, requirePermission, resolvePath, storageOf } from './access';
 import { disposeData, preparePassive, prepareActive } from './dataChannel';
@@ -89,23 +89,26 @@ const RETR: Handler = async (session, arg) => {
   recordTransfer(session, 'download', path, outcome);
 };
 
-/** STOR, APPE and STOU share this: atomic, resumable upload of `path`. */
+/**
+ * STOR, APPE and STOU share this: atomic, resumable upload of `path`. The upload is opened only once the data
+ * connection is up, so a transfer that never starts leaves the file and any earlier partial untouched.
+ */
 async function store(session: Session, path: string, start: UploadStart, opening: string, done?: string) {
   const storage = storageOf(session);
-  const exists = await storage.stat(path).then(
-    (s) => {
-      if (s.type === 'dir') throw new FtpError(550, 'Is a directory');
-      return true;
-    },
-    () => false,
-  );
-  requirePermission(session, path, exists ? 'overwrite' : 'upload');
-  const upload = await storage.openUpload(path, start);
+  const existing = await storage.stat(path).catch(() => undefined);
+  if (existing?.type === 'dir') throw new FtpError(550, 'Is a directory');
+  if (!existing && (await storage.stat(dirnameOf(path)).catch(() => undefined))?.type !== 'dir') {
+    throw new FtpError(550, 'No such directory');
+  }
+  requirePermission(session, path, existing ? 'overwrite' : 'upload');
   const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal) => {
+    const upload = await storage.openUpload(path, start);
     try {
       if (session.type === 'A') await pipeline(socket, asciiFromNetwork(), upload.stream, { signal });
       else await pipeline(socket, upload.stream, { signal });
       // A client that vanished mid-upload also ends the data stream; never publish its bytes as complete.
+      // One turn of the event loop lets a control-connection close that arrived together with the data EOF be seen.
+      await new Promise((resolve) => setImmediate(resolve));
       if (session.closed) throw new Error('control connection closed before the upload completed');
       await upload.commit();
     } catch (err) {
