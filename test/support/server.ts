@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -34,9 +34,22 @@ export interface TestServerOptions {
 const PASSWORD = 'correct horse battery staple';
 let passwordHash: Promise<string> | undefined;
 
-/** A random passive range of 20 ports, so parallel test files do not collide. */
-function randomRange() {
-  const min = 20000 + Math.floor(Math.random() * 2000) * 20;
+/** Lowest ephemeral port of this kernel: client sockets (and their TIME_WAIT remains) live from there up. */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/**
+ * A random block of 20 passive ports below the ephemeral range, so parallel test files do not collide, and the
+ * thousands of loopback sockets in TIME_WAIT that churn tests and benchmarks leave do not block the listeners.
+ */
+function randomRange(): string {
+  const blocks = Math.floor((ephemeralLow() - 10_000) / 20) - 1;
+  const min = 10_000 + Math.floor(Math.random() * blocks) * 20;
   return `${min}-${min + 19}`;
 }
 
@@ -92,7 +105,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
         },
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 10) throw err;
     }
   }
 }

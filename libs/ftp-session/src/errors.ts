@@ -1,4 +1,4 @@
-import { StorageError } from '@ftp/storage';
+import { StorageError, toStorageError } from '@ftp/storage';
 
 /** An error that already knows its FTP reply. Handlers throw it; the dispatcher sends it. */
 export class FtpError extends Error {
@@ -25,12 +25,30 @@ const STORAGE_REPLIES: Record<StorageError['code'], [number, string]> = {
   io: [451, 'Local error in processing'],
 };
 
+/**
+ * A storage failure, whatever its form: upload and download streams fail with raw fs errors (ENOSPC, EDQUOT, ...),
+ * not StorageError, and a full disk must not pass for a broken data connection. Undefined for anything else.
+ */
+export function storageFailure(err: unknown): StorageError | undefined {
+  if (err instanceof StorageError) return err;
+  const mapped = toStorageError(err);
+  return mapped.code === 'io' ? undefined : mapped;
+}
+
 /** The one place where a failure becomes a reply code. Unknown errors are 451 (local error), never a crash. */
 export function toFtpError(err: unknown): FtpError {
   if (err instanceof FtpError) return err;
-  if (err instanceof StorageError) {
-    const [code, text] = STORAGE_REPLIES[err.code];
+  const storage = storageFailure(err);
+  if (storage) {
+    const [code, text] = STORAGE_REPLIES[storage.code];
     return new FtpError(code, text);
   }
   return new FtpError(451, 'Local error in processing');
+}
+
+/** Client mistakes (a missing file, a bad name) are routine; a full disk or an unexpected error needs an operator. */
+export function failureLevel(err: unknown): 'debug' | 'error' {
+  if (err instanceof FtpError) return 'debug';
+  const storage = storageFailure(err);
+  return storage && !['no-space', 'quota', 'io'].includes(storage.code) ? 'debug' : 'error';
 }

@@ -35,6 +35,8 @@ const PASS: Handler = async (session, arg) => {
   const { identity, cluster, settings, metrics } = session.deps;
   const result = await identity.authenticate(name, arg, session.clientAddress);
   if (!result.ok) return loginFailed(session, name, result.reason);
+  // The client hung up during the password check: its session record is gone, which bindUser would report as a limit.
+  if (session.closed) return;
   const user = result.user;
   const maxPerUser = user.maxSessions ?? settings.maxSessionsPerUser;
   if (!(await cluster.sessions.bindUser(session.id, user.name, maxPerUser))) {

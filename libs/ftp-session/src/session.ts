@@ -4,7 +4,7 @@ import type { User } from '@ftp/identity';
 import { CommandLineDecoder, commandNeedsLogin, type DecodedLine, formatReply, lookupCommand, normalizeAddress, parseCommand } from '@ftp/protocol';
 import type { Storage } from '@ftp/storage';
 import { replyClass, type Logger } from '@ftp/telemetry';
-import { FtpError, toFtpError } from './errors';
+import { failureLevel, FtpError, toFtpError } from './errors';
 import { disposeData } from './dataChannel';
 import { HANDLERS } from './handlers';
 import type { PendingData, SessionDeps } from './types';
@@ -49,6 +49,8 @@ export type Handler = (session: Session, arg: string) => Promise<void> | void;
 
 /** Commands allowed to be queued behind a running transfer; more means a broken or hostile client. */
 const MAX_QUEUED_COMMANDS = 64;
+/** After our FIN, how long the client gets to close its side before the socket is destroyed. */
+const END_GRACE_MS = 5000;
 
 export function freshSessionState() {
   return {
@@ -88,8 +90,12 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
       socket.write(formatReply(code, text));
     },
     end() {
+      if (session.closed) return; // called again for every chunk a client keeps sending after a 421
       session.closed = true;
       socket.end();
+      // A client that never reads, or never closes its side, must not keep the session and its slot alive.
+      const timer = setTimeout(() => socket.destroy(), END_GRACE_MS);
+      socket.once('close', () => clearTimeout(timer));
     },
   };
   let lastReply = 0;
@@ -136,6 +142,8 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
 
   const armIdleTimer = () => {
     clearTimeout(idleTimer);
+    // A command that finishes after the connection closed (an aborted transfer) must not start a timer that outlives the session.
+    if (session.closed) return;
     idleTimer = setTimeout(() => {
       if (session.transfer) return armIdleTimer(); // a long transfer is not idleness
       log.info('idle timeout: closing control connection');
@@ -164,7 +172,7 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
       await handler(session, arg);
     } catch (err) {
       const ftpError = toFtpError(err);
-      if (!(err instanceof FtpError)) log.error({ err, verb: canonical }, 'command failed');
+      log[failureLevel(err)]({ err, verb: canonical, reply: ftpError.code }, 'command failed');
       session.reply(ftpError.code, ftpError.message);
     }
     // REST applies only to the transfer command that follows it.
@@ -179,11 +187,15 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
     while (queue.length > 0 && !session.closed) {
       await execute(queue.shift()!);
       armIdleTimer();
+      // A client that does not read its replies must not make us buffer them without bound: wait until it does.
+      // Meanwhile its commands pile up to MAX_QUEUED_COMMANDS (421), or the idle timeout ends it.
+      if (socket.writableNeedDrain) await drained(socket);
     }
     working = false;
   };
 
   socket.on('data', (chunk: Buffer) => {
+    if (session.closed) return; // after QUIT or a 421, what the client still sends is not read as commands
     armIdleTimer();
     for (const decoded of decoder.push(chunk)) {
       if ('error' in decoded) log.warn({ problem: decoded.error }, 'bad command line');
@@ -209,9 +221,8 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
     void pump();
   });
   socket.on('end', () => {
-    session.closed = true;
+    session.end(); // before the abort: a vanished client gets no 426/226
     session.transfer?.abort();
-    socket.end();
   });
   armIdleTimer();
 
@@ -228,8 +239,18 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
 
 async function endAndWait(session: Session, finished: Promise<void>) {
   session.end();
-  // A client that never reads must not keep the socket open.
-  const timer = setTimeout(() => session.socket.destroy(), 5000);
   await finished;
-  clearTimeout(timer);
+}
+
+/** Resolves once `socket` takes output again, or is closed; leaves no listener behind. */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
 }

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { FtpError, toFtpError } from './errors';
+import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
 import type { ActiveTransfer, Session } from './session';
 
@@ -66,7 +66,7 @@ export async function runTransfer(
       session.reply(226, 'ABOR successful');
     } else if (err instanceof FtpError || !isNetworkError(err, socket)) {
       const reply = toFtpError(err);
-      if (!(err instanceof FtpError)) session.log.error({ err, path: info.path }, 'transfer failed');
+      session.log[failureLevel(err)]({ err, path: info.path, reply: reply.code }, 'transfer failed');
       session.reply(reply.code, reply.message);
     } else {
       session.log.info({ err: (err as Error).message, path: info.path }, 'data connection broke during transfer');
@@ -81,5 +81,5 @@ export async function runTransfer(
 
 /** Storage errors carry their own reply; anything else that broke while a socket was open is the network's doing. */
 function isNetworkError(err: unknown, socket: Socket | undefined): boolean {
-  return socket !== undefined && !(err instanceof Error && err.name === 'StorageError');
+  return socket !== undefined && !storageFailure(err);
 }
