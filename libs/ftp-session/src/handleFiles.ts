@@ -68,7 +68,7 @@ const HASH: Handler = async (session, arg) => {
   const { path, stat } = await fileStat(session, arg);
   requirePermission(session, path, 'download');
   const hash = createHash(HASH_NODE_NAMES[session.hashAlgorithm]);
-  await pipeline(await storageOf(session).openRead(path, 0), hash);
+  await pipeline((await storageOf(session).openRead(path, 0)).stream, hash);
   session.reply(213, `${session.hashAlgorithm} 0-${stat.size} ${hash.digest('hex')} ${arg}`);
 };
 

@@ -9,7 +9,8 @@ import {
   parseEpsvArgument,
   parsePortArgument,
 } from '@ftp/protocol';
-import { dirnameOf, type UploadStart } from '@ftp/storage';
+import { can } from '@ftp/identity';
+import type { UploadStart } from '@ftp/storage';
 import { FtpError } from './errors';
 import { audit, requirePermission, resolvePath, storageOf } from './access';
 import { disposeData, preparePassive, prepareActive } from './dataChannel';
@@ -72,50 +73,53 @@ function recordTransfer(session: Session, direction: 'upload' | 'download', path
 const RETR: Handler = async (session, arg) => {
   const path = resolvePath(session, arg);
   requirePermission(session, path, 'download');
-  const storage = storageOf(session);
-  const stat = await storage.stat(path);
-  if (stat.type !== 'file') throw new FtpError(550, 'Not a plain file');
   const offset = session.restOffset;
-  if (offset > stat.size) throw new FtpError(554, 'Restart offset is past the end of the file');
-  const source = await storage.openRead(path, offset);
+  const source = await storageOf(session).openRead(path, offset);
+  if (offset > source.size) {
+    source.stream.destroy();
+    throw new FtpError(554, 'Restart offset is past the end of the file');
+  }
   const mode = session.type === 'A' ? 'ASCII' : 'BINARY';
   const outcome = await runTransfer(
     session,
-    { direction: 'download', path, opening: `Opening ${mode} mode data connection for ${arg} (${stat.size - offset} bytes)` },
+    { direction: 'download', path, opening: `Opening ${mode} mode data connection for ${arg} (${source.size - offset} bytes)` },
     (socket, signal) =>
-      session.type === 'A' ? pipeline(source, asciiToNetwork(), socket, { signal }) : pipeline(source, socket, { signal }),
+      session.type === 'A'
+        ? pipeline(source.stream, asciiToNetwork(), socket, { signal })
+        : pipeline(source.stream, socket, { signal }),
   );
-  if (!outcome.ok) source.destroy();
+  if (!outcome.ok) source.stream.destroy();
   recordTransfer(session, 'download', path, outcome);
 };
 
+/** Uploading to a path needs `upload` for a new file and `overwrite` for an existing one; most users have both. */
+async function requireUploadPermission(session: Session, path: string) {
+  const user = session.user!;
+  if (can(user, path, 'upload') && can(user, path, 'overwrite')) return;
+  const exists = await storageOf(session).stat(path).then(
+    () => true,
+    () => false,
+  );
+  requirePermission(session, path, exists ? 'overwrite' : 'upload');
+}
+
 /**
- * STOR, APPE and STOU share this: atomic, resumable upload of `path`. The upload is opened only once the data
- * connection is up, so a transfer that never starts leaves the file and any earlier partial untouched.
+ * STOR, APPE and STOU share this: atomic, resumable upload of `path`. It is opened before the 150 so that a bad
+ * target fails first; an upload aborted before its first byte leaves the disk as it was.
  */
 async function store(session: Session, path: string, start: UploadStart, opening: string, done?: string) {
-  const storage = storageOf(session);
-  const existing = await storage.stat(path).catch(() => undefined);
-  if (existing?.type === 'dir') throw new FtpError(550, 'Is a directory');
-  if (!existing && (await storage.stat(dirnameOf(path)).catch(() => undefined))?.type !== 'dir') {
-    throw new FtpError(550, 'No such directory');
-  }
-  requirePermission(session, path, existing ? 'overwrite' : 'upload');
+  await requireUploadPermission(session, path);
+  const upload = await storageOf(session).openUpload(path, start);
   const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal) => {
-    const upload = await storage.openUpload(path, start);
-    try {
-      if (session.type === 'A') await pipeline(socket, asciiFromNetwork(), upload.stream, { signal });
-      else await pipeline(socket, upload.stream, { signal });
-      // A client that vanished mid-upload also ends the data stream; never publish its bytes as complete.
-      // One turn of the event loop lets a control-connection close that arrived together with the data EOF be seen.
-      await new Promise((resolve) => setImmediate(resolve));
-      if (session.closed) throw new Error('control connection closed before the upload completed');
-      await upload.commit();
-    } catch (err) {
-      await upload.abort();
-      throw err;
-    }
+    if (session.type === 'A') await pipeline(socket, asciiFromNetwork(), upload.stream, { signal });
+    else await pipeline(socket, upload.stream, { signal });
+    // A client that vanished mid-upload also ends the data stream; never publish its bytes as complete.
+    // One turn of the event loop lets a control-connection close that arrived together with the data EOF be seen.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (session.closed) throw new Error('control connection closed before the upload completed');
+    await upload.commit();
   });
+  if (!outcome.ok) await upload.abort();
   recordTransfer(session, 'upload', path, outcome);
 }
 

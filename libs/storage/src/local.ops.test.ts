@@ -56,10 +56,10 @@ test('list reports entries with their facts and leaves partial uploads out', asy
 
 test('openRead streams from an offset', async () => {
   await fsp.writeFile(host('f'), '0123456789');
-  assert.equal(await readAll(await fx.storage.openRead('/f')), '0123456789');
-  assert.equal(await readAll(await fx.storage.openRead('/f', 7)), '789');
-  assert.equal(await readAll(await fx.storage.openRead('/f', 10)), '');
-  assert.equal(await readAll(await fx.storage.openRead('/f', 50)), '');
+  assert.equal(await readAll((await fx.storage.openRead('/f')).stream), '0123456789');
+  assert.equal(await readAll((await fx.storage.openRead('/f', 7)).stream), '789');
+  assert.equal(await readAll((await fx.storage.openRead('/f', 10)).stream), '');
+  assert.equal(await readAll((await fx.storage.openRead('/f', 50)).stream), '');
   await assert.rejects(fx.storage.openRead('/f', -1), storageCode('invalid-offset'));
   await fsp.mkdir(host('d'));
   await assert.rejects(fx.storage.openRead('/d'), storageCode('is-a-directory'));

@@ -199,8 +199,22 @@ test('large uploads stream through with backpressure, with fsync off too', async
     await upload.commit();
     assert.equal((await noSync.storage.stat('/big')).size, 40 * 64 * 1024);
     const read = await noSync.storage.openRead('/big', 40 * 64 * 1024 - 3);
-    assert.equal((await readAll(read)).length, 3);
+    assert.equal((await readAll(read.stream)).length, 3);
   } finally {
     await noSync.cleanup();
+  }
+});
+
+test('an upload aborted before its first byte leaves the disk as it found it', async () => {
+  const fresh = await fx.storage.openUpload('/never.txt', { kind: 'replace' });
+  await fresh.abort();
+  assert.deepEqual(await fsp.readdir(fx.root), []);
+
+  await uploadText(fx.storage, '/kept.txt', 'complete');
+  for (const start of [{ kind: 'append' }, { kind: 'resume', offset: 8 }] as const) {
+    const upload = await fx.storage.openUpload('/kept.txt', start);
+    await upload.abort();
+    assert.equal(await content('kept.txt'), 'complete', `${start.kind}: the published file is back`);
+    assert.equal(await exists(partialNameFor('kept.txt')), false);
   }
 });

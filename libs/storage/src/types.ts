@@ -14,6 +14,12 @@ export interface FileStat {
   partial?: boolean;
 }
 
+export interface Download {
+  stream: Readable;
+  /** Size of the whole file when it was opened. */
+  size: number;
+}
+
 /** How an upload starts: fresh (replace), at a byte offset of what is already there (REST n + STOR), or at its end (APPE). */
 export type UploadStart = { kind: 'replace' } | { kind: 'resume'; offset: number } | { kind: 'append' };
 
@@ -38,8 +44,8 @@ export interface Storage {
   stat(path: string): Promise<FileStat>;
   /** List a directory (hidden partial-upload files are left out). */
   list(path: string): Promise<FileStat[]>;
-  /** Stream a file's bytes from `offset`. */
-  openRead(path: string, offset?: number): Promise<Readable>;
+  /** Stream a file's bytes from `offset` up to its size at opening time (a snapshot; no stat call needed first). */
+  openRead(path: string, offset?: number): Promise<Download>;
   /** Start an atomic, resumable upload. */
   openUpload(path: string, start: UploadStart): Promise<Upload>;
   mkdir(path: string): Promise<void>;

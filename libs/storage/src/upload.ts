@@ -2,12 +2,12 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { ifExists, storageError, toStorageError } from './errors';
+import { errnoOf, ifExists, storageError, toStorageError } from './errors';
 import { partialPathFor } from './partial';
 import type { Upload, UploadStart } from './types';
 
-const HIGH_WATER_MARK = 256 * 1024;
-const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC } = fs.constants;
+const HIGH_WATER_MARK = 1024 * 1024;
+const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_EXCL } = fs.constants;
 // The partial is opened by name, so refuse to follow a symlink someone planted there.
 const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
 
@@ -20,6 +20,8 @@ const fsync = promisify(fs.fsync);
 /**
  * Start an atomic, resumable upload of host file `file` (already checked to be inside the root).
  * Bytes go to the hidden partial beside it; commit() renames the partial onto `file`.
+ * An upload aborted before its first byte leaves the disk as it found it, so callers may open it before the data
+ * connection exists and abort when that connection never comes.
  */
 export async function openLocalUpload(file: string, start: UploadStart, options: { fsync: boolean }): Promise<Upload> {
   const partial = partialPathFor(file);
@@ -29,8 +31,13 @@ export async function openLocalUpload(file: string, start: UploadStart, options:
   if (start.kind === 'resume') checkOffset(start.offset);
 
   if (start.kind === 'replace') {
-    const fd = await open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o666).catch(rethrow);
-    return uploadOn(fd, 0, file, partial, options);
+    // O_EXCL first: knowing the partial is ours alone lets an empty abort remove it again.
+    const fresh = await open(partial, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o666).catch((err: unknown) =>
+      errnoOf(err) === 'EEXIST' ? undefined : rethrow(err),
+    );
+    if (fresh !== undefined) return uploadOn(fresh, 0, file, partial, options, { unlinkIfEmpty: true });
+    const fd = await open(partial, O_WRONLY | O_TRUNC | O_NOFOLLOW).catch(rethrow);
+    return uploadOn(fd, 0, file, partial, options, {});
   }
 
   // Offsets are checked before anything changes on disk, so a bad REST neither hides nor creates a file.
@@ -38,18 +45,23 @@ export async function openLocalUpload(file: string, start: UploadStart, options:
   const size = (partialStat ?? existing)?.size ?? 0;
   if (start.kind === 'resume' && start.offset > size) throw storageError('invalid-offset');
   // Resuming a published file: move it back to the partial name (O(1)); commit publishes it again.
-  if (!partialStat && existing) await fsp.rename(file, partial).catch(rethrow);
+  const republish = !partialStat && existing !== undefined;
+  if (republish) await fsp.rename(file, partial).catch(rethrow);
 
   const fd = await open(partial, O_RDWR | O_CREAT | O_NOFOLLOW, 0o666).catch(rethrow);
   try {
     const current = (await fstat(fd)).size; // authoritative: the partial may have changed since the lstat
     const offset = start.kind === 'append' ? current : start.offset;
     if (offset > current) throw storageError('invalid-offset');
-    // Drop bytes past the offset: the client resends everything from there.
-    await ftruncate(fd, offset);
-    return uploadOn(fd, offset, file, partial, options);
+    // Drop bytes past the offset before the first write, so that even a crash leaves SIZE = where to resume.
+    if (offset < current) await ftruncate(fd, offset);
+    return uploadOn(fd, offset, file, partial, options, {
+      republishIfSize: republish && offset === current ? current : undefined,
+      unlinkIfEmpty: !partialStat && !existing,
+    });
   } catch (err) {
     await close(fd).catch(() => undefined);
+    if (republish) await fsp.rename(partial, file).catch(() => undefined);
     throw toStorageError(err);
   }
 }
@@ -62,8 +74,16 @@ function rethrow(err: unknown): never {
   throw toStorageError(err);
 }
 
+/** What an abort before the first byte undoes. */
+interface Undo {
+  /** The partial did not exist before this upload: remove it if it is still empty. */
+  unlinkIfEmpty?: boolean;
+  /** The published file was moved to the partial name to be continued: move it back if it still has this size. */
+  republishIfSize?: number;
+}
+
 /** Wrap an open fd in the Upload contract. The write stream owns the fd and is the only one to close it. */
-function uploadOn(fd: number, offset: number, file: string, partial: string, options: { fsync: boolean }): Upload {
+function uploadOn(fd: number, offset: number, file: string, partial: string, options: { fsync: boolean }, undo: Undo): Upload {
   // autoClose off: the fd must stay open after 'finish' so commit() can fsync it before closing.
   const stream = fs.createWriteStream(partial, { fd, start: offset, highWaterMark: HIGH_WATER_MARK, autoClose: false });
   let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
@@ -88,10 +108,14 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
       }
     },
     async abort() {
-      if (state === 'committed') return;
+      if (state === 'committed' || state === 'aborted') return;
       state = 'aborted';
-      // The partial stays on disk for a later resume; only the fd goes away.
+      // What reached the file is kept for a later resume. The size on disk tells whether anything did
+      // (bytesWritten misses a write that was in flight when the stream was destroyed).
       await closeStream(stream).catch(() => undefined);
+      const size = (await ifExists(fsp.stat(partial)))?.size;
+      if (size === 0 && undo.unlinkIfEmpty) await fsp.unlink(partial).catch(() => undefined);
+      else if (size !== undefined && size === undo.republishIfSize) await fsp.rename(partial, file).catch(() => undefined);
     },
   };
 }
