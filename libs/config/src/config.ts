@@ -40,6 +40,12 @@ export interface FtpConfig {
   allowForeignData: boolean;
   /** FTP_FSYNC_UPLOADS: flush uploads to disk before replying 226 (durability over speed). */
   fsyncUploads: boolean;
+  /**
+   * FTP_STORAGE_METADATA_IO: `sync` runs file-system metadata calls (open, stat, rename) on the event loop, which is
+   * several times faster on a local disk (the default); `async` keeps them on the thread pool, which a network file
+   * system (NFS, EFS, CephFS) needs, or one slow call stalls every session of the process.
+   */
+  storageMetadataIo: 'sync' | 'async';
   /** FTP_BANNER: text of the 220 greeting. */
   banner: string;
   /** FTP_REPLICA_ID: this process's name in cluster state and logs. */
@@ -106,10 +112,12 @@ const ipv4OrEmpty: Parser<string> = (raw) => {
   return value;
 };
 
-const logLevel: Parser<string> = (raw) => {
-  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-  return levels.includes(raw) ? raw : fail(`expected one of ${levels.join(', ')}, got "${raw}"`);
-};
+const oneOf =
+  <T extends string>(values: readonly T[]): Parser<T> =>
+  (raw) =>
+    values.includes(raw as T) ? (raw as T) : fail(`expected one of ${values.join(', ')}, got "${raw}"`);
+
+const logLevel = oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 const spec = <K extends keyof FtpConfig>(key: K, env: string, parse: Parser<FtpConfig[K]>, fallback: () => FtpConfig[K]) =>
   ({ key, env, parse, fallback }) as KeySpec<K>;
@@ -135,6 +143,7 @@ const SPECS = [
   spec('allowForeignActive', 'FTP_ALLOW_FOREIGN_ACTIVE', bool, () => false),
   spec('allowForeignData', 'FTP_ALLOW_FOREIGN_DATA', bool, () => false),
   spec('fsyncUploads', 'FTP_FSYNC_UPLOADS', bool, () => true),
+  spec('storageMetadataIo', 'FTP_STORAGE_METADATA_IO', oneOf(['sync', 'async'] as const), () => 'sync'),
   spec('banner', 'FTP_BANNER', text, () => 'FTP service ready'),
   spec('replicaId', 'FTP_REPLICA_ID', text, () => `${hostname()}-${process.pid}`),
   spec('logLevel', 'FTP_LOG_LEVEL', logLevel, () => 'info'),

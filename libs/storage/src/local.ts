@@ -1,8 +1,8 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { errnoOf, ifExists, storageError, toStorageError } from './errors';
+import { asyncFileOps, syncFileOps, type FileOps } from './fileOps';
 import { createPathGuard, isInside } from './hostPath';
 import { isPartialName, partialPathFor } from './partial';
 import type { FileStat, Storage } from './types';
@@ -14,6 +14,8 @@ export interface LocalStorageOptions {
   root: string;
   /** fsync uploads before publishing them (default true). */
   fsync?: boolean;
+  /** Metadata calls on the event loop (fast on local disks) or on the thread pool (network file systems). Default async. */
+  metadataIo?: 'sync' | 'async';
 }
 
 /** 1 MiB reads move big files about a third faster than 256 KiB on loopback (measured: 1328 vs 992 MiB/s). */
@@ -23,19 +25,20 @@ const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
 
 /** Storage on the local file system, confined to `options.root`. */
 export function createLocalStorage(options: LocalStorageOptions): Storage {
-  const guard = createPathGuard(options.root);
-  const uploadOptions = { fsync: options.fsync !== false };
+  const io = options.metadataIo === 'sync' ? syncFileOps : asyncFileOps;
+  const guard = createPathGuard(options.root, io);
+  const uploadOptions = { fsync: options.fsync !== false, io };
 
   // Every public method funnels its failures through toStorageError, so callers see one error type.
   const storage: Storage = {
     async stat(vpath) {
       const file = await guard.target(vpath);
       const name = nameOf(vpath);
-      const st = await ifExists(fsp.stat(file));
+      const st = await ifExists(io.stat(file));
       if (st?.isDirectory()) return toFileStat(name, st);
       if (file !== (await guard.root())) {
         // An interrupted upload wins: SIZE must report where a resume continues from.
-        const partial = await ifExists(fsp.lstat(partialPathFor(file)));
+        const partial = await ifExists(io.lstat(partialPathFor(file)));
         if (partial?.isFile()) return { ...toFileStat(name, partial), partial: true };
       }
       if (st?.isFile()) return toFileStat(name, st);
@@ -45,15 +48,15 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
     async list(vpath) {
       const dir = await guard.target(vpath);
       const root = await guard.root();
-      const entries = await fsp.readdir(dir, { withFileTypes: true });
+      const entries = await io.readdir(dir);
       const stats = await Promise.all(
         entries
           .filter((e) => !isPartialName(e.name))
           .map(async (e) => {
             const child = path.join(dir, e.name);
             // Follow symlinks only while they stay inside the root; escaping or dangling ones are not shown.
-            if (e.isSymbolicLink() && !isInside(root, await fsp.realpath(child).catch(() => ''))) return undefined;
-            const st = await fsp.stat(child).catch(() => undefined); // may vanish meanwhile
+            if (e.isSymbolicLink() && !isInside(root, await io.realpath(child).catch(() => ''))) return undefined;
+            const st = await io.stat(child).catch(() => undefined); // may vanish meanwhile
             return st && (st.isFile() || st.isDirectory()) ? toFileStat(e.name, st) : undefined;
           }),
       );
@@ -63,52 +66,53 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
     async openRead(vpath, offset = 0) {
       if (!Number.isSafeInteger(offset) || offset < 0) throw storageError('invalid-offset');
       const file = await guard.target(vpath);
-      const handle = await fsp.open(file, fs.constants.O_RDONLY | O_NOFOLLOW);
+      const fd = await io.open(file, fs.constants.O_RDONLY | O_NOFOLLOW);
       let st: fs.Stats;
       try {
-        st = await handle.stat();
+        st = await io.fstat(fd);
         if (st.isDirectory()) throw storageError('is-a-directory');
         if (!st.isFile()) throw storageError('denied'); // FIFOs and devices would hang or leak
       } catch (err) {
-        await handle.close();
+        await io.close(fd);
         throw err;
       }
-      // The stream owns the handle from here and closes it on end or destroy. Stopping at the known size saves the
+      // The stream owns the fd from here and closes it on end or destroy. Stopping at the known size saves the
       // final empty read; a buffer no larger than the file keeps small downloads from allocating 1 MiB each.
       const size = st.size;
       const highWaterMark = Math.max(MIN_READ_BUFFER, Math.min(MAX_READ_BUFFER, size - offset));
       if (offset >= size) {
-        await handle.close();
+        await io.close(fd);
         return { stream: Readable.from([]), size };
       }
-      return { stream: fs.createReadStream(file, { fd: handle, start: offset, end: size - 1, highWaterMark }), size };
+      return { stream: fs.createReadStream(file, { fd, start: offset, end: size - 1, highWaterMark }), size };
     },
 
     async openUpload(vpath, start) {
-      return openLocalUpload(await guard.target(vpath), start, uploadOptions);
+      const target = await guard.targetOf(vpath);
+      return openLocalUpload(target.real, start, { ...uploadOptions, knownMissing: !target.exists });
     },
 
     async mkdir(vpath) {
-      await fsp.mkdir(await guard.entry(vpath));
+      await io.mkdir(await guard.entry(vpath));
     },
 
     async rmdir(vpath) {
       if (isRoot(vpath)) throw storageError('denied');
       const dir = await guard.entry(vpath);
       try {
-        await fsp.rmdir(dir);
+        await io.rmdir(dir);
       } catch (err) {
         // A directory that looks empty to the client may still hold abandoned partials: clear them.
-        if (errnoOf(err) !== 'ENOTEMPTY' || !(await removeOnlyPartials(dir))) throw err;
-        await fsp.rmdir(dir);
+        if (errnoOf(err) !== 'ENOTEMPTY' || !(await removeOnlyPartials(io, dir))) throw err;
+        await io.rmdir(dir);
       }
     },
 
     async delete(vpath) {
       const file = await guard.entry(vpath);
-      if ((await ifExists(fsp.lstat(file)))?.isDirectory()) throw storageError('is-a-directory');
+      if ((await ifExists(io.lstat(file)))?.isDirectory()) throw storageError('is-a-directory');
       // Deleting a name also drops its interrupted upload, or a later resume would revive it.
-      const removed = await Promise.all([unlinkIfExists(file), unlinkIfExists(partialPathFor(file))]);
+      const removed = await Promise.all([unlinkIfExists(io, file), unlinkIfExists(io, partialPathFor(file))]);
       if (!removed.includes(true)) throw storageError('not-found');
     },
 
@@ -116,16 +120,16 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
       if (isRoot(from) || isRoot(to)) throw storageError('denied');
       const [src, dst] = await Promise.all([guard.entry(from), guard.entry(to)]);
       if (isInside(src, dst) && src !== dst) throw storageError('denied'); // a directory into itself
-      if (await ifExists(fsp.lstat(src))) return fsp.rename(src, dst);
+      if (await ifExists(io.lstat(src))) return io.rename(src, dst);
       // Only an interrupted upload exists: move it so a resume under the new name continues it.
-      if ((await ifExists(fsp.lstat(partialPathFor(src))))?.isFile()) return fsp.rename(partialPathFor(src), partialPathFor(dst));
+      if ((await ifExists(io.lstat(partialPathFor(src))))?.isFile()) return io.rename(partialPathFor(src), partialPathFor(dst));
       throw storageError('not-found');
     },
 
     async setModifiedTime(vpath, mtime) {
       const file = await guard.target(vpath);
-      const st = await fsp.stat(file);
-      await fsp.utimes(file, st.atime, mtime);
+      const st = await io.stat(file);
+      await io.utimes(file, st.atime, mtime);
     },
   };
   return withStorageErrors(storage);
@@ -151,15 +155,15 @@ function toFileStat(name: string, st: fs.Stats): FileStat {
 }
 
 /** unlink that reports whether there was something to remove. */
-async function unlinkIfExists(file: string): Promise<boolean> {
-  return (await ifExists(fsp.unlink(file).then(() => true))) ?? false;
+async function unlinkIfExists(io: FileOps, file: string): Promise<boolean> {
+  return (await ifExists(io.unlink(file).then(() => true))) ?? false;
 }
 
 /** Delete the entries of `dir` if every one of them is a partial-upload file; false if anything else is there. */
-async function removeOnlyPartials(dir: string): Promise<boolean> {
-  const entries = await fsp.readdir(dir, { withFileTypes: true });
+async function removeOnlyPartials(io: FileOps, dir: string): Promise<boolean> {
+  const entries = await io.readdir(dir);
   if (!entries.every((e) => e.isFile() && isPartialName(e.name))) return false;
-  await Promise.all(entries.map((e) => unlinkIfExists(path.join(dir, e.name))));
+  await Promise.all(entries.map((e) => unlinkIfExists(io, path.join(dir, e.name))));
   return true;
 }
 

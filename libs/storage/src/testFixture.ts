@@ -20,6 +20,13 @@ export interface Fixture {
 
 export const SECRET = 'top secret\n';
 
+let metadataIo: 'sync' | 'async' = 'async';
+
+/** Every fixture made after this call uses the given metadata flavour (see local.sync.test.ts). */
+export function useMetadataIo(flavour: 'sync' | 'async') {
+  metadataIo = flavour;
+}
+
 export async function makeFixture(options: { fsync?: boolean } = {}): Promise<Fixture> {
   const base = await fsp.mkdtemp(path.join(os.tmpdir(), 'ftp-storage-test-'));
   const root = path.join(base, 'root');
@@ -30,7 +37,7 @@ export async function makeFixture(options: { fsync?: boolean } = {}): Promise<Fi
   return {
     root,
     outside,
-    storage: createLocalStorage({ root, ...options }),
+    storage: createLocalStorage({ root, metadataIo, ...options }),
     cleanup: () => fsp.rm(base, { recursive: true, force: true }),
   };
 }

@@ -1,21 +1,22 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { errnoOf, ifExists, storageError, toStorageError } from './errors';
 import { partialPathFor } from './partial';
+import type { FileOps } from './fileOps';
 import type { Upload, UploadStart } from './types';
+
+export interface UploadOptions {
+  fsync: boolean;
+  io: FileOps;
+  /** The caller already knows the file does not exist (saves a stat). */
+  knownMissing?: boolean;
+}
 
 const HIGH_WATER_MARK = 1024 * 1024;
 const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_EXCL } = fs.constants;
 // The partial is opened by name, so refuse to follow a symlink someone planted there.
 const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
 
-const open = promisify(fs.open);
-const close = promisify(fs.close);
-const fstat = promisify(fs.fstat);
-const ftruncate = promisify(fs.ftruncate);
-const fsync = promisify(fs.fsync);
 
 /**
  * Start an atomic, resumable upload of host file `file` (already checked to be inside the root).
@@ -23,9 +24,14 @@ const fsync = promisify(fs.fsync);
  * An upload aborted before its first byte leaves the disk as it found it, so callers may open it before the data
  * connection exists and abort when that connection never comes.
  */
-export async function openLocalUpload(file: string, start: UploadStart, options: { fsync: boolean }): Promise<Upload> {
+export async function openLocalUpload(
+  file: string,
+  start: UploadStart,
+  options: UploadOptions,
+): Promise<Upload> {
+  const { open, close, fstat, ftruncate } = options.io;
   const partial = partialPathFor(file);
-  const existing = await ifExists(fsp.stat(file));
+  const existing = options.knownMissing ? undefined : await ifExists(options.io.stat(file));
   if (existing?.isDirectory()) throw storageError('is-a-directory');
   if (existing && !existing.isFile()) throw storageError('denied');
   if (start.kind === 'resume') checkOffset(start.offset);
@@ -41,12 +47,12 @@ export async function openLocalUpload(file: string, start: UploadStart, options:
   }
 
   // Offsets are checked before anything changes on disk, so a bad REST neither hides nor creates a file.
-  const partialStat = await ifExists(fsp.lstat(partial));
+  const partialStat = await ifExists(options.io.lstat(partial));
   const size = (partialStat ?? existing)?.size ?? 0;
   if (start.kind === 'resume' && start.offset > size) throw storageError('invalid-offset');
   // Resuming a published file: move it back to the partial name (O(1)); commit publishes it again.
   const republish = !partialStat && existing !== undefined;
-  if (republish) await fsp.rename(file, partial).catch(rethrow);
+  if (republish) await options.io.rename(file, partial).catch(rethrow);
 
   const fd = await open(partial, O_RDWR | O_CREAT | O_NOFOLLOW, 0o666).catch(rethrow);
   try {
@@ -61,7 +67,7 @@ export async function openLocalUpload(file: string, start: UploadStart, options:
     });
   } catch (err) {
     await close(fd).catch(() => undefined);
-    if (republish) await fsp.rename(partial, file).catch(() => undefined);
+    if (republish) await options.io.rename(partial, file).catch(() => undefined);
     throw toStorageError(err);
   }
 }
@@ -83,7 +89,8 @@ interface Undo {
 }
 
 /** Wrap an open fd in the Upload contract. The write stream owns the fd and is the only one to close it. */
-function uploadOn(fd: number, offset: number, file: string, partial: string, options: { fsync: boolean }, undo: Undo): Upload {
+function uploadOn(fd: number, offset: number, file: string, partial: string, options: UploadOptions, undo: Undo): Upload {
+  const { io } = options;
   // autoClose off: the fd must stay open after 'finish' so commit() can fsync it before closing.
   const stream = fs.createWriteStream(partial, { fd, start: offset, highWaterMark: HIGH_WATER_MARK, autoClose: false });
   let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
@@ -97,9 +104,9 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
       try {
         if (!stream.writableEnded) stream.end();
         await finished(stream); // rejects if the stream errored or was destroyed early
-        if (options.fsync) await fsync(fd);
-        await closeStream(stream);
-        await fsp.rename(partial, file); // the atomic publish
+        if (options.fsync) await io.fsync(fd);
+        // The atomic publish. Renaming an open file is fine on POSIX, so the close need not come first.
+        await Promise.all([closeStream(stream), io.rename(partial, file)]);
         state = 'committed';
       } catch (err) {
         state = 'aborted';
@@ -113,9 +120,9 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
       // What reached the file is kept for a later resume. The size on disk tells whether anything did
       // (bytesWritten misses a write that was in flight when the stream was destroyed).
       await closeStream(stream).catch(() => undefined);
-      const size = (await ifExists(fsp.stat(partial)))?.size;
-      if (size === 0 && undo.unlinkIfEmpty) await fsp.unlink(partial).catch(() => undefined);
-      else if (size !== undefined && size === undo.republishIfSize) await fsp.rename(partial, file).catch(() => undefined);
+      const size = (await ifExists(io.stat(partial)))?.size;
+      if (size === 0 && undo.unlinkIfEmpty) await io.unlink(partial).catch(() => undefined);
+      else if (size !== undefined && size === undo.republishIfSize) await io.rename(partial, file).catch(() => undefined);
     },
   };
 }

@@ -56,7 +56,9 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     const deps: SessionDeps = {
       settings: config,
       identity,
-      storageFor: storageFor ?? ((user) => createLocalStorage({ root: user.root, fsync: config.fsyncUploads })),
+      storageFor:
+        storageFor ??
+        ((user) => createLocalStorage({ root: user.root, fsync: config.fsyncUploads, metadataIo: config.storageMetadataIo })),
       cluster,
       passive,
       metrics,

@@ -1,0 +1,5 @@
+// The same suite with metadata calls made synchronously (metadataIo: 'sync').
+import { useMetadataIo } from './testFixture';
+
+useMetadataIo('sync');
+await import('./local.upload.test');
