@@ -113,11 +113,11 @@ async function store(session: Session, path: string, start: UploadStart, opening
   const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal) => {
     if (session.type === 'A') await pipeline(socket, asciiFromNetwork(), upload.stream, { signal });
     else await pipeline(socket, upload.stream, { signal });
-    // A client that vanished mid-upload also ends the data stream; never publish its bytes as complete.
-    // One turn of the event loop lets a control-connection close that arrived together with the data EOF be seen.
+    // A client that vanished mid-upload also ends the data stream (in stream mode EOF means "complete"), so the
+    // control connection is checked at the last moment, after the flush, which gives a close sent together with the
+    // data EOF time to arrive (at least one turn of the event loop). Its bytes then stay a resumable partial.
     await new Promise((resolve) => setImmediate(resolve));
-    if (session.closed) throw new Error('control connection closed before the upload completed');
-    await upload.commit();
+    await upload.commit(() => !session.closed);
   });
   if (!outcome.ok) await upload.abort();
   recordTransfer(session, 'upload', path, outcome);

@@ -218,3 +218,13 @@ test('an upload aborted before its first byte leaves the disk as it found it', a
     assert.equal(await exists(partialNameFor('kept.txt')), false);
   }
 });
+
+test('commit publishes nothing when the upload is no longer wanted after the flush', async () => {
+  const upload = await fx.storage.openUpload('/late.txt', { kind: 'replace' });
+  await pipeline(Readable.from([Buffer.from('half')]), upload.stream);
+  await assert.rejects(upload.commit(() => false), storageCode('io'));
+  await upload.abort();
+  assert.equal(await exists('late.txt'), false);
+  const st = await fx.storage.stat('/late.txt');
+  assert.deepEqual([st.partial, st.size], [true, 4]);
+});

@@ -28,8 +28,11 @@ export interface Upload {
   stream: Writable;
   /** Offset in the file where the first byte of `stream` lands. */
   startOffset: number;
-  /** After `stream` has finished: flush to disk and publish the file under its name atomically. */
-  commit(): Promise<void>;
+  /**
+   * After `stream` has finished: flush to disk and publish the file under its name atomically. `stillWanted` is asked
+   * once the bytes are flushed, just before publishing; if it says no, the bytes stay a partial and commit rejects.
+   */
+  commit(stillWanted?: () => boolean): Promise<void>;
   /** The transfer broke: close the file, keep the partial bytes so that a later resume can continue them. */
   abort(): Promise<void>;
 }

@@ -98,13 +98,14 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
   return {
     stream,
     startOffset: offset,
-    async commit() {
+    async commit(stillWanted) {
       if (state !== 'open') throw storageError('io', new Error(`upload already ${state}`));
       state = 'committing';
       try {
         if (!stream.writableEnded) stream.end();
         await finished(stream); // rejects if the stream errored or was destroyed early
         if (options.fsync) await io.fsync(fd);
+        if (stillWanted && !stillWanted()) throw storageError('io', new Error('upload no longer wanted'));
         // The atomic publish. Renaming an open file is fine on POSIX, so the close need not come first.
         await Promise.all([closeStream(stream), io.rename(partial, file)]);
         state = 'committed';
