@@ -84,6 +84,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
         FTP_PASV_RANGE: randomRange(),
         FTP_LOG_LEVEL: 'debug',
         FTP_FSYNC_UPLOADS: 'false',
+        FTP_TLS_DIR: join(dir, 'tls'),
         ...options.env,
       },
     });

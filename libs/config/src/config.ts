@@ -46,6 +46,23 @@ export interface FtpConfig {
    * system (NFS, EFS, CephFS) needs, or one slow call stalls every session of the process.
    */
   storageMetadataIo: 'sync' | 'async';
+  /** FTP_TLS_ENABLED: offer explicit FTPS (AUTH TLS) and, with FTP_IMPLICIT_TLS_PORT, implicit FTPS. */
+  tlsEnabled: boolean;
+  /** FTP_TLS_CERT / FTP_TLS_KEY: PEM files, reloaded when they change. Empty: a self-signed pair in FTP_TLS_DIR. */
+  tlsCert: string;
+  tlsKey: string;
+  /** FTP_TLS_DIR: where the self-signed certificate of the embedded default is kept. */
+  tlsDir: string;
+  /** FTP_IMPLICIT_TLS_PORT: implicit FTPS listener (conventionally 990); 0 = off. */
+  implicitTlsPort: number;
+  /** FTP_TLS_REQUIRE_CONTROL: USER on a clear control connection gets 530. */
+  tlsRequireControl: boolean;
+  /** FTP_TLS_REQUIRE_DATA: transfers need PROT P (521 otherwise, 534 for PROT C). */
+  tlsRequireData: boolean;
+  /** FTP_TLS_REQUIRE_REUSE: a protected data connection must resume a TLS session (proves it is the same client). */
+  tlsRequireReuse: boolean;
+  /** FTP_TLS_TICKET_KEYS: 48 bytes, base64, shared by all replicas so any can resume another's session; empty = random. */
+  tlsTicketKeys: string;
   /** FTP_BANNER: text of the 220 greeting. */
   banner: string;
   /** FTP_REPLICA_ID: this process's name in cluster state and logs. */
@@ -112,6 +129,12 @@ const ipv4OrEmpty: Parser<string> = (raw) => {
   return value;
 };
 
+const ticketKeys: Parser<string> = (raw) => {
+  const value = raw.trim();
+  if (value !== '' && Buffer.from(value, 'base64').length !== 48) fail('expected 48 bytes in base64 (openssl rand -base64 48)');
+  return value;
+};
+
 const oneOf =
   <T extends string>(values: readonly T[]): Parser<T> =>
   (raw) =>
@@ -144,6 +167,15 @@ const SPECS = [
   spec('allowForeignData', 'FTP_ALLOW_FOREIGN_DATA', bool, () => false),
   spec('fsyncUploads', 'FTP_FSYNC_UPLOADS', bool, () => true),
   spec('storageMetadataIo', 'FTP_STORAGE_METADATA_IO', oneOf(['sync', 'async'] as const), () => 'sync'),
+  spec('tlsEnabled', 'FTP_TLS_ENABLED', bool, () => true),
+  spec('tlsCert', 'FTP_TLS_CERT', text, () => ''),
+  spec('tlsKey', 'FTP_TLS_KEY', text, () => ''),
+  spec('tlsDir', 'FTP_TLS_DIR', text, () => './tls'),
+  spec('implicitTlsPort', 'FTP_IMPLICIT_TLS_PORT', integer(0, 65535), () => 0),
+  spec('tlsRequireControl', 'FTP_TLS_REQUIRE_CONTROL', bool, () => false),
+  spec('tlsRequireData', 'FTP_TLS_REQUIRE_DATA', bool, () => false),
+  spec('tlsRequireReuse', 'FTP_TLS_REQUIRE_REUSE', bool, () => true),
+  spec('tlsTicketKeys', 'FTP_TLS_TICKET_KEYS', ticketKeys, () => ''),
   spec('banner', 'FTP_BANNER', text, () => 'FTP service ready'),
   spec('replicaId', 'FTP_REPLICA_ID', text, () => `${hostname()}-${process.pid}`),
   spec('logLevel', 'FTP_LOG_LEVEL', logLevel, () => 'info'),

@@ -1,6 +1,8 @@
 import { connect, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { FtpError } from './errors';
 import type { Session } from './session';
+import { startTls } from './tls';
 
 /** Forgets a prepared data channel, releasing its lease and closing an unused connection. */
 export function disposeData(session: Session) {
@@ -66,8 +68,37 @@ export function prepareActive(session: Session, host: string, port: number) {
   session.data = { kind: 'active', host, port };
 }
 
-/** Opens the prepared data connection (waits for the passive one, or dials the active one). */
+/** Opens the prepared data connection, with TLS under PROT P. */
 export async function openDataConnection(session: Session, signal: AbortSignal): Promise<Socket> {
+  const socket = await openRawDataConnection(session, signal);
+  return session.protection === 'P' ? protect(session, socket) : socket;
+}
+
+/**
+ * TLS on a data connection; the server is the TLS server in passive and active mode alike (RFC 4217). With reuse
+ * required, only a client that resumes a session of ours gets through: a stranger who grabbed the port cannot.
+ */
+async function protect(session: Session, socket: Socket): Promise<Socket> {
+  const tls = session.deps.tls!;
+  let secure: TLSSocket;
+  try {
+    secure = await startTls(socket, tls);
+  } catch (err) {
+    session.log.warn({ err: (err as Error).message }, 'TLS handshake on the data connection failed');
+    throw new FtpError(522, 'TLS handshake on the data connection failed');
+  }
+  const resumed = secure.isSessionReused();
+  session.deps.metrics.tlsDataConnections.inc({ resumed: String(resumed) });
+  if (tls.requireReuse && !resumed) {
+    session.log.warn('data connection refused: it did not resume the TLS session');
+    secure.destroy();
+    throw new FtpError(522, 'TLS session reuse required on the data connection');
+  }
+  return secure;
+}
+
+/** Opens the prepared data connection (waits for the passive one, or dials the active one). */
+async function openRawDataConnection(session: Session, signal: AbortSignal): Promise<Socket> {
   const data = session.data;
   if (!data) throw new FtpError(425, 'Use PASV, EPSV, PORT or EPRT first');
   session.data = undefined; // one data connection per transfer

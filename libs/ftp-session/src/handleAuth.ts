@@ -1,5 +1,6 @@
 import { disposeData } from './dataChannel';
 import { FtpError } from './errors';
+import { controlProtectionRequired } from './handleTls';
 import { freshSessionState, type Handler, type Session } from './session';
 
 async function loginFailed(session: Session, name: string, reason: string) {
@@ -22,6 +23,10 @@ async function loginFailed(session: Session, name: string, reason: string) {
 
 const USER: Handler = (session, arg) => {
   if (session.user) throw new FtpError(530, 'Already logged in; use REIN to change user');
+  if (!session.secure && controlProtectionRequired(session, arg)) {
+    session.log.info({ user: arg }, 'login refused: TLS required on the control connection');
+    throw new FtpError(530, 'TLS required: use AUTH TLS before USER');
+  }
   session.pendingUser = arg;
   const anonymous = session.deps.identity.isAnonymous(arg);
   session.reply(331, anonymous ? 'Anonymous login ok, send your e-mail address as password' : `Password required for ${arg}`);

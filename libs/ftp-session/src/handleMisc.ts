@@ -13,6 +13,7 @@ const CLNT: Handler = (session) => session.reply(200, 'Noted');
 const FEAT: Handler = (session) =>
   session.reply(211, [
     'Features:',
+    ...(session.deps.tls ? ['AUTH TLS', 'PBSZ', 'PROT'] : []),
     'EPRT',
     'EPSV',
     `HASH ${Object.keys(HASH_NODE_NAMES)

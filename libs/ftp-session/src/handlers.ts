@@ -4,6 +4,7 @@ import { fileHandlers } from './handleFiles';
 import { miscHandlers } from './handleMisc';
 import type { Handler } from './session';
 import { transferHandlers } from './handleTransfer';
+import { tlsHandlers } from './handleTls';
 
 /** Canonical verb → handler. Verbs in the protocol's command table without a handler here answer 502. */
 export const HANDLERS: Record<string, Handler> = {
@@ -12,4 +13,5 @@ export const HANDLERS: Record<string, Handler> = {
   ...fileHandlers,
   ...transferHandlers,
   ...miscHandlers,
+  ...tlsHandlers,
 };

@@ -2,3 +2,4 @@ export { runSession, type Session } from './session';
 export { createPassiveListeners, type PassiveListeners } from './passiveListeners';
 export { FtpError, toFtpError } from './errors';
 export type { SessionDeps, SessionSettings } from './types';
+export { startTls, TlsHandshakeError, type TlsProvider } from './tls';

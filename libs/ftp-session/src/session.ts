@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { User } from '@ftp/identity';
 import { CommandLineDecoder, commandNeedsLogin, type DecodedLine, formatReply, lookupCommand, normalizeAddress, parseCommand } from '@ftp/protocol';
 import type { Storage } from '@ftp/storage';
@@ -7,6 +8,7 @@ import { replyClass, type Logger } from '@ftp/telemetry';
 import { failureLevel, FtpError, toFtpError } from './errors';
 import { disposeData } from './dataChannel';
 import { HANDLERS } from './handlers';
+import { startTls } from './tls';
 import type { PendingData, SessionDeps } from './types';
 
 /** A running transfer: the control loop calls abort() when ABOR arrives while the transfer handler awaits. */
@@ -39,6 +41,13 @@ export interface Session {
   mlstFacts: string[];
   data?: PendingData;
   transfer?: ActiveTransfer;
+  /** The control connection is TLS (after AUTH TLS, or from the start on the implicit port). */
+  secure: boolean;
+  pbszDone: boolean;
+  /** PROT level for data connections: Clear or Private (TLS). */
+  protection: 'C' | 'P';
+  /** Switches the control connection to TLS right after the 234 reply; pipelined plaintext is dropped. */
+  upgradeControl(): Promise<void>;
   closed: boolean;
   reply(code: number, text: string | string[]): void;
   /** Ends the session after the replies already written have been sent. */
@@ -68,7 +77,7 @@ export function freshSessionState() {
 }
 
 /** Serves one control connection from greeting to close. Never throws: every failure becomes a reply or a log line. */
-export async function runSession(socket: Socket, deps: SessionDeps): Promise<void> {
+export async function runSession(socket: Socket, deps: SessionDeps, options: { implicitTls?: boolean } = {}): Promise<void> {
   const { settings, cluster, metrics } = deps;
   const id = randomUUID();
   const clientAddress = normalizeAddress(socket.remoteAddress ?? '');
@@ -84,25 +93,48 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
     localAddress: normalizeAddress(socket.localAddress ?? ''),
     ...freshSessionState(),
     closed: false,
+    secure: Boolean(options.implicitTls),
+    pbszDone: Boolean(options.implicitTls),
+    // Implicit FTPS protects data connections from the start, as clients of port 990 expect.
+    protection: options.implicitTls ? 'P' : 'C',
     reply(code, text) {
-      if (session.closed || socket.destroyed) return;
+      if (session.closed || session.socket.destroyed) return;
       lastReply = code;
-      socket.write(formatReply(code, text));
+      session.socket.write(formatReply(code, text));
     },
     end() {
       if (session.closed) return; // called again for every chunk a client keeps sending after a 421
       session.closed = true;
-      socket.end();
+      const current = session.socket;
+      current.end();
       // A client that never reads, or never closes its side, must not keep the session and its slot alive.
-      const timer = setTimeout(() => socket.destroy(), END_GRACE_MS);
-      socket.once('close', () => clearTimeout(timer));
+      const timer = setTimeout(() => current.destroy(), END_GRACE_MS);
+      current.once('close', () => clearTimeout(timer));
+    },
+    upgradeControl: async () => {
+      const raw = session.socket;
+      // Same tick as the 234 reply: nothing read from now on may be taken as a plaintext command (STARTTLS injection).
+      raw.removeListener('data', onData);
+      raw.removeListener('end', onEnd);
+      queue.length = 0;
+      decoder = new CommandLineDecoder(8192);
+      try {
+        session.socket = await startTls(raw, deps.tls!);
+        session.secure = true;
+        listen(session.socket);
+        log.info({ protocol: (session.socket as TLSSocket).getProtocol() }, 'control connection upgraded to TLS');
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'TLS handshake on the control connection failed: closing');
+        session.closed = true;
+        raw.destroy();
+      }
     },
   };
   let lastReply = 0;
   let registered = false;
 
   const finished = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  socket.on('error', (err) => log.debug({ err: err.message }, 'control connection error'));
+  socket.on('error', () => {}); // logged by listen() once the session runs
 
   try {
     if (await cluster.bans.isBanned(clientAddress)) {
@@ -135,7 +167,7 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
   log.debug('session opened');
   session.reply(220, settings.banner);
 
-  const decoder = new CommandLineDecoder(8192);
+  let decoder = new CommandLineDecoder(8192);
   const queue: DecodedLine[] = [];
   let working = false;
   let idleTimer: NodeJS.Timeout | undefined;
@@ -189,12 +221,12 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
       armIdleTimer();
       // A client that does not read its replies must not make us buffer them without bound: wait until it does.
       // Meanwhile its commands pile up to MAX_QUEUED_COMMANDS (421), or the idle timeout ends it.
-      if (socket.writableNeedDrain) await drained(socket);
+      if (session.socket.writableNeedDrain) await drained(session.socket);
     }
     working = false;
   };
 
-  socket.on('data', (chunk: Buffer) => {
+  function onData(chunk: Buffer) {
     if (session.closed) return; // after QUIT or a 421, what the client still sends is not read as commands
     armIdleTimer();
     for (const decoded of decoder.push(chunk)) {
@@ -219,11 +251,17 @@ export async function runSession(socket: Socket, deps: SessionDeps): Promise<voi
       queue.push(decoded);
     }
     void pump();
-  });
-  socket.on('end', () => {
+  }
+  function onEnd() {
     session.end(); // before the abort: a vanished client gets no 426/226
     session.transfer?.abort();
-  });
+  }
+  function listen(current: Socket) {
+    current.on('data', onData);
+    current.on('end', onEnd);
+    current.on('error', (err) => log.debug({ err: err.message }, 'control connection error'));
+  }
+  listen(socket);
   armIdleTimer();
 
   await finished;

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
+import { dataProtectionRequired } from './handleTls';
 import type { ActiveTransfer, Session } from './session';
 
 export interface TransferInfo {
@@ -43,6 +44,11 @@ export async function runTransfer(
       controller.abort();
     },
   };
+  if (dataProtectionRequired(session) && session.protection !== 'P') {
+    session.log.info({ path: info.path }, 'transfer refused: data connection must be protected (PROT P)');
+    session.reply(521, 'Data connections must be protected: use PROT P');
+    return { ok: false, bytes: 0, ms: 0, result: 'failed' };
+  }
   session.transfer = transfer;
   session.reply(150, info.opening);
   let socket: Socket | undefined;

@@ -5,6 +5,7 @@ import type { Storage } from '@ftp/storage';
 import type { EdgeMetrics, Logger } from '@ftp/telemetry';
 import type { PassiveListeners } from './passiveListeners';
 import type { Session } from './session';
+import type { TlsProvider } from './tls';
 
 /** The server settings a session needs (a subset of FtpConfig, so the session does not depend on config loading). */
 export interface SessionSettings {
@@ -21,6 +22,8 @@ export interface SessionSettings {
   stallTimeout: number;
   allowForeignActive: boolean;
   allowForeignData: boolean;
+  tlsRequireControl: boolean;
+  tlsRequireData: boolean;
 }
 
 /** What a session is wired to. Every part is an interface, so tests and later deployments swap implementations. */
@@ -30,6 +33,8 @@ export interface SessionDeps {
   storageFor(user: User): Storage;
   cluster: ClusterState;
   passive: PassiveListeners;
+  /** Absent when TLS is off: AUTH then answers 502. */
+  tls?: TlsProvider;
   metrics: EdgeMetrics;
   log: Logger;
   /** Open sessions of this process, so that a drain can tell idle ones from those mid-transfer. */

@@ -139,6 +139,8 @@ export async function createFileIdentity(options: FileIdentityOptions): Promise<
   return {
     authenticate,
     isAnonymous,
+    // Unknown names answer false, the same as users without the rule: USER does not reveal who exists.
+    requiresTls: (name) => Object.hasOwn(data.users, name) && data.users[name].requireTls,
     reload,
     close: () => {
       closed = true;

@@ -30,4 +30,6 @@ export interface Identity {
   authenticate(name: string, password: string, clientAddress: string): Promise<AuthResult>;
   /** Whether `name` exists and may log in without a password (anonymous). */
   isAnonymous(name: string): boolean;
+  /** Whether `name` must use TLS, asked at USER so that the password never crosses a clear connection. */
+  requiresTls(name: string): boolean;
 }

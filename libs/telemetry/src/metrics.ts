@@ -47,6 +47,12 @@ export function createEdgeMetrics() {
       registers: [registry],
     }),
     passiveLeases: new Gauge({ name: 'ftp_passive_leases', help: 'Passive port leases held by this replica', registers: [registry] }),
+    tlsDataConnections: new Counter({
+      name: 'ftp_tls_data_connections_total',
+      help: 'Protected data connections by whether they resumed the TLS session',
+      labelNames: ['resumed'] as const,
+      registers: [registry],
+    }),
     bansTotal: new Counter({ name: 'ftp_bans_total', help: 'Addresses banned after failed logins', registers: [registry] }),
     clusterStateErrors: new Counter({
       name: 'ftp_cluster_state_errors_total',

@@ -4,14 +4,17 @@ import type { Server as HttpServer } from 'node:http';
 import { createMemoryClusterState, type ClusterState } from '@ftp/cluster-state';
 import type { FtpConfig } from '@ftp/config';
 import { createFileIdentity, ensureUsersFile, type User } from '@ftp/identity';
-import { createPassiveListeners, runSession, type Session, type SessionDeps } from '@ftp/session';
+import { createPassiveListeners, runSession, startTls, type Session, type SessionDeps } from '@ftp/session';
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import { createEdgeMetrics, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { startAdminServer } from './admin';
+import { createTlsProvider } from './tlsSetup';
 
 export interface Edge {
   /** Bound control port (useful when FTP_PORT was 0 in tests). */
   port: number;
+  /** Bound implicit FTPS port, 0 when off. */
+  implicitPort: number;
   adminPort: number;
   metrics: EdgeMetrics;
   cluster: ClusterState;
@@ -52,6 +55,9 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     closers.push(() => passive.close());
     await passive.start();
 
+    const tls = config.tlsEnabled ? await createTlsProvider(config, log) : undefined;
+    if (tls) closers.push(() => tls.close());
+
     const live = new Set<Session>();
     const deps: SessionDeps = {
       settings: config,
@@ -61,6 +67,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
         ((user) => createLocalStorage({ root: user.root, fsync: config.fsyncUploads, metadataIo: config.storageMetadataIo })),
       cluster,
       passive,
+      tls,
       metrics,
       log,
       live,
@@ -74,6 +81,20 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     await listen(control, config.host, config.port);
     closers.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
+    let implicit: Server | undefined;
+    if (tls && config.implicitTlsPort > 0) {
+      implicit = createServer({ noDelay: true }, (raw) => {
+        raw.on('error', () => {});
+        startTls(raw, tls).then(
+          (secure) => runSession(secure, deps, { implicitTls: true }).catch((err) => log.error({ err }, 'session crashed')),
+          (err: Error) => log.warn({ client: raw.remoteAddress, err: err.message }, 'implicit TLS handshake failed: closing'),
+        );
+      });
+      implicit.on('error', (err) => log.error({ err }, 'implicit TLS listener error'));
+      await listen(implicit, config.host, config.implicitTlsPort);
+      closers.push(() => new Promise<void>((resolve) => implicit!.close(() => resolve())));
+    }
+
     let admin: HttpServer | undefined;
     if (config.adminPort > 0) {
       admin = await startAdminServer({ host: config.adminHost, port: config.adminPort, registry: metrics.registry, ready: () => accepting });
@@ -85,12 +106,14 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     return {
       port,
       adminPort: admin ? (admin.address() as AddressInfo).port : 0,
+      implicitPort: implicit ? (implicit.address() as AddressInfo).port : 0,
       metrics,
       cluster,
       createdUser: bootstrap.created && bootstrap.user && bootstrap.password ? { name: bootstrap.user, password: bootstrap.password } : undefined,
       async close(deadlineMs = 30_000) {
         accepting = false;
         control.close();
+        implicit?.close();
         await drain(live, deadlineMs, log);
         await closeAll();
       },

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createSecureContext, createServer, type SecureContext } from 'node:tls';
+import type { FtpConfig } from '@ftp/config';
+import type { TlsProvider } from '@ftp/session';
+import type { Logger } from '@ftp/telemetry';
+import { generate } from 'selfsigned';
+
+const RELOAD_CHECK_MS = 5000;
+const SESSION_CACHE_MAX = 10_000;
+const SESSION_TIMEOUT_S = 300;
+
+/** Where the certificate comes from: configured files, or the embedded default's self-signed pair. */
+async function certificateFiles(config: FtpConfig, log: Logger): Promise<{ cert: string; key: string }> {
+  if (config.tlsCert || config.tlsKey) {
+    if (!config.tlsCert || !config.tlsKey) throw new Error('FTP_TLS_CERT and FTP_TLS_KEY must be set together');
+    return { cert: config.tlsCert, key: config.tlsKey };
+  }
+  const cert = join(config.tlsDir, 'self-signed.crt');
+  const key = join(config.tlsDir, 'self-signed.key');
+  if (!existsSync(cert) || !existsSync(key)) {
+    const pems = await generate([{ name: 'commonName', value: hostname() }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      notAfterDate: new Date(Date.now() + 365 * 24 * 3600 * 1000),
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
+    });
+    await mkdir(config.tlsDir, { recursive: true, mode: 0o700 });
+    await writeFile(key, pems.private, { mode: 0o600 });
+    await writeFile(cert, pems.cert);
+    log.warn({ cert }, 'generated a self-signed TLS certificate; set FTP_TLS_CERT and FTP_TLS_KEY for production');
+  }
+  return { cert, key };
+}
+
+function versionOf(files: { cert: string; key: string }): string {
+  const c = statSync(files.cert);
+  const k = statSync(files.key);
+  return `${c.mtimeMs}:${c.size}:${k.mtimeMs}:${k.size}`;
+}
+
+/**
+ * TLS for the edge: certificate (reloaded when its files change, as a rotated Kubernetes Secret does), ticket keys
+ * (shared through configuration so replicas resume each other's sessions) and a bounded session-ID cache for TLS 1.2
+ * clients without tickets.
+ */
+export async function createTlsProvider(config: FtpConfig, log: Logger): Promise<TlsProvider & { close(): void }> {
+  const files = await certificateFiles(config, log);
+  const ticketKeys = config.tlsTicketKeys ? Buffer.from(config.tlsTicketKeys, 'base64') : randomBytes(48);
+  const build = async (): Promise<SecureContext> =>
+    createSecureContext({
+      cert: await readFile(files.cert),
+      key: await readFile(files.key),
+      minVersion: 'TLSv1.2',
+      honorCipherOrder: true,
+      ticketKeys,
+      sessionIdContext: 'ftp-cluster',
+      sessionTimeout: SESSION_TIMEOUT_S,
+    });
+  let context = await build();
+  let version = versionOf(files);
+
+  const reload = setInterval(() => {
+    let current: string;
+    try {
+      current = versionOf(files);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'TLS certificate files unreadable: keeping the loaded certificate');
+      return;
+    }
+    if (current === version) return;
+    build().then(
+      (fresh) => {
+        context = fresh;
+        version = current;
+        log.info({ cert: files.cert }, 'TLS certificate reloaded');
+      },
+      (err: Error) => log.error({ err: err.message }, 'TLS certificate not reloaded: keeping the previous one'),
+    );
+  }, RELOAD_CHECK_MS);
+  reload.unref();
+
+  // Never listens: it only carries session-cache events for the TLSSockets the edge creates.
+  const server = createServer({ minVersion: 'TLSv1.2', ticketKeys });
+  const sessions = new Map<string, Buffer>();
+  server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
+    if (sessions.size >= SESSION_CACHE_MAX) sessions.delete(sessions.keys().next().value!);
+    sessions.set(id.toString('hex'), data);
+    done();
+  });
+  server.on('resumeSession', (id: Buffer, done: (err: Error | null, data?: Buffer | null) => void) => {
+    done(null, sessions.get(id.toString('hex')) ?? null);
+  });
+
+  return {
+    context: () => context,
+    server,
+    requireReuse: config.tlsRequireReuse,
+    handshakeTimeoutMs: config.dataConnectTimeout * 1000,
+    close: () => clearInterval(reload),
+  };
+}
