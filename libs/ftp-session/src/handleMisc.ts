@@ -59,7 +59,7 @@ const OPTS: Handler = (session, arg) => {
 const HELP: Handler = (session) => {
   const verbs = Object.keys(COMMANDS).filter((v) => HANDLERS[COMMANDS[v].alias ?? v]);
   const rows: string[] = [];
-  for (let i = 0; i < verbs.length; i += 8) rows.push(verbs.slice(i, i + 8).map((v) => v.padEnd(5)).join(' '));
+  for (let i = 0; i < verbs.length; i += 8) rows.push(verbs.slice(i, i + 8).map((v) => v.padEnd(5)).join(' ').trimEnd());
   session.reply(214, ['The following commands are recognized:', ...rows, 'Help OK']);
 };
 
