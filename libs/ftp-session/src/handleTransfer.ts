@@ -39,21 +39,19 @@ const EPSV: Handler = async (session, arg) => {
   session.reply(229, formatEpsvReply(port));
 };
 
-const PORT: Handler = (session, arg) => {
-  if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
-  const target = parsePortArgument(arg);
-  if (!target) throw new FtpError(501, 'Malformed PORT argument');
-  prepareActive(session, target.host, target.port);
-  session.reply(200, 'PORT command successful');
-};
+/** PORT and EPRT differ only in how the client writes its address. */
+function activeMode(verb: string, parse: (arg: string) => { host: string; port: number } | null): Handler {
+  return (session, arg) => {
+    if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
+    const target = parse(arg);
+    if (!target) throw new FtpError(501, `Malformed ${verb} argument`);
+    prepareActive(session, target.host, target.port);
+    session.reply(200, `${verb} command successful`);
+  };
+}
 
-const EPRT: Handler = (session, arg) => {
-  if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
-  const target = parseEprtArgument(arg);
-  if (!target) throw new FtpError(501, 'Malformed EPRT argument');
-  prepareActive(session, target.host, target.port);
-  session.reply(200, 'EPRT command successful');
-};
+const PORT = activeMode('PORT', parsePortArgument);
+const EPRT = activeMode('EPRT', parseEprtArgument);
 
 const REST: Handler = (session, arg) => {
   if (!/^\d{1,15}$/.test(arg)) throw new FtpError(501, 'REST needs a byte offset');

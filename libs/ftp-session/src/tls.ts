@@ -29,10 +29,14 @@ export function startTls(socket: Socket, tls: TlsProvider): Promise<TLSSocket> {
       reject(new TlsHandshakeError(err.message));
     };
     const timer = setTimeout(() => fail(new Error('TLS handshake timed out')), tls.handshakeTimeoutMs);
+    // A peer that hangs up mid-handshake ends the socket without an error: without this, only the timer would notice.
+    const onClose = () => fail(new Error('connection closed during the TLS handshake'));
     secure.once('error', fail);
+    secure.once('close', onClose);
     secure.once('secure', () => {
       clearTimeout(timer);
       secure.removeListener('error', fail);
+      secure.removeListener('close', onClose);
       resolve(secure);
     });
   });
