@@ -1,0 +1,322 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import net from 'node:net';
+import { after, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { clusterStateContract } from './contract';
+import { createRedisClusterState, type RedisClusterStateOptions } from './redis';
+import type { ClusterState, SessionRecord } from './types';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** Every prefix this file used, deleted at the end; every state it made, closed at the end (also after a failure). */
+const prefixes = new Set<string>();
+const states = new Set<ClusterState>();
+const admin = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+
+async function make(options: Omit<RedisClusterStateOptions, 'pasvRange'> & { pasvRange?: { min: number; max: number } }) {
+  if (options.prefix) prefixes.add(options.prefix);
+  const state = await createRedisClusterState({ url: REDIS_URL, pasvRange: { min: 40000, max: 40003 }, ...options });
+  states.add(state);
+  return state;
+}
+const newPrefix = () => `test:${randomUUID()}:`;
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    found.push(...batch);
+    cursor = next;
+  } while (cursor !== '0');
+  return found;
+}
+
+after(async () => {
+  for (const state of states) await state.close();
+  for (const prefix of prefixes) {
+    const keys = await keysUnder(prefix);
+    if (keys.length) await admin.del(...keys);
+  }
+  await admin.quit();
+});
+
+clusterStateContract('redis', async (pasvRange, clock) => make({ prefix: newPrefix(), pasvRange, now: clock.now }));
+
+const record = (id: string, clientAddress = '10.0.0.1'): SessionRecord => ({
+  id,
+  replicaId: 'r1',
+  clientAddress,
+  startedAt: 0,
+  bytesIn: 0,
+  bytesOut: 0,
+});
+
+test('redis: two replicas racing 50 admissions admit exactly the limit', async () => {
+  const prefix = newPrefix();
+  const [a, b] = await Promise.all([make({ prefix }), make({ prefix })]);
+  const results = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => (i % 2 ? a : b).sessions.open(record(`s${i}`, `10.0.0.${i % 7}`), { maxSessions: 10, maxPerAddress: 0 })),
+  );
+  assert.equal(results.filter((r) => r.ok).length, 10);
+  assert.equal((await a.sessions.list()).length, 10);
+  assert.equal((await b.sessions.list()).length, 10);
+
+  // The per-address limit holds across replicas too.
+  const prefix2 = newPrefix();
+  const [c, d] = await Promise.all([make({ prefix: prefix2 }), make({ prefix: prefix2 })]);
+  const perAddress = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => (i % 2 ? c : d).sessions.open(record(`p${i}`, `10.0.1.${i % 5}`), { maxSessions: 0, maxPerAddress: 3 })),
+  );
+  assert.equal(perAddress.filter((r) => r.ok).length, 15);
+  for (const r of perAddress) if (!r.ok) assert.equal(r.reason, 'max-per-address');
+  for (const s of [a, b, c, d]) await s.close();
+});
+
+test('redis: the per-user limit holds across replicas', async () => {
+  const prefix = newPrefix();
+  const [a, b] = await Promise.all([make({ prefix }), make({ prefix })]);
+  const limits = { maxSessions: 0, maxPerAddress: 0 };
+  for (let i = 0; i < 20; i++) await (i % 2 ? a : b).sessions.open(record(`u${i}`), limits);
+  const bound = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? b : a).sessions.bindUser(`u${i}`, 'alice', 4)));
+  assert.equal(bound.filter(Boolean).length, 4);
+  assert.equal(await a.sessions.bindUser('missing', 'alice', 0), false, 'an unknown session cannot bind');
+  const holder = (await a.sessions.list()).find((r) => r.user === 'alice');
+  assert.ok(holder);
+  assert.equal(await b.sessions.bindUser(holder.id, 'alice', 4), true, 'binding again to the same user does not count itself');
+  assert.equal(await b.sessions.bindUser(holder.id, 'carol', 1), true, 'moving to another user frees the old one');
+  assert.equal((await a.sessions.list()).filter((r) => r.user === 'alice').length, 3);
+  const unbound = (await a.sessions.list()).filter((r) => r.user === undefined);
+  assert.equal(await a.sessions.bindUser(unbound[0].id, 'alice', 4), true);
+  assert.equal(await a.sessions.bindUser(unbound[1].id, 'alice', 4), false);
+  await a.close();
+  await b.close();
+});
+
+test('redis: leases taken concurrently by two replicas never collide for one address', async () => {
+  const prefix = newPrefix();
+  const pasvRange = { min: 41000, max: 41009 };
+  const [a, b] = await Promise.all([make({ prefix, pasvRange }), make({ prefix, pasvRange })]);
+  const ask = (state: ClusterState, sessionId: string, clientAddress: string) =>
+    state.ports.lease({ sessionId, replicaId: state === a ? 'ra' : 'rb', clientAddress, ttlMs: 60_000 });
+  const same = await Promise.all(Array.from({ length: 16 }, (_, i) => ask(i % 2 ? a : b, `x${i}`, '10.0.0.1')));
+  const granted = same.filter((l) => l !== null);
+  assert.equal(granted.length, 10, 'ten ports, ten leases for one address');
+  assert.equal(new Set(granted.map((l) => l.port)).size, 10, 'no port twice for one address');
+
+  // Another address shares the ports; a wildcard finds none free.
+  const other = await Promise.all(Array.from({ length: 10 }, (_, i) => ask(i % 2 ? a : b, `y${i}`, '10.0.0.2')));
+  assert.equal(new Set(other.map((l) => l?.port)).size, 10);
+  assert.equal(await ask(a, 'w', '*'), null);
+  assert.equal(await b.ports.inUse(), 20);
+  for (const lease of granted) assert.equal((await b.ports.find(lease.port, '10.0.0.1'))?.sessionId, lease.sessionId);
+
+  // Wildcards raced from both replicas: each port goes to at most one of them.
+  for (const lease of [...granted, ...other]) if (lease) await (lease.replicaId === 'ra' ? b : a).ports.release(lease);
+  assert.equal(await a.ports.inUse(), 0);
+  const wild = await Promise.all(Array.from({ length: 14 }, (_, i) => ask(i % 2 ? a : b, `w${i}`, '*')));
+  const wildGranted = wild.filter((l) => l !== null);
+  assert.equal(wildGranted.length, 10);
+  assert.equal(new Set(wildGranted.map((l) => l.port)).size, 10);
+  assert.equal(await ask(a, 'late', '10.0.0.3'), null, 'wildcards hold every port for every address');
+  await a.close();
+  await b.close();
+});
+
+test('redis: a ban recorded by one replica is seen by the other, and failures add up across replicas', async () => {
+  const prefix = newPrefix();
+  let t = 5_000_000;
+  const now = () => t;
+  const [a, b] = await Promise.all([make({ prefix, now }), make({ prefix, now })]);
+  const policy = { threshold: 3, banSeconds: 60 };
+  assert.deepEqual(await a.bans.recordFailure('10.1.1.1', policy), { banned: false, failures: 1 });
+  assert.deepEqual(await b.bans.recordFailure('10.1.1.1', policy), { banned: false, failures: 2 });
+  assert.deepEqual(await a.bans.recordFailure('10.1.1.1', policy), { banned: true, failures: 3 });
+  assert.equal(await b.bans.isBanned('10.1.1.1'), true);
+  t += 60_001;
+  assert.equal(await b.bans.isBanned('10.1.1.1'), false);
+  // A failure window ends after one ban length: a slow trickle never bans.
+  await a.bans.recordFailure('10.1.1.2', policy);
+  await b.bans.recordFailure('10.1.1.2', policy);
+  t += 60_001;
+  assert.deepEqual(await a.bans.recordFailure('10.1.1.2', policy), { banned: false, failures: 1 });
+  assert.deepEqual(await a.bans.recordFailure('10.1.1.9', { threshold: 0, banSeconds: 60 }), { banned: false, failures: 1 });
+  await a.close();
+  await b.close();
+});
+
+test('redis: sessions of a replica that stops heartbeating stop counting after the session TTL', async () => {
+  const prefix = newPrefix();
+  let t = 2_000_000;
+  const now = () => t;
+  const [alive, crashed] = await Promise.all([make({ prefix, now, sessionTtlMs: 10_000 }), make({ prefix, now, sessionTtlMs: 10_000 })]);
+  const limits = { maxSessions: 2, maxPerAddress: 0 };
+  assert.deepEqual(await alive.sessions.open(record('kept'), limits), { ok: true });
+  assert.deepEqual(await crashed.sessions.open(record('ghost', '10.0.0.7'), limits), { ok: true });
+  assert.equal(await crashed.sessions.bindUser('ghost', 'bob', 1), true);
+  assert.deepEqual(await alive.sessions.open(record('third'), limits), { ok: false, reason: 'max-sessions' });
+  t += 6_000;
+  await alive.sessions.update('kept', {}); // heartbeat
+  t += 6_000; // ghost last heard of 12 s ago, kept 6 s ago
+  assert.deepEqual(await alive.sessions.open(record('third', '10.0.0.7'), { maxSessions: 2, maxPerAddress: 1 }), { ok: true });
+  assert.equal(await alive.sessions.bindUser('third', 'bob', 1), true, 'the ghost no longer holds bob');
+  assert.deepEqual((await alive.sessions.list()).map((r) => r.id).sort(), ['kept', 'third']);
+  assert.equal(await admin.exists(`${prefix}session:ghost`), 0, 'the expired record is gone');
+  // An update for an expired session does not bring it back.
+  await crashed.sessions.update('ghost', { command: 'NOOP' });
+  assert.equal((await alive.sessions.list()).length, 2);
+  await alive.close();
+  await crashed.close();
+});
+
+test('redis: records round-trip, updates merge, an undefined field clears it', async () => {
+  const state = await make({ prefix: newPrefix() });
+  const limits = { maxSessions: 0, maxPerAddress: 0 };
+  const big = 2 ** 52 + 1;
+  await state.sessions.open({ ...record('a', '2001:db8::1'), startedAt: 1_700_000_000_123, user: 'pre' }, limits);
+  const transfer = { direction: 'upload' as const, path: '/dir/ä "quoted".bin', startedAt: 1_700_000_000_456 };
+  await state.sessions.update('a', { command: 'STOR', transfer, bytesIn: big });
+  let [a] = await state.sessions.list();
+  assert.deepEqual(a, {
+    id: 'a',
+    replicaId: 'r1',
+    clientAddress: '2001:db8::1',
+    startedAt: 1_700_000_000_123,
+    user: 'pre',
+    command: 'STOR',
+    transfer,
+    bytesIn: big,
+    bytesOut: 0,
+  });
+  await state.sessions.update('a', { transfer: undefined, bytesOut: 7 });
+  await state.sessions.unbindUser('a');
+  [a] = await state.sessions.list();
+  assert.equal(a.transfer, undefined);
+  assert.equal(a.user, undefined);
+  assert.equal(a.bytesOut, 7);
+  // Opening an id again replaces the record and its index entries.
+  await state.sessions.open(record('a', '10.0.0.5'), { maxSessions: 0, maxPerAddress: 1 });
+  assert.deepEqual(
+    (await state.sessions.list()).map((r) => [r.id, r.clientAddress, r.command]),
+    [['a', '10.0.0.5', undefined]],
+  );
+  assert.deepEqual(await state.sessions.open(record('b', '2001:db8::1'), { maxSessions: 0, maxPerAddress: 1 }), { ok: true });
+  await state.sessions.close('a');
+  await state.sessions.close('b');
+  await state.sessions.close('never-opened');
+  assert.deepEqual(await state.sessions.list(), []);
+  await state.close();
+});
+
+test('redis: keys follow the documented layout and all carry a garbage-collection TTL', async () => {
+  const prefix = newPrefix();
+  const state = await make({ prefix });
+  await state.sessions.open(record('s1', '10.0.0.1'), { maxSessions: 0, maxPerAddress: 0 });
+  await state.sessions.bindUser('s1', 'alice', 0);
+  const lease = await state.ports.lease({ sessionId: 's1', replicaId: 'r1', clientAddress: '10.0.0.1', ttlMs: 30_000 });
+  assert.ok(lease);
+  await state.bans.recordFailure('10.0.0.8', { threshold: 5, banSeconds: 60 });
+  await state.bans.recordFailure('10.0.0.9', { threshold: 1, banSeconds: 60 });
+  const keys = (await keysUnder(prefix)).map((k) => k.slice(prefix.length)).sort();
+  assert.deepEqual(keys, [
+    'ban:10.0.0.9',
+    'fail:10.0.0.8',
+    `port:${lease.port}`,
+    'ports:cursor',
+    'session:s1',
+    'sessions',
+    'sessions:addr:10.0.0.1',
+    'sessions:user:alice',
+  ]);
+  for (const key of keys) {
+    const ttl = await admin.pttl(prefix + key);
+    assert.ok(ttl > 0 && ttl <= 70_000 + 10 * 60_000, `${key} has a bounded TTL (${ttl})`);
+  }
+  assert.equal(await admin.type(`${prefix}sessions`), 'zset');
+  assert.equal(await admin.type(`${prefix}session:s1`), 'hash');
+  assert.equal(await admin.type(`${prefix}port:${lease.port}`), 'hash');
+  await state.ports.release(lease);
+  await state.sessions.close('s1');
+  await state.bans.clearFailures('10.0.0.8');
+  const left = (await keysUnder(prefix)).map((k) => k.slice(prefix.length)).sort();
+  assert.deepEqual(left, ['ban:10.0.0.9', 'ports:cursor'], 'closing, releasing and clearing leave no index behind');
+  await state.close();
+});
+
+test('redis: with Redis unreachable every method rejects quickly', async () => {
+  const started = Date.now();
+  const state = await make({ url: 'redis://127.0.0.1:1', prefix: newPrefix() });
+  const calls: Array<() => Promise<unknown>> = [
+    () => state.sessions.open(record('a'), { maxSessions: 0, maxPerAddress: 0 }),
+    () => state.sessions.bindUser('a', 'alice', 0),
+    () => state.sessions.unbindUser('a'),
+    () => state.sessions.update('a', { command: 'LIST' }),
+    () => state.sessions.close('a'),
+    () => state.sessions.list(),
+    () => state.ports.lease({ sessionId: 'a', replicaId: 'r1', clientAddress: '10.0.0.1', ttlMs: 1000 }),
+    () => state.ports.release({ port: 40000, clientAddress: '10.0.0.1', sessionId: 'a', replicaId: 'r1', expiresAt: 0 }),
+    () => state.ports.find(40000, '10.0.0.1'),
+    () => state.ports.inUse(),
+    () => state.bans.isBanned('10.0.0.1'),
+    () => state.bans.recordFailure('10.0.0.1', { threshold: 3, banSeconds: 60 }),
+    () => state.bans.clearFailures('10.0.0.1'),
+  ];
+  for (const call of calls) await assert.rejects(call());
+  assert.ok(Date.now() - started < 2000, `rejected within ${Date.now() - started} ms`);
+  await state.close();
+});
+
+test('redis: calls reject during an outage and work again once Redis is back', async () => {
+  const target = new URL(REDIS_URL);
+  const sockets = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 6379), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const { port } = proxy.address() as net.AddressInfo;
+  const state = await make({ url: `redis://127.0.0.1:${port}`, prefix: newPrefix() });
+  const policy = { threshold: 2, banSeconds: 60 };
+  assert.equal((await state.bans.recordFailure('10.2.2.2', policy)).failures, 1);
+
+  await new Promise<void>((resolve) => {
+    proxy.close(() => resolve());
+    for (const s of sockets) s.destroy();
+  });
+  const started = Date.now();
+  await assert.rejects(state.bans.isBanned('10.2.2.2'));
+  await assert.rejects(state.sessions.list());
+  assert.ok(Date.now() - started < 2000);
+
+  await new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
+  const deadline = Date.now() + 10_000;
+  let banned: { banned: boolean; failures: number } | undefined;
+  while (!banned && Date.now() < deadline) {
+    banned = await state.bans.recordFailure('10.2.2.2', policy).catch(() => undefined);
+    if (!banned) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(banned, { banned: true, failures: 2 }, 'state kept in Redis is there after the reconnect');
+  await state.close();
+  for (const s of sockets) s.destroy();
+  await new Promise<void>((resolve) => proxy.close(() => resolve()));
+});
+
+test('redis: a connection passed in stays open after close()', async () => {
+  const prefix = newPrefix();
+  const client = new Redis(REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+  try {
+    const state = await make({ redis: client, prefix });
+    assert.equal(state.kind, 'redis');
+    assert.equal(await state.bans.isBanned('10.0.0.1'), false);
+    await state.close();
+    assert.equal(await client.ping(), 'PONG');
+  } finally {
+    await client.quit();
+  }
+});

@@ -1,0 +1,279 @@
+import { Redis } from 'ioredis';
+import {
+  bindUserScript,
+  closeScript,
+  findScript,
+  inUseScript,
+  leaseScript,
+  listScript,
+  openScript,
+  recordFailureScript,
+  redisKeys,
+  releaseScript,
+  unbindUserScript,
+  updateScript,
+} from './redisScripts';
+import type {
+  Admission,
+  AdmissionLimits,
+  BanList,
+  BanPolicy,
+  ClusterState,
+  LeaseRequest,
+  PassiveLease,
+  PassivePortPool,
+  SessionRecord,
+  SessionRegistry,
+} from './types';
+
+export interface RedisClusterStateOptions {
+  /** Where Redis answers; ignored when `redis` is given. Default redis://127.0.0.1:6379. */
+  url?: string;
+  /** A connection the caller owns (and closes). It should fail fast too: see README. */
+  redis?: Redis;
+  /** Every key starts with it. Default 'ftp:'. Put a hash tag in it (`ftp:{prod}:`) on a Redis Cluster. */
+  prefix?: string;
+  pasvRange: { min: number; max: number };
+  /** The clock behind every expiry decision (passed to the scripts). Default Date.now. */
+  now?: () => number;
+  /** A session not heard of (open, bindUser, unbindUser, update) for this long no longer counts. Default 60 s. */
+  sessionTtlMs?: number;
+  /** How long past its logical expiry a key may linger before Redis drops it (garbage collection only). Default 10 min. */
+  gcGraceMs?: number;
+  /** A command not answered within this rejects (own connection only). Default 5 s. */
+  commandTimeoutMs?: number;
+  /** How long creation waits for the first connection before handing back a state whose calls reject. Default 5 s. */
+  readyTimeoutMs?: number;
+  /** Connection errors of the own connection (each failed reconnect attempt), e.g. for a log line. */
+  onError?: (err: Error) => void;
+}
+
+const STRING_FIELDS = new Set(['id', 'replicaId', 'clientAddress', 'user', 'command']);
+/** Fields that key the address and user indexes: only open, bindUser and unbindUser change them. */
+const INDEXED_FIELDS = new Set(['id', 'clientAddress', 'user']);
+
+/** Session records are hashes: string fields raw (the scripts read clientAddress and user), the rest JSON. */
+const encodeField = (name: string, value: unknown) => (STRING_FIELDS.has(name) ? String(value) : JSON.stringify(value));
+
+function decodeRecord(flat: string[]): SessionRecord {
+  const record: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const name = flat[i];
+    record[name] = STRING_FIELDS.has(name) ? flat[i + 1] : JSON.parse(flat[i + 1]);
+  }
+  return record as unknown as SessionRecord;
+}
+
+/**
+ * Cluster state shared by replicas through Redis. Each method is one Lua script (or one plain command), so it is
+ * atomic across replicas; every expiry decision uses `now`, and key TTLs only collect garbage. Methods reject when
+ * Redis is unreachable, at once rather than after a queue: the caller answers 421.
+ */
+export async function createRedisClusterState(options: RedisClusterStateOptions): Promise<ClusterState> {
+  const { min, max } = options.pasvRange;
+  if (!Number.isInteger(min) || !Number.isInteger(max) || min < 1 || max > 65535 || min > max) {
+    throw new Error(`invalid passive port range ${min}-${max}`);
+  }
+  const now = options.now ?? Date.now;
+  const prefix = options.prefix ?? 'ftp:';
+  const sessionTtlMs = options.sessionTtlMs ?? 60_000;
+  const gcGraceMs = Math.max(options.gcGraceMs ?? 10 * 60_000, 1000);
+  const own = !options.redis;
+  const redis =
+    options.redis ??
+    new Redis(options.url ?? 'redis://127.0.0.1:6379', {
+      // A command issued while disconnected rejects at once instead of waiting in an offline queue...
+      enableOfflineQueue: false,
+      // ...and one in flight when the connection drops rejects then, instead of being sent again after a
+      // reconnect (a second `lease` or `open` would not be idempotent).
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      // A server that accepted the command but never answers (paused, partitioned) must not hang a login.
+      commandTimeout: options.commandTimeoutMs ?? 5000,
+      connectTimeout: 5000,
+      // Reconnect in the background forever, backing off to one attempt every 2 s.
+      retryStrategy: (times: number) => Math.min(times * 100, 2000),
+    });
+  if (own) redis.on('error', (err: Error) => options.onError?.(err));
+  await firstConnection(redis, options.readyTimeoutMs ?? 5000);
+
+  const keys = redisKeys(prefix);
+  let closed = false;
+  return {
+    kind: 'redis',
+    sessions: redisSessions(redis, keys, prefix, now, sessionTtlMs, gcGraceMs),
+    ports: redisPorts(redis, keys, prefix, { min, max }, now, gcGraceMs),
+    bans: redisBans(redis, keys, now, gcGraceMs),
+    close: async () => {
+      // Only the connection made here; once (ioredis arms a 2 s timer when an ended connection is disconnected again).
+      if (!own || closed) return;
+      closed = true;
+      if (redis.status === 'end') return;
+      if (redis.status === 'ready') {
+        try {
+          await redis.quit();
+          return;
+        } catch {
+          // fall through: drop the socket
+        }
+      }
+      redis.disconnect();
+    },
+  };
+}
+
+/**
+ * Waits until the connection is ready, its first attempt failed, or `timeoutMs` passed. It never rejects: while Redis
+ * is down the state's calls reject (callers answer 421) and the connection keeps trying in the background.
+ */
+function firstConnection(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  if (redis.status === 'wait') redis.connect().catch(() => {});
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      redis.off('error', done);
+      redis.off('end', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    redis.once('ready', done);
+    redis.once('error', done);
+    redis.once('end', done);
+  });
+}
+
+type Keys = ReturnType<typeof redisKeys>;
+
+function redisSessions(
+  redis: Redis,
+  keys: Keys,
+  prefix: string,
+  now: () => number,
+  ttlMs: number,
+  gcGraceMs: number,
+): SessionRegistry {
+  /** ARGV[1..4] of every session script. */
+  const head = () => {
+    const t = now();
+    return [prefix, t, t + ttlMs, Math.ceil(ttlMs + gcGraceMs)];
+  };
+  return {
+    async open(record: SessionRecord, limits: AdmissionLimits): Promise<Admission> {
+      const fields: string[] = [];
+      for (const [name, value] of Object.entries(record)) if (value !== undefined) fields.push(name, encodeField(name, value));
+      const result = await openScript.run(
+        redis,
+        [keys.sessions, keys.sessionsByAddress(record.clientAddress), keys.session(record.id)],
+        [...head(), limits.maxSessions, limits.maxPerAddress, record.id, record.user ?? '', ...fields],
+      );
+      if (result === 'ok') return { ok: true };
+      if (result === 'max-sessions' || result === 'max-per-address') return { ok: false, reason: result };
+      throw new Error(`unexpected reply from the open script: ${String(result)}`);
+    },
+    async bindUser(id, user, maxPerUser) {
+      const result = await bindUserScript.run(redis, [keys.sessions, keys.session(id), keys.sessionsByUser(user)], [
+        ...head(),
+        id,
+        user,
+        maxPerUser,
+      ]);
+      return result === 1;
+    },
+    async unbindUser(id) {
+      await unbindUserScript.run(redis, [keys.sessions, keys.session(id)], [...head(), id]);
+    },
+    async update(id, patch) {
+      const set: string[] = [];
+      const unset: string[] = [];
+      for (const [name, value] of Object.entries(patch)) {
+        if (INDEXED_FIELDS.has(name)) continue;
+        if (value === undefined) unset.push(name);
+        else set.push(name, encodeField(name, value));
+      }
+      await updateScript.run(redis, [keys.sessions, keys.session(id)], [...head(), id, set.length / 2, ...set, ...unset]);
+    },
+    async close(id) {
+      await closeScript.run(redis, [keys.sessions, keys.session(id)], [...head(), id]);
+    },
+    async list() {
+      const result = (await listScript.run(redis, [keys.sessions], head())) as string[][];
+      return result.map(decodeRecord);
+    },
+  };
+}
+
+function redisPorts(
+  redis: Redis,
+  keys: Keys,
+  prefix: string,
+  range: { min: number; max: number },
+  now: () => number,
+  gcGraceMs: number,
+): PassivePortPool {
+  const parse = (port: number, json: unknown): PassiveLease | null => {
+    if (typeof json !== 'string') return null;
+    const stored = JSON.parse(json) as Omit<PassiveLease, 'port'>;
+    return {
+      port,
+      clientAddress: stored.clientAddress,
+      sessionId: stored.sessionId,
+      replicaId: stored.replicaId,
+      expiresAt: stored.expiresAt,
+    };
+  };
+  return {
+    async lease(request: LeaseRequest) {
+      const t = now();
+      const stored = {
+        clientAddress: request.clientAddress,
+        sessionId: request.sessionId,
+        replicaId: request.replicaId,
+        expiresAt: t + request.ttlMs,
+      };
+      const port = await leaseScript.run(redis, [keys.portCursor], [
+        prefix,
+        t,
+        range.min,
+        range.max,
+        request.clientAddress,
+        JSON.stringify(stored),
+        Math.ceil(Math.max(request.ttlMs, 0) + gcGraceMs),
+      ]);
+      return typeof port === 'number' ? { port, ...stored } : null;
+    },
+    async release(lease) {
+      await releaseScript.run(redis, [keys.port(lease.port)], [lease.clientAddress, lease.sessionId]);
+    },
+    async find(port, clientAddress) {
+      return parse(port, await findScript.run(redis, [keys.port(port)], [prefix, now(), clientAddress]));
+    },
+    async inUse() {
+      return Number(await inUseScript.run(redis, [keys.portCursor], [prefix, now(), range.min, range.max]));
+    },
+  };
+}
+
+function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: number): BanList {
+  return {
+    async isBanned(address) {
+      const until = await redis.get(keys.ban(address));
+      return until !== null && Number(until) > now();
+    },
+    async recordFailure(address: string, policy: BanPolicy) {
+      const t = now();
+      const banMs = policy.banSeconds * 1000;
+      const [banned, failures] = (await recordFailureScript.run(redis, [keys.failures(address), keys.ban(address)], [
+        t,
+        policy.threshold,
+        t + banMs,
+        Math.ceil(Math.max(banMs, 0) + gcGraceMs),
+      ])) as [number, number];
+      return { banned: banned === 1, failures };
+    },
+    async clearFailures(address) {
+      await redis.del(keys.failures(address));
+    },
+  };
+}
