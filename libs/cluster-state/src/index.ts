@@ -1,3 +1,3 @@
 export * from './types';
 export { createMemoryClusterState } from './memory';
-export { createRedisClusterState, type RedisClusterStateOptions } from './redis';
+export { createRedisClusterState, createRedisConnection, type RedisClusterStateOptions } from './redis';

@@ -69,6 +69,23 @@ function decodeRecord(flat: string[]): SessionRecord {
  * atomic across replicas; every expiry decision uses `now`, and key TTLs only collect garbage. Methods reject when
  * Redis is unreachable, at once rather than after a queue: the caller answers 421.
  */
+/** An ioredis connection that fails fast while Redis is away and reconnects in the background. */
+export function createRedisConnection(url: string, commandTimeoutMs = 5000): Redis {
+  return new Redis(url, {
+    // A command issued while disconnected rejects at once instead of waiting in an offline queue...
+    enableOfflineQueue: false,
+    // ...and one in flight when the connection drops rejects then, instead of being sent again after a
+    // reconnect (a second `lease` or `open` would not be idempotent).
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    // A server that accepted the command but never answers (paused, partitioned) must not hang a login.
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: 5000,
+    // Reconnect in the background forever, backing off to one attempt every 2 s.
+    retryStrategy: (times: number) => Math.min(times * 100, 2000),
+  });
+}
+
 export async function createRedisClusterState(options: RedisClusterStateOptions): Promise<ClusterState> {
   const { min, max } = options.pasvRange;
   if (!Number.isInteger(min) || !Number.isInteger(max) || min < 1 || max > 65535 || min > max) {
@@ -79,21 +96,7 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
   const sessionTtlMs = options.sessionTtlMs ?? 60_000;
   const gcGraceMs = Math.max(options.gcGraceMs ?? 10 * 60_000, 1000);
   const own = !options.redis;
-  const redis =
-    options.redis ??
-    new Redis(options.url ?? 'redis://127.0.0.1:6379', {
-      // A command issued while disconnected rejects at once instead of waiting in an offline queue...
-      enableOfflineQueue: false,
-      // ...and one in flight when the connection drops rejects then, instead of being sent again after a
-      // reconnect (a second `lease` or `open` would not be idempotent).
-      maxRetriesPerRequest: 0,
-      autoResendUnfulfilledCommands: false,
-      // A server that accepted the command but never answers (paused, partitioned) must not hang a login.
-      commandTimeout: options.commandTimeoutMs ?? 5000,
-      connectTimeout: 5000,
-      // Reconnect in the background forever, backing off to one attempt every 2 s.
-      retryStrategy: (times: number) => Math.min(times * 100, 2000),
-    });
+  const redis = options.redis ?? createRedisConnection(options.url ?? 'redis://127.0.0.1:6379', options.commandTimeoutMs);
   if (own) redis.on('error', (err: Error) => options.onError?.(err));
   await firstConnection(redis, options.readyTimeoutMs ?? 5000);
 

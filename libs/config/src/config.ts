@@ -63,6 +63,10 @@ export interface FtpConfig {
   tlsRequireReuse: boolean;
   /** FTP_TLS_TICKET_KEYS: 48 bytes, base64, shared by all replicas so any can resume another's session; empty = random. */
   tlsTicketKeys: string;
+  /** REDIS_URL: shared state for a cluster; empty = this process alone. So far it carries the TLS session cache. */
+  redisUrl: string;
+  /** FTP_REDIS_PREFIX: prefix of every key this service writes, so several deployments can share one Redis. */
+  redisPrefix: string;
   /** FTP_BANNER: text of the 220 greeting. */
   banner: string;
   /** FTP_REPLICA_ID: this process's name in cluster state and logs. */
@@ -176,13 +180,15 @@ const SPECS = [
   spec('tlsRequireData', 'FTP_TLS_REQUIRE_DATA', bool, () => false),
   spec('tlsRequireReuse', 'FTP_TLS_REQUIRE_REUSE', bool, () => true),
   spec('tlsTicketKeys', 'FTP_TLS_TICKET_KEYS', ticketKeys, () => ''),
+  spec('redisUrl', 'REDIS_URL', text, () => ''),
+  spec('redisPrefix', 'FTP_REDIS_PREFIX', text, () => 'ftp:'),
   spec('banner', 'FTP_BANNER', text, () => 'FTP service ready'),
   spec('replicaId', 'FTP_REPLICA_ID', text, () => `${hostname()}-${process.pid}`),
   spec('logLevel', 'FTP_LOG_LEVEL', logLevel, () => 'info'),
 ] as const;
 
-/** The YAML key of a setting: its environment name without `FTP_`, lower case (FTP_PASV_RANGE → pasv_range). */
-const yamlKey = (env: string) => env.slice('FTP_'.length).toLowerCase();
+/** The YAML key of a setting: its environment name without `FTP_`, lower case (FTP_PASV_RANGE → pasv_range, REDIS_URL → redis_url). */
+const yamlKey = (env: string) => (env.startsWith('FTP_') ? env.slice('FTP_'.length) : env).toLowerCase();
 
 /** YAML scalars become strings so that file and environment values go through the same parser. */
 function yamlValue(value: unknown): string {

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext, createServer, type SecureContext } from 'node:tls';
+import { createRedisConnection } from '@ftp/cluster-state';
 import type { FtpConfig } from '@ftp/config';
 import type { TlsProvider } from '@ftp/session';
 import type { Logger } from '@ftp/telemetry';
@@ -86,14 +89,12 @@ export async function createTlsProvider(config: FtpConfig, log: Logger): Promise
 
   // Never listens: it only carries session-cache events for the TLSSockets the edge creates.
   const server = createServer({ minVersion: 'TLSv1.2', ticketKeys });
-  const sessions = new Map<string, Buffer>();
+  const cache = config.redisUrl ? await redisSessionCache(config, log) : memorySessionCache();
   server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
-    if (sessions.size >= SESSION_CACHE_MAX) sessions.delete(sessions.keys().next().value!);
-    sessions.set(id.toString('hex'), data);
-    done();
+    cache.set(id.toString('hex'), data).finally(done);
   });
   server.on('resumeSession', (id: Buffer, done: (err: Error | null, data?: Buffer | null) => void) => {
-    done(null, sessions.get(id.toString('hex')) ?? null);
+    cache.get(id.toString('hex')).then((data) => done(null, data), () => done(null, null));
   });
 
   return {
@@ -101,6 +102,58 @@ export async function createTlsProvider(config: FtpConfig, log: Logger): Promise
     server,
     requireReuse: config.tlsRequireReuse,
     handshakeTimeoutMs: config.dataConnectTimeout * 1000,
-    close: () => clearInterval(reload),
+    close: () => {
+      clearInterval(reload);
+      cache.close();
+    },
   };
+}
+
+/** TLS session-ID cache for clients without tickets: what one replica stores, every replica can resume. */
+interface SessionCache {
+  get(id: string): Promise<Buffer | null>;
+  set(id: string, data: Buffer): Promise<void>;
+  close(): void;
+}
+
+function memorySessionCache(): SessionCache {
+  const sessions = new Map<string, Buffer>();
+  return {
+    get: async (id) => sessions.get(id) ?? null,
+    set: async (id, data) => {
+      if (sessions.size >= SESSION_CACHE_MAX) sessions.delete(sessions.keys().next().value!);
+      sessions.set(id, data);
+    },
+    close: () => {},
+  };
+}
+
+/** As ProFTPD's `TLSSessionCache redis:`. A Redis that is away costs a full handshake, never a failed one. */
+async function redisSessionCache(config: FtpConfig, log: Logger): Promise<SessionCache> {
+  const redis = createRedisConnection(config.redisUrl, 1000);
+  redis.on('error', (err: Error) => log.debug({ err: err.message }, 'TLS session cache: Redis error'));
+  // Start-up waits briefly for the first connection; a Redis that is away only costs full handshakes until it is back.
+  const ready = await Promise.race([
+    once(redis, 'ready').then(
+      () => true,
+      () => false, // once() rejects on the first 'error': not reachable now
+    ),
+    delay(2000).then(() => false),
+  ]);
+  if (!ready) log.warn({ url: redactUrl(config.redisUrl) }, 'TLS session cache: Redis not reachable yet, retrying in the background');
+  const key = (id: string) => `${config.redisPrefix}tls:session:${id}`;
+  return {
+    get: (id) => redis.getBuffer(key(id)),
+    set: async (id, data) => {
+      await redis.set(key(id), data, 'PX', SESSION_TIMEOUT_S * 1000).catch((err: Error) =>
+        log.warn({ err: err.message }, 'TLS session not cached in Redis: clients without tickets will do a full handshake'),
+      );
+    },
+    close: () => redis.disconnect(),
+  };
+}
+
+/** A Redis URL without its password, for logs. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//***@');
 }
