@@ -1,5 +1,6 @@
 import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { takeReply } from './rawClient';
 import { startTestServer, type TestServer, type TestServerOptions } from './server';
 
 /**
@@ -312,16 +313,4 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
       },
     );
   });
-}
-
-/** Parses one reply off the front of `buffer`, per RFC 959 multi-line rules. */
-function takeReply(buffer: string): { code: number; text: string; length: number } | undefined {
-  const first = /^(\d{3})([ -])(.*)\r\n/.exec(buffer);
-  if (!first) return undefined;
-  const code = Number(first[1]);
-  if (first[2] === ' ') return { code, text: first[3], length: first[0].length };
-  const end = new RegExp(`\\r\\n${first[1]} [^\\r\\n]*\\r\\n`).exec(buffer);
-  if (!end) return undefined;
-  const length = end.index + end[0].length;
-  return { code, text: buffer.slice(4, length - 2), length };
 }

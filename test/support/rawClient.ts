@@ -93,7 +93,7 @@ export class RawClient {
 }
 
 /** Parses one reply off the front of `buffer`, per RFC 959 multi-line rules. */
-function takeReply(buffer: string): { code: number; text: string; length: number } | undefined {
+export function takeReply(buffer: string): { code: number; text: string; length: number } | undefined {
   const first = /^(\d{3})([ -])(.*)\r\n/.exec(buffer);
   if (!first) return undefined;
   const code = Number(first[1]);
