@@ -24,5 +24,5 @@ export function requirePermission(session: Session, path: string, perm: Permissi
 
 /** The audit line for a file operation or transfer. */
 export function audit(session: Session, event: string, fields: Record<string, unknown>) {
-  session.log.info({ audit: true, event, user: session.user?.name, ...fields }, event);
+  session.log.info({ audit: true, event, ...fields }, event); // the session's logger already carries the user
 }
