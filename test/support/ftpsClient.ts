@@ -1,6 +1,6 @@
 import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { takeReply } from './rawClient';
+import { ReplyReader } from './rawClient';
 import { startTestServer, type TestServer, type TestServerOptions } from './server';
 
 /**
@@ -55,9 +55,7 @@ export async function startWithImplicitTls(options: TestServerOptions = {}): Pro
 }
 
 export class FtpsControl {
-  private buffer = '';
-  private waiters: (() => void)[] = [];
-  closed = false;
+  private readonly replies = new ReplyReader();
   /** The control connection's TLS socket once AUTH TLS (or implicit TLS) is done. */
   tls?: TLSSocket;
   /** Latest TLS session of the control connection: under TLS 1.3 the tickets arrive after the handshake. */
@@ -86,14 +84,12 @@ export class FtpsControl {
     return new FtpsControl(socket, options.tls);
   }
 
-  private onData = (chunk: Buffer) => {
-    this.buffer += chunk.toString('utf8');
-    this.wake();
-  };
-  private onClose = () => {
-    this.closed = true;
-    this.wake();
-  };
+  private onData = (chunk: Buffer) => this.replies.feed(chunk.toString('utf8'));
+  private onClose = () => this.replies.end();
+
+  get closed(): boolean {
+    return this.replies.closed;
+  }
 
   private attach(socket: Socket) {
     socket.on('data', this.onData);
@@ -105,41 +101,18 @@ export class FtpsControl {
     secure.on('session', (session: Buffer) => (this.session = session));
   }
 
-  private wake() {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
-  }
-
   send(line: string | Buffer) {
     this.socket.write(typeof line === 'string' ? `${line}\r\n` : line);
   }
 
   /** Replies received but not yet read, raw. */
   get pending(): string {
-    return this.buffer;
+    return this.replies.pending;
   }
 
   /** Next complete reply (multi-line aware). Rejects on timeout or close. */
-  async reply(timeoutMs = 5000): Promise<Reply> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const parsed = takeReply(this.buffer);
-      if (parsed) {
-        this.buffer = this.buffer.slice(parsed.length);
-        return { code: parsed.code, text: parsed.text };
-      }
-      if (this.closed) throw new Error(`connection closed; pending: ${JSON.stringify(this.buffer)}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no reply within ${timeoutMs} ms; pending: ${JSON.stringify(this.buffer)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+  reply(timeoutMs?: number): Promise<Reply> {
+    return this.replies.next(timeoutMs);
   }
 
   async command(line: string, timeoutMs?: number): Promise<Reply> {
@@ -272,12 +245,8 @@ export class FtpsControl {
     }
   }
 
-  async waitClosed(timeoutMs = 5000) {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed) {
-      if (Date.now() > deadline) throw new Error('connection still open');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  waitClosed(timeoutMs?: number) {
+    return this.replies.waitClosed(timeoutMs);
   }
 
   close() {

@@ -4,45 +4,29 @@ import { connect, type Socket } from 'node:net';
  * A minimal FTP control connection for tests that must send exact bytes (bad input, pipelining, Telnet) and read
  * replies as the server framed them.
  */
-export class RawClient {
+/** Buffers what the server sends and hands out complete replies; shared by the plain and the FTPS test clients. */
+export class ReplyReader {
   private buffer = '';
   private waiters: (() => void)[] = [];
   closed = false;
 
-  private constructor(readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (text: string) => {
-      this.buffer += text;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => {});
+  feed(text: string) {
+    this.buffer += text;
+    this.wake();
   }
 
-  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawClient> {
-    const socket = connect({ port, host, localAddress });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
-    return new RawClient(socket);
+  end() {
+    this.closed = true;
+    this.wake();
   }
 
-  private wake() {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
-  }
-
-  send(line: string | Buffer) {
-    this.socket.write(typeof line === 'string' ? `${line}\r\n` : line);
+  /** Replies received but not yet read, raw. */
+  get pending(): string {
+    return this.buffer;
   }
 
   /** Next complete reply (multi-line aware): { code, text (all lines) }. Rejects on timeout or close. */
-  async reply(timeoutMs = 5000): Promise<{ code: number; text: string }> {
+  async next(timeoutMs = 5000): Promise<{ code: number; text: string }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const parsed = takeReply(this.buffer);
@@ -63,6 +47,54 @@ export class RawClient {
     }
   }
 
+  /** Resolves when the server closes the connection. */
+  async waitClosed(timeoutMs = 5000) {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error('connection still open');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private wake() {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+export class RawClient {
+  private readonly replies = new ReplyReader();
+
+  private constructor(readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => this.replies.feed(text));
+    socket.on('close', () => this.replies.end());
+    socket.on('error', () => {});
+  }
+
+  get closed(): boolean {
+    return this.replies.closed;
+  }
+
+  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawClient> {
+    const socket = connect({ port, host, localAddress });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    return new RawClient(socket);
+  }
+
+  send(line: string | Buffer) {
+    this.socket.write(typeof line === 'string' ? `${line}\r\n` : line);
+  }
+
+  /** Next complete reply (multi-line aware). Rejects on timeout or close. */
+  reply(timeoutMs?: number): Promise<{ code: number; text: string }> {
+    return this.replies.next(timeoutMs);
+  }
+
   /** Sends a command and returns its reply. */
   async command(line: string, timeoutMs?: number) {
     this.send(line);
@@ -79,12 +111,8 @@ export class RawClient {
   }
 
   /** Resolves when the server closes the connection. */
-  async waitClosed(timeoutMs = 5000) {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed) {
-      if (Date.now() > deadline) throw new Error('connection still open');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  waitClosed(timeoutMs?: number) {
+    return this.replies.waitClosed(timeoutMs);
   }
 
   close() {
@@ -93,7 +121,7 @@ export class RawClient {
 }
 
 /** Parses one reply off the front of `buffer`, per RFC 959 multi-line rules. */
-export function takeReply(buffer: string): { code: number; text: string; length: number } | undefined {
+function takeReply(buffer: string): { code: number; text: string; length: number } | undefined {
   const first = /^(\d{3})([ -])(.*)\r\n/.exec(buffer);
   if (!first) return undefined;
   const code = Number(first[1]);

@@ -2,6 +2,16 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ClusterState, SessionRecord } from './types';
 
+/** A fresh session record for tests. */
+export const record = (id: string, clientAddress = '10.0.0.1'): SessionRecord => ({
+  id,
+  replicaId: 'r1',
+  clientAddress,
+  startedAt: 0,
+  bytesIn: 0,
+  bytesOut: 0,
+});
+
 /**
  * Behaviour every ClusterState implementation must show. The in-memory and the Redis implementation run the same
  * cases. `make` gets a clock it must use for expiry; `advance` moves it.
@@ -16,14 +26,6 @@ export function clusterStateContract(
     const state = await make(range, clock);
     return { state, advance: (ms: number) => (t += ms) };
   };
-  const record = (id: string, clientAddress = '10.0.0.1'): SessionRecord => ({
-    id,
-    replicaId: 'r1',
-    clientAddress,
-    startedAt: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-  });
 
   test(`${name}: admission enforces total and per-address limits`, async () => {
     const { state } = await setup();

@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { clusterStateContract } from './contract';
+import { clusterStateContract, record } from './contract';
 import { createRedisClusterState, type RedisClusterStateOptions } from './redis';
-import type { ClusterState, SessionRecord } from './types';
+import type { ClusterState } from './types';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -44,14 +44,6 @@ after(async () => {
 
 clusterStateContract('redis', async (pasvRange, clock) => make({ prefix: newPrefix(), pasvRange, now: clock.now }));
 
-const record = (id: string, clientAddress = '10.0.0.1'): SessionRecord => ({
-  id,
-  replicaId: 'r1',
-  clientAddress,
-  startedAt: 0,
-  bytesIn: 0,
-  bytesOut: 0,
-});
 
 test('redis: two replicas racing 50 admissions admit exactly the limit', async () => {
   const prefix = newPrefix();

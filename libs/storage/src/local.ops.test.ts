@@ -2,19 +2,10 @@
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, test } from 'node:test';
-import { type Fixture, interruptedUpload, makeFixture, openFdCount, readAll, storageCode, uploadText } from './testFixture';
+import { test } from 'node:test';
+import { fixturePerTest, interruptedUpload, readAll, storageCode, uploadText } from './testFixture';
 
-let fx: Fixture;
-let fdsBefore: number | undefined;
-beforeEach(async () => {
-  fx = await makeFixture();
-  fdsBefore = openFdCount();
-});
-afterEach(async () => {
-  assert.equal(openFdCount(), fdsBefore, 'file descriptors leaked');
-  await fx.cleanup();
-});
+const fx = fixturePerTest({ checkFds: true });
 
 const host = (name: string) => path.join(fx.root, name);
 const exists = (name: string) => fsp.access(host(name)).then(() => true, () => false);

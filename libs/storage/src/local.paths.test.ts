@@ -2,14 +2,10 @@
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, test } from 'node:test';
-import { type Fixture, makeFixture, readAll, SECRET, storageCode, uploadText } from './testFixture';
+import { test } from 'node:test';
+import { fixturePerTest, readAll, SECRET, storageCode, uploadText } from './testFixture';
 
-let fx: Fixture;
-beforeEach(async () => {
-  fx = await makeFixture();
-});
-afterEach(() => fx.cleanup());
+const fx = fixturePerTest();
 
 const secretPath = () => path.join(fx.outside, 'secret.txt');
 const TRAVERSALS = ['../outside/secret.txt', '/../outside/secret.txt', '../../../../../outside/secret.txt', 'a/../../outside/secret.txt'];

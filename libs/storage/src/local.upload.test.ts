@@ -4,22 +4,12 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { afterEach, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import { toStorageError } from './errors';
 import { isPartialName, partialNameFor } from './partial';
-import { type Fixture, interruptedUpload, makeFixture, openFdCount, readAll, storageCode, uploadText } from './testFixture';
+import { fixturePerTest, interruptedUpload, makeFixture, readAll, storageCode, uploadText } from './testFixture';
 
-let fx: Fixture;
-let fdsBefore: number | undefined;
-beforeEach(async () => {
-  fx = await makeFixture();
-  fdsBefore = openFdCount();
-});
-afterEach(async () => {
-  // Every test must give back every descriptor it opened, on success and on failure paths alike.
-  assert.equal(openFdCount(), fdsBefore, 'file descriptors leaked');
-  await fx.cleanup();
-});
+const fx = fixturePerTest({ checkFds: true });
 
 const host = (name: string) => path.join(fx.root, name);
 const exists = (name: string) => fsp.access(host(name)).then(() => true, () => false);

@@ -1,10 +1,12 @@
 // Shared helpers for the storage tests (not exported from the package).
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { afterEach, beforeEach } from 'node:test';
 import { createLocalStorage } from './local';
 import type { Storage, Upload, UploadStart } from './types';
 import { StorageError, type StorageErrorCode } from './types';
@@ -39,6 +41,35 @@ export async function makeFixture(options: { fsync?: boolean } = {}): Promise<Fi
     outside,
     storage: createLocalStorage({ root, metadataIo, ...options }),
     cleanup: () => fsp.rm(base, { recursive: true, force: true }),
+  };
+}
+
+/**
+ * A fresh fixture for every test of the calling file. With `checkFds`, every test must also give back every
+ * descriptor it opened, on success and on failure paths alike.
+ */
+export function fixturePerTest(options: { checkFds?: boolean } = {}): Fixture {
+  let current: Fixture;
+  let fdsBefore: number | undefined;
+  beforeEach(async () => {
+    current = await makeFixture();
+    fdsBefore = openFdCount();
+  });
+  afterEach(async () => {
+    if (options.checkFds) assert.equal(openFdCount(), fdsBefore, 'file descriptors leaked');
+    await current.cleanup();
+  });
+  return {
+    get root() {
+      return current.root;
+    },
+    get outside() {
+      return current.outside;
+    },
+    get storage() {
+      return current.storage;
+    },
+    cleanup: () => current.cleanup(),
   };
 }
 
