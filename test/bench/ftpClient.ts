@@ -125,52 +125,24 @@ async function pour(socket: Socket, source: Buffer | { chunk: Buffer; bytes: num
   });
 }
 
-/** One FTP control connection. */
-export class FtpClient {
+/**
+ * Splits a control connection's bytes into replies (RFC 959 multi-line aware) and hands them out in order.
+ * Every wait is bounded; a failure of the connection rejects the pending and every later read.
+ */
+export class ReplyQueue {
   private buffer = '';
   private replies: Reply[] = [];
   private waiter?: Waiter;
   private failure?: Error;
-  /** What the next reply answers, for error messages. */
-  private last = 'greeting';
 
-  private constructor(
-    readonly socket: Socket,
-    readonly host: string,
-    readonly timeoutMs: number,
-  ) {
-    socket.on('data', (chunk: Buffer) => {
-      this.buffer += chunk.toString('latin1');
-      this.parse();
-    });
-    socket.on('error', (err) => this.fail(err));
-    socket.on('close', () => this.fail(new Error('control connection closed')));
-  }
+  constructor(
+    private readonly timeoutMs: number,
+    /** What the next reply answers, for error messages. */
+    private readonly awaited: () => string = () => 'the last command',
+  ) {}
 
-  /** Connects and reads the 220 greeting. */
-  static async open(host: string, port: number, timeoutMs = 30_000): Promise<FtpClient> {
-    const client = new FtpClient(await dial(host, port, timeoutMs), host, timeoutMs);
-    try {
-      client.expect(await client.read(), 220, 'greeting');
-    } catch (err) {
-      client.close();
-      throw err;
-    }
-    return client;
-  }
-
-  private fail(err: Error) {
-    this.failure ??= err;
-    const waiter = this.waiter;
-    if (waiter) {
-      this.waiter = undefined;
-      clearTimeout(waiter.timer);
-      waiter.reject(this.failure);
-    }
-  }
-
-  /** Splits complete replies (RFC 959 multi-line aware) off the buffer. */
-  private parse() {
+  feed(chunk: Buffer) {
+    this.buffer += chunk.toString('latin1');
     for (;;) {
       const eol = this.buffer.indexOf('\r\n');
       if (eol < 0) return;
@@ -195,6 +167,16 @@ export class FtpClient {
     }
   }
 
+  fail(err: Error) {
+    this.failure ??= err;
+    const waiter = this.waiter;
+    if (waiter) {
+      this.waiter = undefined;
+      clearTimeout(waiter.timer);
+      waiter.reject(this.failure);
+    }
+  }
+
   /** The next reply, in order. */
   read(): Promise<Reply> {
     const queued = this.replies.shift();
@@ -203,10 +185,45 @@ export class FtpClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiter = undefined;
-        reject(new Error(`no reply to ${this.last} within ${this.timeoutMs} ms`));
+        reject(new Error(`no reply to ${this.awaited()} within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
       this.waiter = { resolve, reject, timer };
     });
+  }
+}
+
+/** One FTP control connection. */
+export class FtpClient {
+  private readonly replies: ReplyQueue;
+  /** What the next reply answers, for error messages. */
+  private last = 'greeting';
+
+  private constructor(
+    readonly socket: Socket,
+    readonly host: string,
+    readonly timeoutMs: number,
+  ) {
+    this.replies = new ReplyQueue(timeoutMs, () => this.last);
+    socket.on('data', (chunk: Buffer) => this.replies.feed(chunk));
+    socket.on('error', (err) => this.replies.fail(err));
+    socket.on('close', () => this.replies.fail(new Error('control connection closed')));
+  }
+
+  /** Connects and reads the 220 greeting. */
+  static async open(host: string, port: number, timeoutMs = 30_000): Promise<FtpClient> {
+    const client = new FtpClient(await dial(host, port, timeoutMs), host, timeoutMs);
+    try {
+      client.expect(await client.read(), 220, 'greeting');
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    return client;
+  }
+
+  /** The next reply, in order. */
+  read(): Promise<Reply> {
+    return this.replies.read();
   }
 
   send(line: string) {

@@ -16,6 +16,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { ReplyQueue, type Reply } from './ftpClient';
 import { checkRangeFree, freePort, killNow, parseRange, startOurs, stopServer, type RunningServer } from './servers';
 
 const MiB = 1024 * 1024;
@@ -27,17 +28,9 @@ const settings = {
 };
 if (!(settings.mib > 0) || !(settings.repeat >= 1)) throw new Error('BENCH_TLS_MB and BENCH_TLS_REPEAT must be positive');
 
-interface Reply {
-  code: number;
-  text: string;
-}
-
 /** A lean control connection that can switch to TLS; data connections count bytes and nothing else. */
 class LeanClient {
-  private buffer = '';
-  private replies: Reply[] = [];
-  private waiter?: (reply: Reply | Error) => void;
-  private failure?: Error;
+  private readonly replies: ReplyQueue;
   private session?: Buffer;
   private secure = false;
 
@@ -46,6 +39,7 @@ class LeanClient {
     private readonly host: string,
     private readonly timeoutMs: number,
   ) {
+    this.replies = new ReplyQueue(timeoutMs);
     this.listen(socket);
   }
 
@@ -57,61 +51,17 @@ class LeanClient {
     return client;
   }
 
-  private onData = (chunk: Buffer) => {
-    this.buffer += chunk.toString('latin1');
-    this.parse();
-  };
-  private onClose = () => this.fail(new Error('control connection closed'));
+  private onData = (chunk: Buffer) => this.replies.feed(chunk);
+  private onClose = () => this.replies.fail(new Error('control connection closed'));
 
   private listen(socket: Socket) {
     socket.on('data', this.onData);
     socket.on('close', this.onClose);
-    socket.on('error', (err) => this.fail(err));
-  }
-
-  private fail(err: Error) {
-    this.failure ??= err;
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    waiter?.(this.failure);
-  }
-
-  private parse() {
-    for (;;) {
-      const match = /^(\d{3})([ -])/.exec(this.buffer);
-      const eol = this.buffer.indexOf('\r\n');
-      if (!match || eol < 0) return;
-      let end = eol + 2;
-      if (match[2] === '-') {
-        const last = this.buffer.indexOf(`\r\n${match[1]} `);
-        const lastEol = last < 0 ? -1 : this.buffer.indexOf('\r\n', last + 2);
-        if (lastEol < 0) return;
-        end = lastEol + 2;
-      }
-      const reply = { code: Number(match[1]), text: this.buffer.slice(4, end - 2) };
-      this.buffer = this.buffer.slice(end);
-      const waiter = this.waiter;
-      this.waiter = undefined;
-      if (waiter) waiter(reply);
-      else this.replies.push(reply);
-    }
+    socket.on('error', (err) => this.replies.fail(err));
   }
 
   read(): Promise<Reply> {
-    const queued = this.replies.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        reject(new Error(`no reply within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-      this.waiter = (reply) => {
-        clearTimeout(timer);
-        if (reply instanceof Error) reject(reply);
-        else resolve(reply);
-      };
-    });
+    return this.replies.read();
   }
 
   private async expect(reply: Reply, code: number, what: string): Promise<Reply> {
