@@ -56,6 +56,8 @@ export interface Session {
 
 export type Handler = (session: Session, arg: string) => Promise<void> | void;
 
+/** Commands clients send between REST and the transfer it applies to. */
+const KEEPS_REST_OFFSET = new Set(['REST', 'PASV', 'EPSV', 'PORT', 'EPRT', 'TYPE']);
 /** Commands allowed to be queued behind a running transfer; more means a broken or hostile client. */
 const MAX_QUEUED_COMMANDS = 64;
 /** After our FIN, how long the client gets to close its side before the socket is destroyed. */
@@ -208,7 +210,7 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
       session.reply(ftpError.code, ftpError.message);
     }
     // REST applies only to the transfer command that follows it.
-    if (!['REST', 'PASV', 'EPSV', 'PORT', 'EPRT', 'TYPE'].includes(canonical)) session.restOffset = 0;
+    if (!KEEPS_REST_OFFSET.has(canonical)) session.restOffset = 0;
     metrics.commandsTotal.inc({ verb: canonical, class: replyClass(lastReply) });
     metrics.commandSeconds.observe({ verb: canonical }, Number(process.hrtime.bigint() - started) / 1e9);
   };
