@@ -35,7 +35,7 @@ const PASSWORD = 'correct horse battery staple';
 let passwordHash: Promise<string> | undefined;
 
 /** Lowest ephemeral port of this kernel: client sockets (and their TIME_WAIT remains) live from there up. */
-function ephemeralLow(): number {
+export function ephemeralLow(): number {
   try {
     return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
   } catch {
@@ -85,6 +85,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
         FTP_LOG_LEVEL: 'debug',
         FTP_FSYNC_UPLOADS: 'false',
         FTP_TLS_DIR: join(dir, 'tls'),
+        FTP_RELAY_PORT: '0', // parallel test servers with REDIS_URL would all claim the default relay port
         ...options.env,
       },
     });
@@ -94,7 +95,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       return {
         edge,
         config,
-        host: '127.0.0.1',
+        host: config.host,
         port: edge.port,
         dataDir,
         user: 'alice',

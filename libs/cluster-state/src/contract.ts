@@ -58,7 +58,8 @@ export function clusterStateContract(
     assert.equal(await state.sessions.bindUser('c', 'alice', 2), false);
     await state.sessions.unbindUser('a');
     assert.equal(await state.sessions.bindUser('c', 'alice', 2), true);
-    await state.sessions.update('c', { command: 'RETR', bytesOut: 42 });
+    assert.equal(await state.sessions.update('c', { command: 'RETR', bytesOut: 42 }), true);
+    assert.equal(await state.sessions.update('no-such-session', { command: 'RETR' }), false, 'a lost record is reported');
     const c = (await state.sessions.list()).find((r) => r.id === 'c');
     assert.equal(c?.user, 'alice');
     assert.equal(c?.bytesOut, 42);
@@ -69,7 +70,7 @@ export function clusterStateContract(
   test(`${name}: passive leases are per (port, address) and never shared by one address`, async () => {
     const { state } = await setup({ min: 40000, max: 40001 });
     const ask = (sessionId: string, clientAddress: string) =>
-      state.ports.lease({ sessionId, replicaId: 'r1', clientAddress, ttlMs: 60_000 });
+      state.ports.lease({ sessionId, replicaId: 'r1', relayAddress: '10.1.0.1:2122', clientAddress, ttlMs: 60_000 });
     const a1 = await ask('a1', '10.0.0.1');
     const a2 = await ask('a2', '10.0.0.1');
     assert.ok(a1 && a2);
@@ -77,7 +78,9 @@ export function clusterStateContract(
     assert.equal(await ask('a3', '10.0.0.1'), null, 'two ports, third lease for the same address must fail');
     const b1 = await ask('b1', '10.0.0.2');
     assert.ok(b1, 'another address can share the ports');
-    assert.equal((await state.ports.find(b1.port, '10.0.0.2'))?.sessionId, 'b1');
+    const found = await state.ports.find(b1.port, '10.0.0.2');
+    assert.equal(found?.sessionId, 'b1');
+    assert.equal(found?.relayAddress, '10.1.0.1:2122', 'a peer learns where to relay the connection');
     assert.equal(await state.ports.find(b1.port, '10.0.0.9'), null);
     assert.equal(await state.ports.inUse(), 3);
     await state.ports.release(a1);
@@ -87,20 +90,20 @@ export function clusterStateContract(
 
   test(`${name}: a wildcard lease holds its port for every address`, async () => {
     const { state } = await setup({ min: 40000, max: 40000 });
-    const any = await state.ports.lease({ sessionId: 'w', replicaId: 'r1', clientAddress: '*', ttlMs: 60_000 });
+    const any = await state.ports.lease({ sessionId: 'w', replicaId: 'r1', relayAddress: '10.1.0.1:2122', clientAddress: '*', ttlMs: 60_000 });
     assert.ok(any);
     assert.equal((await state.ports.find(40000, '10.9.9.9'))?.sessionId, 'w');
-    assert.equal(await state.ports.lease({ sessionId: 'x', replicaId: 'r1', clientAddress: '10.0.0.1', ttlMs: 60_000 }), null);
+    assert.equal(await state.ports.lease({ sessionId: 'x', replicaId: 'r1', relayAddress: '10.1.0.1:2122', clientAddress: '10.0.0.1', ttlMs: 60_000 }), null);
     await state.close();
   });
 
   test(`${name}: leases of a crashed owner expire and are reused`, async () => {
     const { state, advance } = await setup({ min: 40000, max: 40000 });
-    const first = await state.ports.lease({ sessionId: 'dead', replicaId: 'r1', clientAddress: '10.0.0.1', ttlMs: 1000 });
+    const first = await state.ports.lease({ sessionId: 'dead', replicaId: 'r1', relayAddress: '10.1.0.1:2122', clientAddress: '10.0.0.1', ttlMs: 1000 });
     assert.ok(first);
     advance(1001);
     assert.equal(await state.ports.find(40000, '10.0.0.1'), null);
-    const again = await state.ports.lease({ sessionId: 'new', replicaId: 'r2', clientAddress: '10.0.0.1', ttlMs: 1000 });
+    const again = await state.ports.lease({ sessionId: 'new', replicaId: 'r2', relayAddress: '10.1.0.2:2122', clientAddress: '10.0.0.1', ttlMs: 1000 });
     assert.equal(again?.port, 40000);
     await state.ports.release(first); // a late release by the old owner must not free the new lease
     assert.equal((await state.ports.find(40000, '10.0.0.1'))?.sessionId, 'new');

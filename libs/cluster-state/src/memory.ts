@@ -16,6 +16,7 @@ export function createMemoryClusterState(options: { pasvRange: { min: number; ma
   const now = options.now ?? Date.now;
   return {
     kind: 'memory',
+    available: () => true,
     sessions: memorySessions(),
     ports: memoryPorts(options.pasvRange, now),
     bans: memoryBans(now),
@@ -53,6 +54,7 @@ function memorySessions(): SessionRegistry {
     async update(id, patch) {
       const record = records.get(id);
       if (record) Object.assign(record, patch);
+      return Boolean(record);
     },
     async close(id) {
       records.delete(id);
@@ -88,6 +90,7 @@ function memoryPorts(range: { min: number; max: number }, now: () => number): Pa
           clientAddress: request.clientAddress,
           sessionId: request.sessionId,
           replicaId: request.replicaId,
+          relayAddress: request.relayAddress,
           expiresAt: now() + request.ttlMs,
         };
         leases.set(key(port, request.clientAddress), lease);

@@ -91,7 +91,7 @@ test('redis: leases taken concurrently by two replicas never collide for one add
   const pasvRange = { min: 41000, max: 41009 };
   const [a, b] = await Promise.all([make({ prefix, pasvRange }), make({ prefix, pasvRange })]);
   const ask = (state: ClusterState, sessionId: string, clientAddress: string) =>
-    state.ports.lease({ sessionId, replicaId: state === a ? 'ra' : 'rb', clientAddress, ttlMs: 60_000 });
+    state.ports.lease({ sessionId, replicaId: state === a ? 'ra' : 'rb', relayAddress: '', clientAddress, ttlMs: 60_000 });
   const same = await Promise.all(Array.from({ length: 16 }, (_, i) => ask(i % 2 ? a : b, `x${i}`, '10.0.0.1')));
   const granted = same.filter((l) => l !== null);
   assert.equal(granted.length, 10, 'ten ports, ten leases for one address');
@@ -206,7 +206,7 @@ test('redis: keys follow the documented layout and all carry a garbage-collectio
   const state = await make({ prefix });
   await state.sessions.open(record('s1', '10.0.0.1'), { maxSessions: 0, maxPerAddress: 0 });
   await state.sessions.bindUser('s1', 'alice', 0);
-  const lease = await state.ports.lease({ sessionId: 's1', replicaId: 'r1', clientAddress: '10.0.0.1', ttlMs: 30_000 });
+  const lease = await state.ports.lease({ sessionId: 's1', replicaId: 'r1', relayAddress: '', clientAddress: '10.0.0.1', ttlMs: 30_000 });
   assert.ok(lease);
   await state.bans.recordFailure('10.0.0.8', { threshold: 5, banSeconds: 60 });
   await state.bans.recordFailure('10.0.0.9', { threshold: 1, banSeconds: 60 });
@@ -246,8 +246,8 @@ test('redis: with Redis unreachable every method rejects quickly', async () => {
     () => state.sessions.update('a', { command: 'LIST' }),
     () => state.sessions.close('a'),
     () => state.sessions.list(),
-    () => state.ports.lease({ sessionId: 'a', replicaId: 'r1', clientAddress: '10.0.0.1', ttlMs: 1000 }),
-    () => state.ports.release({ port: 40000, clientAddress: '10.0.0.1', sessionId: 'a', replicaId: 'r1', expiresAt: 0 }),
+    () => state.ports.lease({ sessionId: 'a', replicaId: 'r1', relayAddress: '', clientAddress: '10.0.0.1', ttlMs: 1000 }),
+    () => state.ports.release({ port: 40000, clientAddress: '10.0.0.1', sessionId: 'a', replicaId: 'r1', relayAddress: '', expiresAt: 0 }),
     () => state.ports.find(40000, '10.0.0.1'),
     () => state.ports.inUse(),
     () => state.bans.isBanned('10.0.0.1'),
@@ -276,6 +276,7 @@ test('redis: calls reject during an outage and work again once Redis is back', a
   const state = await make({ url: `redis://127.0.0.1:${port}`, prefix: newPrefix() });
   const policy = { threshold: 2, banSeconds: 60 };
   assert.equal((await state.bans.recordFailure('10.2.2.2', policy)).failures, 1);
+  assert.equal(state.available(), true);
 
   await new Promise<void>((resolve) => {
     proxy.close(() => resolve());
@@ -285,6 +286,7 @@ test('redis: calls reject during an outage and work again once Redis is back', a
   await assert.rejects(state.bans.isBanned('10.2.2.2'));
   await assert.rejects(state.sessions.list());
   assert.ok(Date.now() - started < 2000);
+  assert.equal(state.available(), false, 'readiness follows the connection');
 
   await new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
   const deadline = Date.now() + 10_000;
@@ -294,6 +296,7 @@ test('redis: calls reject during an outage and work again once Redis is back', a
     if (!banned) await new Promise((r) => setTimeout(r, 100));
   }
   assert.deepEqual(banned, { banned: true, failures: 2 }, 'state kept in Redis is there after the reconnect');
+  assert.equal(state.available(), true);
   await state.close();
   for (const s of sockets) s.destroy();
   await new Promise<void>((resolve) => proxy.close(() => resolve()));

@@ -104,6 +104,7 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
   let closed = false;
   return {
     kind: 'redis',
+    available: () => redis.status === 'ready',
     sessions: redisSessions(redis, keys, prefix, now, sessionTtlMs, gcGraceMs),
     ports: redisPorts(redis, keys, prefix, { min, max }, now, gcGraceMs),
     bans: redisBans(redis, keys, now, gcGraceMs),
@@ -195,7 +196,7 @@ function redisSessions(
         if (value === undefined) unset.push(name);
         else set.push(name, encodeField(name, value));
       }
-      await updateScript.run(redis, [keys.sessions, keys.session(id)], [...head(), id, set.length / 2, ...set, ...unset]);
+      return (await updateScript.run(redis, [keys.sessions, keys.session(id)], [...head(), id, set.length / 2, ...set, ...unset])) === 1;
     },
     async close(id) {
       await closeScript.run(redis, [keys.sessions, keys.session(id)], [...head(), id]);
@@ -223,6 +224,7 @@ function redisPorts(
       clientAddress: stored.clientAddress,
       sessionId: stored.sessionId,
       replicaId: stored.replicaId,
+      relayAddress: stored.relayAddress ?? '',
       expiresAt: stored.expiresAt,
     };
   };
@@ -233,6 +235,7 @@ function redisPorts(
         clientAddress: request.clientAddress,
         sessionId: request.sessionId,
         replicaId: request.replicaId,
+        relayAddress: request.relayAddress,
         expiresAt: t + request.ttlMs,
       };
       const port = await leaseScript.run(redis, [keys.portCursor], [

@@ -32,8 +32,11 @@ export interface SessionRegistry {
   bindUser(id: string, user: string, maxPerUser: number): Promise<boolean>;
   /** Detaches the user (REIN, or a failed login after USER). */
   unbindUser(id: string): Promise<void>;
-  /** Heartbeat plus progress; called per command or per transfer, never per chunk. */
-  update(id: string, patch: Partial<Pick<SessionRecord, 'command' | 'transfer' | 'bytesIn' | 'bytesOut'>>): Promise<void>;
+  /**
+   * Heartbeat plus progress; called per command or per transfer, never per chunk. Resolves false when the record is
+   * gone (expired, or Redis lost its data), so the caller can register the session again.
+   */
+  update(id: string, patch: Partial<Pick<SessionRecord, 'command' | 'transfer' | 'bytesIn' | 'bytesOut'>>): Promise<boolean>;
   close(id: string): Promise<void>;
   list(): Promise<SessionRecord[]>;
 }
@@ -44,12 +47,15 @@ export interface PassiveLease {
   clientAddress: string;
   sessionId: string;
   replicaId: string;
+  /** host:port of the owner's relay listener, where a peer that received the data connection hands it over. */
+  relayAddress: string;
   expiresAt: number;
 }
 
 export interface LeaseRequest {
   sessionId: string;
   replicaId: string;
+  relayAddress: string;
   /** '*' when data connections from other addresses are allowed (then the port cannot be shared). */
   clientAddress: string;
   ttlMs: number;
@@ -83,6 +89,8 @@ export interface BanList {
 
 export interface ClusterState {
   kind: 'memory' | 'redis';
+  /** Whether the backing store answers right now (readiness): false while Redis is away. */
+  available(): boolean;
   sessions: SessionRegistry;
   ports: PassivePortPool;
   bans: BanList;

@@ -44,3 +44,17 @@ test('--config is read from argv in both spellings', () => {
   assert.equal(configPathFromArgv(['--config=b.yaml']), 'b.yaml');
   assert.equal(configPathFromArgv([]), undefined);
 });
+
+test('PROXY protocol sources are addresses or CIDRs, from the environment or a YAML list', () => {
+  assert.deepEqual(loadConfig({ env: {} }).proxyProtocolFrom, [], 'trusts no balancer by default');
+  const config = loadConfig({ env: { FTP_PROXY_PROTOCOL_FROM: '10.0.0.0/8, 127.0.0.1,fd00::/8' } });
+  assert.deepEqual(config.proxyProtocolFrom, ['10.0.0.0/8', '127.0.0.1', 'fd00::/8']);
+  assert.throws(() => loadConfig({ env: { FTP_PROXY_PROTOCOL_FROM: '10.0.0.0/33' } }), /FTP_PROXY_PROTOCOL_FROM: .*"10.0.0.0\/33"/);
+  assert.throws(() => loadConfig({ env: { FTP_PROXY_PROTOCOL_FROM: 'haproxy' } }), /FTP_PROXY_PROTOCOL_FROM/);
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'proxy_protocol_from:\n  - 10.1.0.0/16\n  - 10.2.0.1\nrelay_port: 2200\n');
+  const fromFile = loadConfig({ file, env: {} });
+  assert.deepEqual(fromFile.proxyProtocolFrom, ['10.1.0.0/16', '10.2.0.1']);
+  assert.equal(fromFile.relayPort, 2200);
+});

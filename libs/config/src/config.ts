@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
@@ -63,10 +64,22 @@ export interface FtpConfig {
   tlsRequireReuse: boolean;
   /** FTP_TLS_TICKET_KEYS: 48 bytes, base64, shared by all replicas so any can resume another's session; empty = random. */
   tlsTicketKeys: string;
-  /** REDIS_URL: shared state for a cluster; empty = this process alone. So far it carries the TLS session cache. */
+  /**
+   * REDIS_URL: shared state for a cluster (sessions, passive-port leases, bans, TLS session cache); empty = this
+   * process alone, with in-memory state.
+   */
   redisUrl: string;
   /** FTP_REDIS_PREFIX: prefix of every key this service writes, so several deployments can share one Redis. */
   redisPrefix: string;
+  /**
+   * FTP_PROXY_PROTOCOL_FROM: load balancers (addresses or CIDRs, comma-separated) whose connections start with a
+   * PROXY protocol v1/v2 header; the client address it carries then drives limits, bans, logs and data checks.
+   */
+  proxyProtocolFrom: string[];
+  /** FTP_RELAY_PORT: where peers hand over data connections that reached them for a lease of this replica; 0 = off. */
+  relayPort: number;
+  /** FTP_ADVERTISE_HOST: the address peers reach this replica's relay port at; empty = FTP_HOST (or the first non-loopback address when FTP_HOST is a wildcard). */
+  advertiseHost: string;
   /** FTP_BANNER: text of the 220 greeting. */
   banner: string;
   /** FTP_REPLICA_ID: this process's name in cluster state and logs. */
@@ -133,6 +146,19 @@ const ipv4OrEmpty: Parser<string> = (raw) => {
   return value;
 };
 
+const addressList: Parser<string[]> = (raw) => {
+  const entries = raw.split(',').map((entry) => entry.trim()).filter(Boolean);
+  for (const entry of entries) {
+    const [address, prefix, extra] = entry.split('/');
+    const family = isIP(address);
+    const maxPrefix = family === 6 ? 128 : 32;
+    if (!family || extra !== undefined || (prefix !== undefined && !(/^\d+$/.test(prefix) && Number(prefix) <= maxPrefix))) {
+      fail(`expected addresses or CIDRs separated by commas, got "${entry}"`);
+    }
+  }
+  return entries;
+};
+
 const ticketKeys: Parser<string> = (raw) => {
   const value = raw.trim();
   if (value !== '' && Buffer.from(value, 'base64').length !== 48) fail('expected 48 bytes in base64 (openssl rand -base64 48)');
@@ -182,6 +208,9 @@ const SPECS = [
   spec('tlsTicketKeys', 'FTP_TLS_TICKET_KEYS', ticketKeys, () => ''),
   spec('redisUrl', 'REDIS_URL', text, () => ''),
   spec('redisPrefix', 'FTP_REDIS_PREFIX', text, () => 'ftp:'),
+  spec('proxyProtocolFrom', 'FTP_PROXY_PROTOCOL_FROM', addressList, () => []),
+  spec('relayPort', 'FTP_RELAY_PORT', integer(0, 65535), () => 2122),
+  spec('advertiseHost', 'FTP_ADVERTISE_HOST', text, () => ''),
   spec('banner', 'FTP_BANNER', text, () => 'FTP service ready'),
   spec('replicaId', 'FTP_REPLICA_ID', text, () => `${hostname()}-${process.pid}`),
   spec('logLevel', 'FTP_LOG_LEVEL', logLevel, () => 'info'),
@@ -194,6 +223,8 @@ const yamlKey = (env: string) => (env.startsWith('FTP_') ? env.slice('FTP_'.leng
 function yamlValue(value: unknown): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  // A list (proxy_protocol_from) reads like its comma-separated environment form.
+  if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return value.join(',');
   throw new Error(`expected a plain value, got ${JSON.stringify(value)}`);
 }
 

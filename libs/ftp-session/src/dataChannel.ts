@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { normalizeAddress } from '@ftp/protocol';
 import { FtpError } from './errors';
 import type { Session } from './session';
 import { startTls } from './tls';
@@ -22,6 +23,7 @@ export async function preparePassive(session: Session): Promise<number> {
   const lease = await cluster.ports.lease({
     sessionId: session.id,
     replicaId: settings.replicaId,
+    relayAddress: settings.relayAddress,
     clientAddress,
     ttlMs: (settings.dataConnectTimeout + settings.idleTimeout) * 1000,
   });
@@ -37,7 +39,7 @@ export async function preparePassive(session: Session): Promise<number> {
     metrics.passiveLeases.dec();
     cluster.ports.release(lease).catch(() => metrics.clusterStateErrors.inc());
   };
-  const expectation = passive.expect(lease.port, clientAddress);
+  const expectation = passive.expect(lease.port, clientAddress, session.id);
   session.data = {
     kind: 'passive',
     port: lease.port,
@@ -107,7 +109,8 @@ async function openRawDataConnection(session: Session, signal: AbortSignal): Pro
     if (data.kind === 'passive') {
       return await abortable(data.connect(timeoutMs), signal, (socket) => socket.destroy());
     }
-    return await dial(data.host, data.port, session.localAddress, timeoutMs, signal);
+    // From this replica's own address (not the balancer's the client reached), as the control connection's replies come.
+    return await dial(data.host, data.port, normalizeAddress(session.socket.localAddress ?? ''), timeoutMs, signal);
   } catch (err) {
     if (data.kind === 'passive') data.dispose();
     if (signal.aborted) throw err;

@@ -3,14 +3,27 @@ import { FtpError } from './errors';
 import { controlProtectionRequired } from './handleTls';
 import { freshSessionState, type Handler, type Session } from './session';
 
+/** A cluster-state call of a login: while the store is away the login gets 421 and the connection closes, as a new one would. */
+async function shared<T>(session: Session, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    session.deps.metrics.clusterStateErrors.inc();
+    session.log.error({ err: (err as Error).message }, 'cluster state unavailable: login refused');
+    session.reply(421, 'Service temporarily unavailable, try again later');
+    session.end();
+    throw new FtpError(421, 'Service temporarily unavailable, try again later');
+  }
+}
+
 async function loginFailed(session: Session, name: string, reason: string) {
   const { cluster, settings, metrics } = session.deps;
   metrics.loginsTotal.inc({ result: 'failure' });
   session.log.info({ audit: true, event: 'login', user: name, result: 'failure', reason }, 'login failed');
-  const { banned } = await cluster.bans.recordFailure(session.clientAddress, {
-    threshold: settings.banAfterFailures,
-    banSeconds: settings.banSeconds,
-  });
+  const { banned } = await shared(
+    session,
+    cluster.bans.recordFailure(session.clientAddress, { threshold: settings.banAfterFailures, banSeconds: settings.banSeconds }),
+  );
   if (banned) {
     metrics.bansTotal.inc();
     session.log.warn({ seconds: settings.banSeconds }, 'address banned after repeated failed logins');
@@ -44,14 +57,14 @@ const PASS: Handler = async (session, arg) => {
   if (session.closed) return;
   const user = result.user;
   const maxPerUser = user.maxSessions ?? settings.maxSessionsPerUser;
-  if (!(await cluster.sessions.bindUser(session.id, user.name, maxPerUser))) {
+  if (!(await shared(session, cluster.sessions.bindUser(session.id, user.name, maxPerUser)))) {
     metrics.loginsTotal.inc({ result: 'limited' });
     session.log.warn({ user: user.name, limit: maxPerUser }, 'login refused: too many sessions for this user');
     session.reply(421, 'Too many sessions for this user');
     session.end();
     return;
   }
-  await cluster.bans.clearFailures(session.clientAddress);
+  await shared(session, cluster.bans.clearFailures(session.clientAddress));
   session.user = user;
   session.storage = session.deps.storageFor(user);
   session.cwd = '/';

@@ -34,7 +34,7 @@ function dial(localAddress: string): Promise<Socket> {
 const closed = (socket: Socket) => new Promise<void>((resolve) => socket.once('close', () => resolve()));
 
 test('a connection is routed to the session expecting its client address, even if it arrives first', async () => {
-  const expectation = listeners.expect(port, '127.0.0.1');
+  const expectation = listeners.expect(port, '127.0.0.1', 's1');
   const client = await dial('127.0.0.1');
   const server = await expectation.connect(1000);
   server.write('hi');
@@ -45,7 +45,7 @@ test('a connection is routed to the session expecting its client address, even i
 });
 
 test('connections from an address nobody expects on that port are refused', async () => {
-  const expectation = listeners.expect(port, '127.0.0.1');
+  const expectation = listeners.expect(port, '127.0.0.1', 's1');
   const before = listeners.strays;
   const stranger = await dial('127.0.0.2');
   await closed(stranger);
@@ -55,7 +55,7 @@ test('connections from an address nobody expects on that port are refused', asyn
 });
 
 test('a second connection to an already connected expectation is refused (no data-port theft)', async () => {
-  const expectation = listeners.expect(port, '*');
+  const expectation = listeners.expect(port, '*', 's1');
   const first = await dial('127.0.0.3');
   await expectation.connect(1000);
   const second = await dial('127.0.0.4');

@@ -1,8 +1,12 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { normalizeAddress } from '@ftp/protocol';
 import type { Logger } from '@ftp/telemetry';
+import { resolvePeer, type Peer } from './peer';
+import { readProxyHeader } from './proxyHeader';
+import { RELAY_SESSION_TLV } from './relay';
 
 interface Waiter {
+  sessionId: string;
   socket?: Socket;
   resolve?: (socket: Socket) => void;
 }
@@ -17,35 +21,92 @@ export interface PassiveExpectation {
 
 export interface PassiveListeners {
   start(): Promise<void>;
-  expect(port: number, address: string): PassiveExpectation;
+  expect(port: number, address: string, sessionId: string): PassiveExpectation;
   close(): Promise<void>;
   /** Data connections that reached a port nobody expected them on. */
   readonly strays: number;
 }
 
+export interface PassiveListenerOptions {
+  host: string;
+  range: { min: number; max: number };
+  log: Logger;
+  /** Balancers whose connections start with a PROXY header carrying the real client. */
+  trustsProxy?: (address: string) => boolean;
+  /** Hands a connection nobody here expects to the replica that leased its port; false when none did. */
+  relay?: (socket: Socket, port: number, peer: Peer) => Promise<boolean>;
+  /** Where peers hand over connections for this replica's leases; 0 or absent = no relay listener. */
+  relayPort?: number;
+  /** Counts connections a peer handed over. */
+  onRelayReceived?: () => void;
+}
+
+/** How long a peer has to send the relay header. */
+const RELAY_HEADER_TIMEOUT_MS = 5000;
+
 /**
  * Listens on every port of the passive range at once and routes each data connection by (port, client address)
  * to the session that leased it. Routing by address is what lets one port serve many clients, and it refuses a
- * connection from anyone but the client the port was leased to (data-port theft).
+ * connection from anyone but the client the port was leased to (data-port theft). A connection for a port another
+ * replica leased is relayed to it; connections relayed by peers arrive on the relay port.
  */
-export function createPassiveListeners(options: { host: string; range: { min: number; max: number }; log: Logger }): PassiveListeners {
+export function createPassiveListeners(options: PassiveListenerOptions): PassiveListeners {
   const waiters = new Map<string, Waiter>();
   const servers: Server[] = [];
   let strays = 0;
 
-  const route = (port: number, socket: Socket) => {
+  const waiterFor = (port: number, address: string) => waiters.get(`${port}|${address}`) ?? waiters.get(`${port}|*`);
+
+  const refuse = (socket: Socket, port: number, address: string, why: string) => {
+    strays++;
+    options.log.warn({ port, client: address }, `data connection refused: ${why}`);
+    socket.destroy();
+  };
+
+  const route = async (port: number, socket: Socket) => {
     socket.on('error', () => {}); // errors surface through the transfer that owns the socket
-    const address = normalizeAddress(socket.remoteAddress ?? '');
-    const key = waiters.has(`${port}|${address}`) ? `${port}|${address}` : `${port}|*`;
-    const waiter = waiters.get(key);
-    if (!waiter || waiter.socket) {
-      strays++;
-      options.log.warn({ port, client: address }, 'data connection refused: no session expects it on this port');
+    const peer = await resolvePeer(socket, options.trustsProxy ?? (() => false), options.log);
+    if (!peer) return;
+    const waiter = waiterFor(port, peer.address);
+    if (waiter && !waiter.socket) return deliver(waiter, socket);
+    if (!waiter && options.relay && (await options.relay(socket, port, peer))) return;
+    refuse(socket, port, peer.address, 'no session expects it on this port');
+  };
+
+  /** A connection a peer relayed: the header names the client, the port and (as a capability) the lease's session. */
+  const routeRelayed = async (socket: Socket) => {
+    socket.on('error', () => {});
+    const from = normalizeAddress(socket.remoteAddress ?? '');
+    try {
+      const header = await readProxyHeader(socket, RELAY_HEADER_TIMEOUT_MS);
+      const sessionId = header.tlvs.get(RELAY_SESSION_TLV)?.toString();
+      if (!header.source || !header.destination || !sessionId) throw new Error('relay header lacks the client, port or session');
+      const address = normalizeAddress(header.source.address);
+      const waiter = waiterFor(header.destination.port, address);
+      if (!waiter || waiter.socket || waiter.sessionId !== sessionId) {
+        return refuse(socket, header.destination.port, address, `relayed by ${from} for a lease this replica does not hold`);
+      }
+      options.onRelayReceived?.();
+      deliver(waiter, socket);
+    } catch (err) {
+      options.log.warn({ peer: from, err: (err as Error).message }, 'relayed data connection refused: bad relay header');
       socket.destroy();
-      return;
     }
+  };
+
+  const deliver = (waiter: Waiter, socket: Socket) => {
     waiter.socket = socket;
     waiter.resolve?.(socket);
+  };
+
+  const listenOn = async (port: number, onConnection: (socket: Socket) => void) => {
+    const server = createServer({ noDelay: true }, onConnection);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: options.host, port, backlog: 511 }, () => resolve());
+    });
+    server.on('error', (err) => options.log.error({ err, port }, 'passive listener error'));
+    servers.push(server);
   };
 
   return {
@@ -54,18 +115,13 @@ export function createPassiveListeners(options: { host: string; range: { min: nu
     },
     async start() {
       for (let port = options.range.min; port <= options.range.max; port++) {
-        const server = createServer({ noDelay: true }, (socket) => route(port, socket));
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ host: options.host, port, backlog: 511 }, () => resolve());
-        });
-        server.on('error', (err) => options.log.error({ err, port }, 'passive listener error'));
-        servers.push(server);
+        await listenOn(port, (socket) => void route(port, socket));
       }
+      if (options.relayPort) await listenOn(options.relayPort, (socket) => void routeRelayed(socket));
     },
-    expect(port, address) {
+    expect(port, address, sessionId) {
       const key = `${port}|${address}`;
-      const waiter: Waiter = {};
+      const waiter: Waiter = { sessionId };
       waiters.set(key, waiter);
       const dispose = () => {
         if (waiters.get(key) === waiter) waiters.delete(key);

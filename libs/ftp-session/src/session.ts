@@ -9,6 +9,7 @@ import { failureLevel, FtpError, toFtpError } from './errors';
 import { disposeData } from './dataChannel';
 import { HANDLERS } from './handlers';
 import { startTls } from './tls';
+import type { Peer } from './peer';
 import type { PendingData, SessionDeps } from './types';
 
 /** A running transfer: the control loop calls abort() when ABOR arrives while the transfer handler awaits. */
@@ -27,7 +28,14 @@ export interface Session {
   log: Logger;
   socket: Socket;
   clientAddress: string;
-  /** The server address the client reached; PASV advertises it unless FTP_PASV_ADDRESS is set. */
+  startedAt: number;
+  /** Bytes moved on data connections so far, for the cluster-wide session record. */
+  bytesIn: number;
+  bytesOut: number;
+  /**
+   * The server address the client reached (the balancer's, behind PROXY protocol); PASV advertises it unless
+   * FTP_PASV_ADDRESS is set.
+   */
   localAddress: string;
   pendingUser?: string;
   user?: User;
@@ -79,10 +87,10 @@ export function freshSessionState() {
 }
 
 /** Serves one control connection from greeting to close. Never throws: every failure becomes a reply or a log line. */
-export async function runSession(socket: Socket, deps: SessionDeps, options: { implicitTls?: boolean } = {}): Promise<void> {
+export async function runSession(socket: Socket, deps: SessionDeps, options: { implicitTls?: boolean; peer?: Peer } = {}): Promise<void> {
   const { settings, cluster, metrics } = deps;
   const id = randomUUID();
-  const clientAddress = normalizeAddress(socket.remoteAddress ?? '');
+  const clientAddress = options.peer?.address ?? normalizeAddress(socket.remoteAddress ?? '');
   const log = deps.log.child({ session: id, client: clientAddress });
   socket.setNoDelay(true);
 
@@ -92,7 +100,10 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
     log,
     socket,
     clientAddress,
-    localAddress: normalizeAddress(socket.localAddress ?? ''),
+    startedAt: Date.now(),
+    bytesIn: 0,
+    bytesOut: 0,
+    localAddress: options.peer?.serverAddress ?? normalizeAddress(socket.localAddress ?? ''),
     ...freshSessionState(),
     closed: false,
     secure: Boolean(options.implicitTls),
@@ -146,7 +157,7 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
       return endAndWait(session, finished);
     }
     const admission = await cluster.sessions.open(
-      { id, replicaId: settings.replicaId, clientAddress, startedAt: Date.now(), bytesIn: 0, bytesOut: 0 },
+      { id, replicaId: settings.replicaId, clientAddress, startedAt: session.startedAt, bytesIn: 0, bytesOut: 0 },
       { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp },
     );
     if (!admission.ok) {

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
 import { dataProtectionRequired } from './handleTls';
+import { reportSession } from './heartbeat';
 import type { ActiveTransfer, Session } from './session';
 
 export interface TransferInfo {
@@ -50,6 +51,7 @@ export async function runTransfer(
     return { ok: false, bytes: 0, ms: 0, result: 'failed' };
   }
   session.transfer = transfer;
+  void reportSession(session);
   session.reply(150, info.opening);
   let socket: Socket | undefined;
   let result: TransferOutcome['result'] = 'failed';
@@ -82,6 +84,9 @@ export async function runTransfer(
     session.transfer = undefined;
   }
   const bytes = socket ? socket.bytesRead + socket.bytesWritten : 0;
+  if (info.direction === 'upload') session.bytesIn += bytes;
+  else session.bytesOut += bytes;
+  void reportSession(session);
   return { ok: result === 'ok', bytes, ms: Date.now() - started, result };
 }
 

@@ -10,6 +10,8 @@ import type { TlsProvider } from './tls';
 /** The server settings a session needs (a subset of FtpConfig, so the session does not depend on config loading). */
 export interface SessionSettings {
   replicaId: string;
+  /** host:port where peers relay this replica's data connections; '' when the relay is off. */
+  relayAddress: string;
   banner: string;
   pasvAddress: string;
   maxSessions: number;

@@ -53,6 +53,12 @@ export function createEdgeMetrics() {
       labelNames: ['resumed'] as const,
       registers: [registry],
     }),
+    relayedConnections: new Counter({
+      name: 'ftp_relayed_data_connections_total',
+      help: 'Data connections relayed between replicas: sent = reached this replica for a peer lease, received = handed over by a peer',
+      labelNames: ['side'] as const,
+      registers: [registry],
+    }),
     bansTotal: new Counter({ name: 'ftp_bans_total', help: 'Addresses banned after failed logins', registers: [registry] }),
     clusterStateErrors: new Counter({
       name: 'ftp_cluster_state_errors_total',

@@ -1,13 +1,24 @@
 import { mkdir } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
-import { createMemoryClusterState, type ClusterState } from '@ftp/cluster-state';
+import type { ClusterState } from '@ftp/cluster-state';
 import type { FtpConfig } from '@ftp/config';
 import { createFileIdentity, ensureUsersFile, type User } from '@ftp/identity';
-import { createPassiveListeners, runSession, startTls, type Session, type SessionDeps } from '@ftp/session';
+import {
+  createPassiveListeners,
+  createProxyTrust,
+  relayToOwner,
+  resolvePeer,
+  runSession,
+  startHeartbeat,
+  startTls,
+  type Session,
+  type SessionDeps,
+} from '@ftp/session';
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import { createEdgeMetrics, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { startAdminServer } from './admin';
+import { createClusterState, relayAddress } from './clusterSetup';
 import { createTlsProvider } from './tlsSetup';
 
 export interface Edge {
@@ -47,11 +58,21 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     });
     closers.push(() => identity.close());
 
-    const cluster = createMemoryClusterState({ pasvRange: config.pasvRange });
+    const cluster = await createClusterState(config, log);
     closers.push(() => cluster.close());
     const metrics = createEdgeMetrics();
+    const trustsProxy = createProxyTrust(config.proxyProtocolFrom);
+    const relay = relayAddress(config, cluster);
 
-    const passive = createPassiveListeners({ host: config.host, range: config.pasvRange, log });
+    const passive = createPassiveListeners({
+      host: config.host,
+      range: config.pasvRange,
+      log,
+      trustsProxy,
+      relay: relay ? (socket, port, peer) => relayToOwner(socket, port, peer, { cluster, replicaId: config.replicaId, metrics, log }) : undefined,
+      relayPort: relay ? config.relayPort : 0,
+      onRelayReceived: () => metrics.relayedConnections.inc({ side: 'received' }),
+    });
     closers.push(() => passive.close());
     await passive.start();
 
@@ -60,7 +81,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
 
     const live = new Set<Session>();
     const deps: SessionDeps = {
-      settings: config,
+      settings: { ...config, relayAddress: relay },
       identity,
       storageFor:
         storageFor ??
@@ -73,9 +94,13 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       live,
     };
 
+    closers.push(startHeartbeat(deps, SESSION_HEARTBEAT_MS));
+
     let accepting = true;
-    const control: Server = createServer({ noDelay: true }, (socket) => {
-      runSession(socket, deps).catch((err) => log.error({ err }, 'session crashed'));
+    const control: Server = createServer({ noDelay: true }, async (socket) => {
+      socket.on('error', () => {}); // a client gone before its session starts is nothing to report
+      const peer = await resolvePeer(socket, trustsProxy, log);
+      if (peer) runSession(socket, deps, { peer }).catch((err) => log.error({ err }, 'session crashed'));
     });
     control.on('error', (err) => log.error({ err }, 'control listener error'));
     await listen(control, config.host, config.port);
@@ -83,10 +108,12 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
 
     let implicit: Server | undefined;
     if (tls && config.implicitTlsPort > 0) {
-      implicit = createServer({ noDelay: true }, (raw) => {
+      implicit = createServer({ noDelay: true }, async (raw) => {
         raw.on('error', () => {});
+        const peer = await resolvePeer(raw, trustsProxy, log);
+        if (!peer) return;
         startTls(raw, tls).then(
-          (secure) => runSession(secure, deps, { implicitTls: true }).catch((err) => log.error({ err }, 'session crashed')),
+          (secure) => runSession(secure, deps, { implicitTls: true, peer }).catch((err) => log.error({ err }, 'session crashed')),
           (err: Error) => log.warn({ client: raw.remoteAddress, err: err.message }, 'implicit TLS handshake failed: closing'),
         );
       });
@@ -97,12 +124,15 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
 
     let admin: HttpServer | undefined;
     if (config.adminPort > 0) {
-      admin = await startAdminServer({ host: config.adminHost, port: config.adminPort, registry: metrics.registry, ready: () => accepting });
+      admin = await startAdminServer({ host: config.adminHost, port: config.adminPort, registry: metrics.registry, ready: () => accepting && cluster.available() });
       closers.push(() => new Promise<void>((resolve) => admin!.close(() => resolve())));
     }
 
     const port = (control.address() as AddressInfo).port;
-    log.info({ host: config.host, port, pasv: config.pasvRange, dataDir: config.dataDir, cluster: cluster.kind }, 'FTP edge listening');
+    log.info(
+      { host: config.host, port, pasv: config.pasvRange, dataDir: config.dataDir, cluster: cluster.kind, relay: relay || 'off', replica: config.replicaId },
+      'FTP edge listening',
+    );
     return {
       port,
       adminPort: admin ? (admin.address() as AddressInfo).port : 0,
@@ -123,6 +153,9 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     throw err;
   }
 }
+
+/** Well inside the Redis session records' 60 s TTL, so two lost heartbeats do not drop a live session. */
+const SESSION_HEARTBEAT_MS = 15_000;
 
 function listen(server: Server, host: string, port: number) {
   return new Promise<void>((resolve, reject) => {

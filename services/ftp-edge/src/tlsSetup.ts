@@ -154,6 +154,6 @@ async function redisSessionCache(config: FtpConfig, log: Logger): Promise<Sessio
 }
 
 /** A Redis URL without its password, for logs. */
-function redactUrl(url: string): string {
+export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
 }

@@ -1,0 +1,96 @@
+import { connect, type Socket } from 'node:net';
+import type { ClusterState } from '@ftp/cluster-state';
+import { encodeProxyV2 } from '@ftp/protocol';
+import type { EdgeMetrics, Logger } from '@ftp/telemetry';
+import type { Peer } from './peer';
+
+/**
+ * PROXY v2 TLV (from the range the spec leaves to applications) carrying the session id of the lease. Only a peer
+ * that read the lease from the cluster state knows it, so the relay port cannot be used to forge a client address.
+ */
+export const RELAY_SESSION_TLV = 0xe0;
+
+const RELAY_CONNECT_TIMEOUT_MS = 5000;
+
+export interface RelayDeps {
+  cluster: ClusterState;
+  replicaId: string;
+  metrics: EdgeMetrics;
+  log: Logger;
+}
+
+/**
+ * Hands a data connection that reached this replica for another replica's lease over to the owner: a PROXY v2 header
+ * with the real client and the session id, then the bytes untouched both ways (TLS included), with backpressure.
+ * Resolves false when no peer owns such a lease; the caller then refuses the connection.
+ */
+export async function relayToOwner(socket: Socket, port: number, peer: Peer, deps: RelayDeps): Promise<boolean> {
+  let lease;
+  try {
+    lease = await deps.cluster.ports.find(port, peer.address);
+  } catch (err) {
+    deps.metrics.clusterStateErrors.inc();
+    deps.log.warn({ port, client: peer.address, err: (err as Error).message }, 'data connection not relayed: cluster state unavailable');
+    return false;
+  }
+  if (!lease || lease.replicaId === deps.replicaId || !lease.relayAddress) return false;
+  const split = lease.relayAddress.lastIndexOf(':');
+  const host = lease.relayAddress.slice(0, split).replace(/^\[|\]$/g, '');
+  const relayPort = Number(lease.relayAddress.slice(split + 1));
+
+  const upstream = connect({ host, port: relayPort, noDelay: true, allowHalfOpen: true });
+  const connected = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => upstream.destroy(new Error('relay connect timed out')), RELAY_CONNECT_TIMEOUT_MS);
+    upstream.once('connect', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    upstream.once('error', (err) => {
+      clearTimeout(timer);
+      deps.log.warn({ port, client: peer.address, owner: lease.replicaId, err: err.message }, 'data connection not relayed: owner unreachable');
+      resolve(false);
+    });
+  });
+  if (!connected || socket.destroyed) {
+    upstream.destroy();
+    return connected; // a client gone meanwhile was relayed as far as it could be
+  }
+  upstream.write(
+    encodeProxyV2({
+      source: { address: peer.address, port: peer.port },
+      destination: { address: peer.serverAddress, port },
+      tlvs: [[RELAY_SESSION_TLV, Buffer.from(lease.sessionId)]],
+    }),
+  );
+  splice(socket, upstream);
+  deps.metrics.relayedConnections.inc({ side: 'sent' });
+  deps.log.info({ port, client: peer.address, owner: lease.replicaId }, 'data connection relayed to the replica that owns its lease');
+  return true;
+}
+
+/** After one side closed, how long the other gets to flush what it still holds. */
+const FLUSH_GRACE_MS = 10_000;
+
+/** Pipes two sockets into each other; each side's FIN is passed on, and either one failing ends both. */
+function splice(a: Socket, b: Socket) {
+  // Half-close must travel: an upload ends with the client's FIN while the owner's close_notify may still come back.
+  a.allowHalfOpen = true;
+  b.allowHalfOpen = true;
+  a.pipe(b);
+  b.pipe(a);
+  for (const [one, other] of [
+    [a, b],
+    [b, a],
+  ]) {
+    one.on('error', () => other.destroy());
+    one.on('close', (hadError) => {
+      if (hadError || other.destroyed) return other.destroy();
+      // Let the bytes already handed to `other` reach its peer, but not forever (a peer that stopped reading).
+      const timer = setTimeout(() => other.destroy(), FLUSH_GRACE_MS);
+      other.end(() => {
+        clearTimeout(timer);
+        other.destroy();
+      });
+    });
+  }
+}

@@ -1,0 +1,44 @@
+import { networkInterfaces } from 'node:os';
+import { createMemoryClusterState, createRedisClusterState, type ClusterState } from '@ftp/cluster-state';
+import type { FtpConfig } from '@ftp/config';
+import type { Logger } from '@ftp/telemetry';
+import { redactUrl } from './tlsSetup';
+
+/** How often Redis connection errors are logged while it stays away (ioredis reports every reconnect attempt). */
+const ERROR_LOG_INTERVAL_MS = 10_000;
+
+/** Redis-backed cluster state when REDIS_URL is set, else the in-memory one of a single node. */
+export async function createClusterState(config: FtpConfig, log: Logger): Promise<ClusterState> {
+  if (!config.redisUrl) return createMemoryClusterState({ pasvRange: config.pasvRange });
+  const url = redactUrl(config.redisUrl);
+  let lastLogged = 0;
+  const cluster = await createRedisClusterState({
+    url: config.redisUrl,
+    prefix: config.redisPrefix,
+    pasvRange: config.pasvRange,
+    onError: (err) => {
+      if (Date.now() - lastLogged < ERROR_LOG_INTERVAL_MS) return;
+      lastLogged = Date.now();
+      log.error({ url, err: err.message }, 'Redis unreachable: new logins get 421 and /readyz fails until it is back');
+    },
+  });
+  if (!cluster.available()) log.error({ url }, 'Redis not reachable at start: retrying in the background');
+  return cluster;
+}
+
+/** host:port where peers relay data connections to this replica; '' when there are no peers (in-memory state) or no relay port. */
+export function relayAddress(config: FtpConfig, cluster: ClusterState): string {
+  if (cluster.kind !== 'redis' || config.relayPort === 0) return '';
+  const host = config.advertiseHost || (isWildcard(config.host) ? firstExternalAddress() : config.host);
+  return `${host.includes(':') ? `[${host}]` : host}:${config.relayPort}`;
+}
+
+const isWildcard = (host: string) => host === '' || host === '0.0.0.0' || host === '::';
+
+/** A wildcard bind says nothing peers can dial: take this machine's first non-loopback address (a pod's IP). */
+function firstExternalAddress(): string {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const address of addresses ?? []) if (!address.internal && address.family === 'IPv4') return address.address;
+  }
+  return '127.0.0.1';
+}

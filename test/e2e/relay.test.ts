@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { createRedisConnection } from '@ftp/cluster-state';
+import { encodeProxyV2 } from '@ftp/protocol';
+import { freeLoopbackPort } from '../support/ftpsClient';
+import { RawClient } from '../support/rawClient';
+import { readAll, sleep } from '../support/rawData';
+import { startTestServer, type TestServer } from '../support/server';
+
+// Two replicas sharing Redis, each on its own loopback address with the same passive range: a data connection
+// that reaches the replica which did not lease the port must be relayed to the one that did.
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const prefix = `test:relay:${process.pid}:${Date.now()}:`;
+let owner: TestServer;
+let peer: TestServer;
+
+before(async () => {
+  const shared = { REDIS_URL, FTP_REDIS_PREFIX: prefix };
+  owner = await startTestServer({ env: { ...shared, FTP_HOST: '127.0.0.11', FTP_REPLICA_ID: 'owner', FTP_RELAY_PORT: String(await freeLoopbackPort()) } });
+  const range = `${owner.config.pasvRange.min}-${owner.config.pasvRange.max}`;
+  peer = await startTestServer({
+    env: { ...shared, FTP_HOST: '127.0.0.12', FTP_REPLICA_ID: 'peer', FTP_PASV_RANGE: range, FTP_RELAY_PORT: String(await freeLoopbackPort()) },
+  });
+});
+
+after(async () => {
+  await Promise.all([owner?.close(), peer?.close()]);
+  const redis = createRedisConnection(REDIS_URL);
+  await new Promise((resolve) => redis.once('ready', resolve));
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+});
+
+async function login(): Promise<RawClient> {
+  const client = await RawClient.connect(owner.port, '127.0.0.11', '127.0.0.1');
+  await client.login(owner.user, owner.password);
+  return client;
+}
+
+/** PASV on the owner, data connection to the same port on the peer. */
+async function passiveViaPeer(client: RawClient): Promise<Socket> {
+  const reply = await client.command('PASV');
+  assert.equal(reply.code, 227, reply.text);
+  const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(reply.text)!;
+  const port = Number(m[5]) * 256 + Number(m[6]);
+  const socket = connect({ host: '127.0.0.12', port, localAddress: '127.0.0.1' });
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('connect', resolve));
+  return socket;
+}
+
+const relayed = async (server: TestServer, side: 'sent' | 'received') =>
+  (await server.edge.metrics.relayedConnections.get()).values.find((v) => v.labels.side === side)?.value ?? 0;
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+test('a data connection that reaches the wrong replica is relayed to the owner, both ways, byte-exact', async () => {
+  const client = await login();
+  const payload = randomBytes(8 * 1024 * 1024 + 7);
+
+  const up = await passiveViaPeer(client);
+  assert.equal((await client.command('STOR relayed.bin')).code, 150);
+  up.end(payload);
+  assert.equal((await client.reply(15_000)).code, 226);
+  assert.equal(sha(readFileSync(join(owner.dataDir, 'alice', 'relayed.bin'))), sha(payload));
+
+  const down = await passiveViaPeer(client);
+  const body = readAll(down);
+  assert.equal((await client.command('RETR relayed.bin')).code, 150);
+  assert.equal((await client.reply(15_000)).code, 226);
+  assert.equal(sha(await body), sha(payload));
+
+  assert.equal(await relayed(peer, 'sent'), 2);
+  assert.equal(await relayed(owner, 'received'), 2);
+  assert.ok(peer.logs.some((l) => l.msg === 'data connection relayed to the replica that owns its lease' && l.owner === 'owner'));
+  client.close();
+});
+
+test('the relay port refuses a header that does not carry the session of a lease', async () => {
+  const client = await login();
+  const reply = await client.command('PASV');
+  const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(reply.text)!;
+  const port = Number(m[5]) * 256 + Number(m[6]);
+  const forged = connect({ host: '127.0.0.11', port: owner.config.relayPort });
+  forged.on('error', () => {});
+  await new Promise((resolve) => forged.once('connect', resolve));
+  forged.write(
+    encodeProxyV2({
+      source: { address: '127.0.0.1', port: 40000 },
+      destination: { address: '127.0.0.11', port },
+      tlvs: [[0xe0, Buffer.from('not-the-session')]],
+    }),
+  );
+  await new Promise((resolve) => forged.once('close', resolve));
+  assert.ok(owner.logs.some((l) => String(l.msg).includes('for a lease this replica does not hold')));
+
+  // The real client's data connection still gets through.
+  const data = await passiveViaPeerOnPort(port);
+  const body = readAll(data);
+  assert.equal((await client.command('LIST')).code, 150);
+  assert.equal((await client.reply(15_000)).code, 226);
+  await body;
+  client.close();
+});
+
+async function passiveViaPeerOnPort(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.12', port, localAddress: '127.0.0.1' });
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('connect', resolve));
+  return socket;
+}
+
+test('a connection for a port nobody leased is refused by every replica, not relayed', async () => {
+  const before = await relayed(peer, 'sent');
+  const port = owner.config.pasvRange.max;
+  const stranger = connect({ host: '127.0.0.12', port, localAddress: '127.0.0.2' });
+  stranger.on('error', () => {});
+  await new Promise((resolve) => stranger.once('close', resolve));
+  await sleep(50);
+  assert.equal(await relayed(peer, 'sent'), before);
+});

@@ -1,0 +1,628 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { hashPassword } from '@ftp/identity';
+import { generate } from 'selfsigned';
+import { ephemeralLow, TEST_PASSWORD } from './server';
+
+/**
+ * A real cluster as plain processes, for end-to-end tests: its own redis-server, N edge replicas
+ * (`node --import tsx services/ftp-edge/src/main.ts`) on 127.0.0.11, .12, … and HAProxy with
+ * deploy/haproxy/haproxy.cfg on 127.0.0.1 in front of them. Clients connect to `host:port` only.
+ */
+
+export interface ClusterOptions {
+  /** Edge replicas, 1 to 3 (the HAProxy config has three servers; absent ones are simply down). Default 3. */
+  replicas?: number;
+  /** HAProxy balance algorithm. Default roundrobin. */
+  balance?: 'roundrobin' | 'source';
+  /** Size of the passive range. Default 20. */
+  pasvPorts?: number;
+  /** Extra FTP_* settings for every replica, as strings, exactly as the environment would give them. */
+  env?: Record<string, string>;
+  /** Extra settings for one replica (index from 1), applied after `env`. */
+  replicaEnv?: (index: number) => Record<string, string>;
+  /** Extra YAML for the users file (appended under `users:`), e.g. a read-only user. */
+  extraUsers?: string;
+  anonymous?: boolean;
+  /** Bound on every start-up wait (Redis, each replica, HAProxy). Default 30 s. */
+  startTimeoutMs?: number;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface ClusterReplica {
+  /** FTP_REPLICA_ID and the HAProxy server name: edge-1, edge-2, … */
+  id: string;
+  /** Loopback address the replica binds everything to (127.0.0.11 for edge-1). */
+  address: string;
+  adminPort: number;
+  /** Pid of the current process (changes on restart). */
+  pid: number;
+  running: boolean;
+  /** The environment the replica runs with; change it before restart() to restart with other settings. */
+  env: Record<string, string>;
+  /** Parsed pino lines from stdout, across restarts; a line that is not JSON is kept as `{ raw }`. */
+  logs: Record<string, unknown>[];
+  /** stderr lines, across restarts. */
+  stderr: string[];
+  /** Sends `signal` (default SIGTERM) and resolves when the process has exited; at once if it already had. */
+  kill(signal?: NodeJS.Signals): Promise<ExitInfo>;
+  /** Starts the process again with the same environment; resolves when /readyz answers 200 and HAProxy has it UP. */
+  restart(): Promise<void>;
+  /** GET /metrics as text. */
+  metrics(): Promise<string>;
+}
+
+export interface HaproxyServerState {
+  backend: string;
+  server: string;
+  /** UP, DOWN, MAINT, "UP 1/2" (going down), … */
+  status: string;
+  /** Last check result (L7OK, L7STS, L4CON, …); empty in ftp_passive, whose servers track ftp_control. */
+  checkStatus: string;
+  sessions: number;
+}
+
+export interface ClusterRedis {
+  url: string;
+  port: number;
+  /** Stops redis-server (SIGTERM, then SIGKILL); nothing is saved. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty; resolves when it answers PING. */
+  start(): Promise<void>;
+}
+
+export interface Cluster {
+  /** Where clients connect: HAProxy. */
+  host: string;
+  port: number;
+  pasvRange: { min: number; max: number };
+  /** Shared data root; user `alice` lives in `<dataDir>/alice`. */
+  dataDir: string;
+  user: string;
+  password: string;
+  /** FTP_REDIS_PREFIX of this run. */
+  redisPrefix: string;
+  replicas: ClusterReplica[];
+  redis: ClusterRedis;
+  haproxy: {
+    pid: number;
+    /** Server rows of `show stat` (both backends). */
+    servers(): Promise<HaproxyServerState[]>;
+    /** Resolves when `server` (edge-1 …) of ftp_control has `status` (exact, e.g. UP or DOWN); rejects after timeoutMs. */
+    waitServer(server: string, status: string, timeoutMs?: number): Promise<void>;
+  };
+  /** Stops everything this cluster started and removes its files. Never throws. */
+  close(): Promise<void>;
+}
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const HAPROXY_CFG = join(ROOT, 'deploy', 'haproxy', 'haproxy.cfg');
+const MAX_REPLICAS = 3;
+const TAIL_LINES = 40;
+const STOP_GRACE_MS = 5000;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Child processes: every one is tracked so a crashed test run never leaves them behind.
+
+const children = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+let hooksInstalled = false;
+
+function installExitHooks() {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  const killAll = () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', killAll);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      killAll();
+      // The handler is gone now, so this ends the process the way the signal would have.
+      process.kill(process.pid, signal);
+    });
+  }
+}
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<ExitInfo>;
+  exit?: ExitInfo;
+  /** Last lines of stdout and stderr together, for error messages. */
+  tail: string[];
+}
+
+function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  options: { env: NodeJS.ProcessEnv; cwd?: string; onStdout?: (line: string) => void; onStderr?: (line: string) => void },
+): Proc {
+  installExitHooks();
+  const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const proc: Proc = { name, child, tail: [], exited: undefined as unknown as Promise<ExitInfo> };
+  const keep = (line: string) => {
+    proc.tail.push(line);
+    if (proc.tail.length > TAIL_LINES) proc.tail.shift();
+  };
+  const lines = (stream: NodeJS.ReadableStream, each?: (line: string) => void) => {
+    let rest = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (text: string) => {
+      const parts = (rest + text).split('\n');
+      rest = parts.pop() ?? '';
+      for (const line of parts) {
+        keep(line);
+        each?.(line);
+      }
+    });
+    stream.on('end', () => {
+      if (rest) {
+        keep(rest);
+        each?.(rest);
+      }
+    });
+  };
+  lines(child.stdout!, options.onStdout);
+  lines(child.stderr!, options.onStderr);
+  proc.exited = new Promise<ExitInfo>((resolve) => {
+    child.once('error', (err) => {
+      keep(`spawn ${command}: ${err.message}`);
+      proc.exit ??= { code: -1, signal: null };
+      children.delete(child);
+      resolve(proc.exit);
+    });
+    child.once('exit', (code, signal) => {
+      proc.exit ??= { code, signal };
+      children.delete(child);
+      resolve(proc.exit);
+    });
+  });
+  return proc;
+}
+
+/** Signals the process and waits for its exit; SIGKILL after `graceMs`. Fine on a process that is already gone. */
+async function stopProcess(proc: Proc, signal: NodeJS.Signals = 'SIGTERM', graceMs = STOP_GRACE_MS): Promise<ExitInfo> {
+  if (proc.exit) return proc.exit;
+  proc.child.kill(signal);
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), graceMs);
+  try {
+    return await proc.exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function describeProc(proc: Proc): string {
+  const state = proc.exit ? `exited (code ${proc.exit.code}, signal ${proc.exit.signal})` : `running (pid ${proc.child.pid})`;
+  return `${proc.name} ${state}; last output:\n  ${proc.tail.join('\n  ') || '(none)'}`;
+}
+
+/**
+ * Polls `probe` until it returns true. Rejects after `timeoutMs` with `what`, the process's state and output tail,
+ * or as soon as the process exits.
+ */
+async function waitFor(what: string, proc: Proc, timeoutMs: number, probe: () => Promise<boolean>, detail?: () => string) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.exit) throw new Error(`${what}: ${describeProc(proc)}`);
+    if (await probe().catch(() => false)) return;
+    if (Date.now() > deadline) {
+      const extra = detail?.() ? ` (${detail()})` : '';
+      throw new Error(`${what}: not within ${timeoutMs} ms${extra}; ${describeProc(proc)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A program from PATH, or from the sbin folders a non-root PATH lacks (Debian puts haproxy in /usr/sbin). */
+function findBinary(name: string): string {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin'];
+  for (const dir of dirs) if (dir && existsSync(join(dir, name))) return join(dir, name);
+  throw new Error(`${name} not found in PATH or the sbin folders; install it (apt-get install ${name === 'redis-server' ? 'redis-server' : name})`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Ports and probes.
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A random block of `size` consecutive ports below the ephemeral range (so outgoing sockets and their TIME_WAIT
+ * remains never sit on them), free on every address in `hosts`.
+ */
+async function freeBlock(size: number, hosts: string[]): Promise<number> {
+  const low = 10_000;
+  const high = ephemeralLow() - size - 1;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = low + Math.floor(Math.random() * (high - low));
+    const checks = hosts.flatMap((host) => Array.from({ length: size }, (_, i) => portFree(host, first + i)));
+    if ((await Promise.all(checks)).every(Boolean)) return first;
+  }
+  throw new Error(`no block of ${size} free ports below ${ephemeralLow()} on ${hosts.join(', ')}`);
+}
+
+/** Opens a TCP connection, sends `send` (if any), resolves with what arrived once `done` accepts it or the peer closes. */
+function exchange(options: { host?: string; port?: number; path?: string; send?: string; timeoutMs?: number; done?: (text: string) => boolean }) {
+  return new Promise<string>((resolve, reject) => {
+    const socket = options.path ? connect(options.path) : connect({ host: options.host, port: options.port! });
+    let text = '';
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(text);
+    };
+    const timer = setTimeout(() => finish(new Error(`no answer within ${options.timeoutMs ?? 2000} ms: ${JSON.stringify(text)}`)), options.timeoutMs ?? 2000);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => {
+      if (options.send) socket.write(options.send);
+    });
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (options.done?.(text)) finish();
+    });
+    socket.on('end', () => finish());
+    socket.on('error', (err) => finish(err));
+  });
+}
+
+async function httpStatus(url: string): Promise<number> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** Environment of a child: this process's, without any FTP_* or REDIS_URL that would leak into it, plus `extra`. */
+function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!key.startsWith('FTP_') && key !== 'REDIS_URL') env[key] = value;
+  }
+  return { OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', ...env, ...extra };
+}
+
+const isAddressInUse = (err: unknown) => /EADDRINUSE|Address already in use|address already in use/.test(String((err as Error)?.message ?? err));
+
+// ---------------------------------------------------------------------------------------------------------------
+// The parts.
+
+function startRedis(port: number, dir: string, timeoutMs: number): ClusterRedis & { proc(): Proc | undefined } {
+  const binary = findBinary('redis-server');
+  let proc: Proc | undefined;
+  const redis = {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    proc: () => proc,
+    async start() {
+      if (proc && !proc.exit) return;
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir];
+      proc = startProcess(`redis-server :${port}`, binary, args, { env: childEnv({}) });
+      await waitFor(`redis-server on 127.0.0.1:${port}`, proc, timeoutMs, async () =>
+        (await exchange({ host: '127.0.0.1', port, send: 'PING\r\n', timeoutMs: 500, done: (t) => t.includes('\r\n') })).startsWith('+PONG'),
+      );
+    },
+    async stop() {
+      if (proc) await stopProcess(proc);
+    },
+  };
+  return redis;
+}
+
+interface ReplicaInternal extends ClusterReplica {
+  proc(): Proc | undefined;
+  start(): Promise<void>;
+}
+
+function createReplica(index: number, env: Record<string, string>, adminPort: number, timeoutMs: number, haproxyUp: (id: string) => Promise<void>): ReplicaInternal {
+  const id = `edge-${index}`;
+  const address = `127.0.0.${10 + index}`;
+  let proc: Proc | undefined;
+  const logs: Record<string, unknown>[] = [];
+  const stderr: string[] = [];
+  const readyz = `http://${address}:${adminPort}/readyz`;
+  let lastReadyz = 'no answer';
+
+  const replica: ReplicaInternal = {
+    id,
+    address,
+    adminPort,
+    env,
+    logs,
+    stderr,
+    get pid() {
+      return proc?.child.pid ?? 0;
+    },
+    get running() {
+      return Boolean(proc && !proc.exit);
+    },
+    proc: () => proc,
+    async start() {
+      if (proc && !proc.exit) return;
+      proc = startProcess(id, process.execPath, ['--import', 'tsx', 'services/ftp-edge/src/main.ts'], {
+        env: childEnv(env),
+        onStdout: (line) => {
+          try {
+            logs.push(JSON.parse(line));
+          } catch {
+            logs.push({ raw: line });
+          }
+        },
+        onStderr: (line) => stderr.push(line),
+      });
+      await waitFor(
+        `replica ${id} (${readyz})`,
+        proc,
+        timeoutMs,
+        async () => {
+          const status = await httpStatus(readyz).catch((err: Error) => {
+            lastReadyz = (err.cause as Error)?.message ?? err.message;
+            return 0;
+          });
+          if (status) lastReadyz = `HTTP ${status}`;
+          return status === 200;
+        },
+        () => `last /readyz: ${lastReadyz}`,
+      );
+    },
+    kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (!proc) return Promise.resolve({ code: null, signal: null });
+      if (proc.exit) return Promise.resolve(proc.exit);
+      proc.child.kill(signal);
+      return proc.exited;
+    },
+    async restart() {
+      if (proc && !proc.exit) await stopProcess(proc);
+      await replica.start();
+      await haproxyUp(id);
+    },
+    async metrics() {
+      const res = await fetch(`http://${address}:${adminPort}/metrics`, { signal: AbortSignal.timeout(5000) });
+      if (res.status !== 200) throw new Error(`${id} /metrics: HTTP ${res.status}`);
+      return res.text();
+    },
+  };
+  return replica;
+}
+
+/** `show stat` over the stats socket, as server rows. */
+async function haproxyServers(socket: string): Promise<HaproxyServerState[]> {
+  const csv = await exchange({ path: socket, send: 'show stat\n', timeoutMs: 2000 });
+  const lines = csv.split('\n').filter(Boolean);
+  const header = lines[0]?.replace(/^# /, '').split(',') ?? [];
+  const col = (name: string) => header.indexOf(name);
+  const rows: HaproxyServerState[] = [];
+  for (const line of lines.slice(1)) {
+    const f = line.split(',');
+    if (f[col('svname')] === 'FRONTEND' || f[col('svname')] === 'BACKEND') continue;
+    rows.push({
+      backend: f[col('pxname')],
+      server: f[col('svname')],
+      status: f[col('status')],
+      checkStatus: f[col('check_status')],
+      sessions: Number(f[col('scur')]),
+    });
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+let passwordHash: Promise<string> | undefined;
+
+/** Starts Redis, the replicas and HAProxy; retries on a fresh port block when a port was taken meanwhile. */
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  const count = options.replicas ?? 3;
+  if (!Number.isInteger(count) || count < 1 || count > MAX_REPLICAS) throw new Error(`replicas: 1 to ${MAX_REPLICAS}, got ${count}`);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options, count);
+    } catch (err) {
+      if (!isAddressInUse(err) || attempt >= 5) throw err;
+    }
+  }
+}
+
+async function startOnce(options: ClusterOptions, count: number): Promise<Cluster> {
+  const timeoutMs = options.startTimeoutMs ?? 30_000;
+  const pasvPorts = options.pasvPorts ?? 20;
+  const balance = options.balance ?? 'roundrobin';
+  installExitHooks();
+  const dir = mkdtempSync(join(tmpdir(), 'ftp-cluster-'));
+  tempDirs.add(dir);
+  const removeDir = () => {
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  };
+  const dataDir = join(dir, 'data');
+  const tlsDir = join(dir, 'tls');
+  const usersFile = join(dir, 'users.yaml');
+  const statsSocket = join(dir, 'haproxy.sock');
+  const redisPrefix = `ftp-test-${randomUUID().slice(0, 8)}:`;
+
+  // What has been spawned so far, so a failure half-way stops exactly that (replicas still starting included).
+  let redis: ReturnType<typeof startRedis> | undefined;
+  let replicas: ReplicaInternal[] = [];
+  const haproxyState = { proc: undefined as Proc | undefined };
+  const closeStarted = async () => {
+    const procs = [haproxyState.proc, ...replicas.map((r) => r.proc()), redis?.proc()];
+    await Promise.all(procs.map((p) => (p ? stopProcess(p).catch(() => undefined) : undefined)));
+  };
+
+  try {
+    mkdirSync(dataDir);
+    passwordHash ??= hashPassword(TEST_PASSWORD);
+    writeFileSync(
+      usersFile,
+      `users:\n  alice:\n    password: "${await passwordHash}"\n    home: alice\n${options.extraUsers ?? ''}` +
+        (options.anonymous ? 'anonymous:\n  enabled: true\n  home: pub\n' : ''),
+    );
+    // One certificate for all replicas, made here: replicas generating it at once in a shared folder would race.
+    const pems = await generate([{ name: 'commonName', value: 'ftp-cluster-test' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+      algorithm: 'sha256',
+      notAfterDate: new Date(Date.now() + 7 * 24 * 3600 * 1000),
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
+    });
+    mkdirSync(tlsDir, { mode: 0o700 });
+    writeFileSync(join(tlsDir, 'self-signed.key'), pems.private, { mode: 0o600 });
+    writeFileSync(join(tlsDir, 'self-signed.crt'), pems.cert);
+
+    // Block layout: passive range, then control, admin, relay and Redis ports.
+    const addresses = Array.from({ length: MAX_REPLICAS }, (_, i) => `127.0.0.${11 + i}`);
+    const first = await freeBlock(pasvPorts + 4, ['127.0.0.1', ...addresses]);
+    const pasvRange = { min: first, max: first + pasvPorts - 1 };
+    const controlPort = first + pasvPorts;
+    const adminPort = controlPort + 1;
+    const relayPort = controlPort + 2;
+    const redisPort = controlPort + 3;
+
+    const redisServer = startRedis(redisPort, dir, timeoutMs);
+    redis = redisServer;
+    await redisServer.start();
+
+    const waitServer = async (server: string, status: string, waitMs = timeoutMs) => {
+      const hp = haproxyState.proc;
+      if (!hp) throw new Error('HAProxy is not running');
+      let seen = 'no answer';
+      await waitFor(
+        `HAProxy server ftp_control/${server} ${status}`,
+        hp,
+        waitMs,
+        async () => {
+          const row = (await haproxyServers(statsSocket)).find((r) => r.backend === 'ftp_control' && r.server === server);
+          seen = row ? `${row.status} ${row.checkStatus}` : 'no such server';
+          return row?.status === status;
+        },
+        () => `last seen: ${seen}`,
+      );
+    };
+
+    // Shared, so any replica resumes a TLS session another one made (a data connection may land elsewhere).
+    const ticketKeys = randomBytes(48).toString('base64');
+    replicas = Array.from({ length: count }, (_, i) => {
+      const index = i + 1;
+      const address = addresses[i];
+      const env: Record<string, string> = {
+        FTP_HOST: address,
+        FTP_PORT: String(controlPort),
+        FTP_PASV_RANGE: `${pasvRange.min}-${pasvRange.max}`,
+        FTP_PASV_ADDRESS: '127.0.0.1',
+        FTP_ADMIN_HOST: address,
+        FTP_ADMIN_PORT: String(adminPort),
+        FTP_RELAY_PORT: String(relayPort),
+        FTP_ADVERTISE_HOST: address,
+        FTP_REPLICA_ID: `edge-${index}`,
+        FTP_DATA_DIR: dataDir,
+        FTP_USERS_FILE: usersFile,
+        FTP_TLS_DIR: tlsDir,
+        FTP_TLS_TICKET_KEYS: ticketKeys,
+        REDIS_URL: redisServer.url,
+        FTP_REDIS_PREFIX: redisPrefix,
+        FTP_PROXY_PROTOCOL_FROM: '127.0.0.1',
+        FTP_LOG_LEVEL: 'info',
+        FTP_FSYNC_UPLOADS: 'false',
+        FTP_DRAIN_SECONDS: '2',
+        ...options.env,
+        ...options.replicaEnv?.(index),
+      };
+      return createReplica(index, env, adminPort, timeoutMs, (id) => waitServer(id, 'UP'));
+    });
+
+    await Promise.all(replicas.map((r) => r.start()));
+
+    const haproxyEnv = {
+      FTP_LB_BIND: '127.0.0.1',
+      FTP_LB_CONTROL_PORT: String(controlPort),
+      FTP_PASV_MIN: String(pasvRange.min),
+      FTP_PASV_MAX: String(pasvRange.max),
+      FTP_EDGE_1: addresses[0],
+      FTP_EDGE_2: addresses[1],
+      FTP_EDGE_3: addresses[2],
+      FTP_EDGE_CONTROL_PORT: String(controlPort),
+      FTP_EDGE_ADMIN_PORT: String(adminPort),
+      FTP_LB_BALANCE: balance,
+      FTP_LB_STATS_SOCKET: statsSocket,
+      // Server state changes only; "info" would log every connection.
+      FTP_LB_LOG_LEVEL: 'notice',
+    };
+    const haproxy = startProcess('haproxy', findBinary('haproxy'), ['-f', HAPROXY_CFG, '-db'], { env: childEnv(haproxyEnv) });
+    haproxyState.proc = haproxy;
+    await waitFor('HAProxy stats socket', haproxy, timeoutMs, async () => (await haproxyServers(statsSocket)).length > 0);
+    // Servers of absent replicas must have been checked DOWN, or HAProxy would still send them connections.
+    for (let i = 0; i < MAX_REPLICAS; i++) await waitServer(`edge-${i + 1}`, i < count ? 'UP' : 'DOWN');
+    let greeting = '';
+    await waitFor(
+      `FTP greeting through HAProxy on 127.0.0.1:${controlPort}`,
+      haproxy,
+      timeoutMs,
+      async () => {
+        greeting = await exchange({ host: '127.0.0.1', port: controlPort, timeoutMs: 2000, done: (t) => t.includes('\r\n') }).catch((err: Error) => err.message);
+        return greeting.startsWith('220');
+      },
+      () => `last answer: ${JSON.stringify(greeting)}`,
+    );
+
+    let closed: Promise<void> | undefined;
+    return {
+      host: '127.0.0.1',
+      port: controlPort,
+      pasvRange,
+      dataDir,
+      user: 'alice',
+      password: TEST_PASSWORD,
+      redisPrefix,
+      replicas,
+      redis: {
+        url: redisServer.url,
+        port: redisServer.port,
+        stop: () => redisServer.stop(),
+        start: () => redisServer.start(),
+      },
+      haproxy: {
+        pid: haproxy.child.pid ?? 0,
+        servers: () => haproxyServers(statsSocket),
+        waitServer: (server, status, waitMs) => waitServer(server, status, waitMs),
+      },
+      close() {
+        closed ??= (async () => {
+          // Front to back: no new connections, then the replicas drain, then their shared state goes.
+          await stopProcess(haproxy).catch(() => undefined);
+          await Promise.all(
+            replicas.map((r) => {
+              const p = r.proc();
+              return p ? stopProcess(p, 'SIGTERM', Number(r.env.FTP_DRAIN_SECONDS ?? 2) * 1000 + STOP_GRACE_MS).catch(() => undefined) : undefined;
+            }),
+          );
+          const rp = redisServer.proc();
+          if (rp) await stopProcess(rp).catch(() => undefined);
+          removeDir();
+        })();
+        return closed;
+      },
+    };
+  } catch (err) {
+    await closeStarted();
+    removeDir();
+    throw err;
+  }
+}
