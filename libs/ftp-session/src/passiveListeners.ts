@@ -6,6 +6,7 @@ import { readProxyHeader } from './proxyHeader';
 import { RELAY_SESSION_TLV } from './relay';
 
 interface Waiter {
+  key: string;
   sessionId: string;
   socket?: Socket;
   resolve?: (socket: Socket) => void;
@@ -68,7 +69,7 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
     const peer = await resolvePeer(socket, options.trustsProxy ?? (() => false), options.log);
     if (!peer) return;
     const waiter = waiterFor(port, peer.address);
-    if (waiter && !waiter.socket) return deliver(waiter, socket);
+    if (waiter) return deliver(waiter, socket);
     if (!waiter && options.relay && (await options.relay(socket, port, peer))) return;
     refuse(socket, port, peer.address, 'no session expects it on this port');
   };
@@ -83,7 +84,7 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
       if (!header.source || !header.destination || !sessionId) throw new Error('relay header lacks the client, port or session');
       const address = normalizeAddress(header.source.address);
       const waiter = waiterFor(header.destination.port, address);
-      if (!waiter || waiter.socket || waiter.sessionId !== sessionId) {
+      if (!waiter || waiter.sessionId !== sessionId) {
         return refuse(socket, header.destination.port, address, `relayed by ${from} for a lease this replica does not hold`);
       }
       options.onRelayReceived?.();
@@ -94,7 +95,12 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
     }
   };
 
+  /**
+   * Only waiters without a connection stay routable: a second connection is refused (data-port theft), and once the
+   * lease is released another session (here or on a peer) may lease the same port for the same address.
+   */
   const deliver = (waiter: Waiter, socket: Socket) => {
+    if (waiters.get(waiter.key) === waiter) waiters.delete(waiter.key);
     waiter.socket = socket;
     waiter.resolve?.(socket);
   };
@@ -121,7 +127,7 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
     },
     expect(port, address, sessionId) {
       const key = `${port}|${address}`;
-      const waiter: Waiter = { sessionId };
+      const waiter: Waiter = { key, sessionId };
       waiters.set(key, waiter);
       const dispose = () => {
         if (waiters.get(key) === waiter) waiters.delete(key);

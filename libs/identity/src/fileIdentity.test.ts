@@ -116,6 +116,18 @@ test('password cache: a repeat login skips scrypt; a changed hash invalidates it
   identity.close();
 });
 
+test('parallel logins with one password share one scrypt run; a wrong password among them still fails', async () => {
+  const { identity, counter } = await setup(aliceYaml(hashPw));
+  const attempts = [...Array.from({ length: 20 }, () => 'pw'), 'wrong', 'wrong'];
+  const results = await Promise.all(attempts.map((pw) => identity.authenticate('alice', pw, '127.0.0.1')));
+  assert.deepEqual(
+    results.map((r) => r.ok),
+    attempts.map((pw) => pw === 'pw'),
+  );
+  assert.equal(counter.verifications, 2, 'one run for the 20 right passwords, one for the 2 wrong ones');
+  identity.close();
+});
+
 test('the file is reloaded when it changes; a bad file keeps the previous users', async () => {
   const errors: unknown[] = [];
   const { identity, usersFile } = await setup(aliceYaml(hashPw), { reloadCheckMs: 0, onReloadError: (e) => errors.push(e) });

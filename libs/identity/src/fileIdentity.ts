@@ -96,9 +96,17 @@ export async function createFileIdentity(options: FileIdentityOptions): Promise<
   const isAnonymous = (name: string): boolean =>
     data.anonymous.enabled && (ANONYMOUS_NAMES as readonly string[]).includes(name.toLowerCase());
 
+  const inFlight = new Map<string, Promise<boolean>>();
   const passwordOk = async (name: string, encoded: string, password: string): Promise<boolean> => {
     if (cache.matches(name, encoded, password)) return true;
-    const ok = await verify(password, encoded);
+    // A partner opening 50 sessions at once sends one password 50 times: one scrypt run answers them all.
+    const key = cache.keyOf(name, encoded, password);
+    let check = inFlight.get(key);
+    if (!check) {
+      check = verify(password, encoded).finally(() => inFlight.delete(key));
+      inFlight.set(key, check);
+    }
+    const ok = await check;
     if (ok) cache.remember(name, encoded, password);
     return ok;
   };

@@ -12,6 +12,8 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 export interface PasswordCache {
   matches(user: string, encodedHash: string, password: string): boolean;
   remember(user: string, encodedHash: string, password: string): void;
+  /** An opaque key for one (user, stored hash, password) triple, safe to keep in memory: not the password. */
+  keyOf(user: string, encodedHash: string, password: string): string;
   size(): number;
 }
 
@@ -40,6 +42,7 @@ export function createPasswordCache(options: { ttlMs?: number; maxEntries?: numb
       while (entries.size >= maxEntries) entries.delete(entries.keys().next().value as string);
       entries.set(user, { digest: digestOf(user, encodedHash, password), expires: now() + ttlMs });
     },
+    keyOf: (user, encodedHash, password) => digestOf(user, encodedHash, password).toString('base64'),
     size: () => entries.size,
   };
 }
