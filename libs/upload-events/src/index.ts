@@ -1,0 +1,2 @@
+// Public API of @ftp/upload-events: the contract between the FTP edge (producer) and the workers (consumers).
+export * from './types';

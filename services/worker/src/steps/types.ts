@@ -1,0 +1,35 @@
+import type { Logger } from '@ftp/telemetry';
+import type { UploadEvent } from '@ftp/upload-events';
+
+/**
+ * One step of a post-upload pipeline (checksum, scan, move, webhook…). A job runs its steps in order; what a step
+ * returns is kept on the job, so a retried job skips the steps that already finished. A step that crashed half-way
+ * runs again, so each step must be idempotent in effect: running it twice leaves the world as running it once.
+ */
+export interface Step {
+  /** Unique within a pipeline: the key its result is kept under. */
+  readonly name: string;
+  run(context: StepContext): Promise<StepResult>;
+}
+
+export interface StepContext {
+  event: UploadEvent;
+  /** Absolute host path of the file now (a move earlier in the pipeline changes it). */
+  filePath: string;
+  /** Absolute FTP_DATA_DIR: every path a step writes must stay inside it. */
+  dataRoot: string;
+  /** Results of the steps that ran before, by step name. */
+  previous: Record<string, StepResult>;
+  log: Logger;
+  /** Aborted when the worker shuts down: a step should stop early and throw (the job is retried). */
+  signal: AbortSignal;
+}
+
+export interface StepResult {
+  /** Where the file is after this step (a move or a quarantine); absent = unchanged. */
+  filePath?: string;
+  /** True ends the pipeline here, successfully (an infected file is quarantined and never delivered further). */
+  stop?: boolean;
+  /** Anything worth keeping on the job result: digests, target paths, HTTP status… (JSON-serialisable). */
+  details?: Record<string, unknown>;
+}
