@@ -579,7 +579,7 @@ async function main(): Promise<number> {
   // Sessions rows, in table order; the 1-replica HAProxy row is the base of the scaling ratios.
   const viaLb = (n: number) => `sessions/s, ${n} replica${n > 1 ? 's' : ''} via HAProxy`;
   const direct1 = 'sessions/s, 1 replica direct (no HAProxy)';
-  const sessionRows = new Map<string, { rate: Row; p50: Row; p95: Row; cpu: CpuShare[]; rates: number[] }>();
+  const sessionRows = new Map<string, { rate: Row; p50: Row; p95: Row; cpu: CpuShare[] }>();
   if (settings.only.has('sessions')) {
     const targets = settings.replicas.includes(1) ? [direct1, ...settings.replicas.map(viaLb)] : settings.replicas.map(viaLb);
     const base = settings.replicas.includes(1) ? viaLb(1) : undefined;
@@ -591,7 +591,6 @@ async function main(): Promise<number> {
         p50: row(`  latency p50, ${short}`, 'ms', vs && `  latency p50, ${vs.replace('sessions/s, ', '')}`),
         p95: row(`  latency p95, ${short}`, 'ms', vs && `  latency p95, ${vs.replace('sessions/s, ', '')}`),
         cpu: [],
-        rates: [],
       });
     }
   }
@@ -606,8 +605,8 @@ async function main(): Promise<number> {
 
   const counts = [...new Set([...(settings.only.has('sessions') ? settings.replicas : []), ...(settings.only.has('transfers') ? [2] : [])])].sort();
   for (const count of counts) {
-    log(`starting a cluster of ${count} replica(s) ...`);
-    const cluster = await startCluster({ replicas: count, balance: 'roundrobin', env: REPLICA_ENV, pasvPorts: 20 });
+    const cluster = await attempt(`starting a cluster of ${count} replica(s)`, () => startCluster({ replicas: count, balance: 'roundrobin', env: REPLICA_ENV, pasvPorts: 20 }));
+    if (!cluster) continue;
     try {
       log(`cluster up: HAProxy ${cluster.host}:${cluster.port} (pid ${cluster.haproxy.pid}), ${cluster.replicas.map((r) => `${r.id} ${r.address} pid ${r.pid}`).join(', ')}`);
       if (settings.only.has('sessions') && settings.replicas.includes(count)) {
@@ -632,13 +631,12 @@ async function main(): Promise<number> {
             target.p50.samples.push(r.latencyMs.p50);
             target.p95.samples.push(r.latencyMs.p95);
             target.cpu.push(r.cpu);
-            target.rates.push(r.sessionsPerSec);
             log(`  ${r.sessionsPerSec.toFixed(0)} sessions/s, p50 ${r.latencyMs.p50.toFixed(1)} ms, p95 ${r.latencyMs.p95.toFixed(1)} ms, machine CPU ${r.cpu.machinePct.toFixed(0)}%`);
           }
         }
         for (const [label] of runs) {
-          const { cpu, rates } = sessionRows.get(label)!;
-          sessionCpu.push({ label: label.replace('sessions/s, ', ''), shares: cpu, rates });
+          const { cpu, rate } = sessionRows.get(label)!;
+          sessionCpu.push({ label: label.replace('sessions/s, ', ''), shares: cpu, rates: rate.samples });
         }
       }
 
