@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { createEdgeMetrics } from '@ftp/telemetry';
+import { createEdgeMetrics } from './metrics';
 import { startAdminServer } from './admin';
 
 test('admin server answers /healthz, /readyz (following readiness), /metrics and 404', async () => {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 
-/** /healthz (the process answers), /readyz (it accepts sessions), /metrics (Prometheus). */
+/** The admin HTTP listener of every process (edge and worker): /healthz (the process answers), /readyz (it accepts sessions), /metrics (Prometheus). */
 export async function startAdminServer(options: {
   host: string;
   port: number;

@@ -1,0 +1,1 @@
+export { startAdminServer } from '@ftp/telemetry';

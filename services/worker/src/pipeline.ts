@@ -1,0 +1,118 @@
+import { isAbsolute, join, normalize, sep } from 'node:path';
+import { UnrecoverableError } from 'bullmq';
+import type { Logger } from '@ftp/telemetry';
+import type { UploadEvent } from '@ftp/upload-events';
+import type { PipelineSpec, StepSpec, WorkerConfig } from './config';
+import { matches, type Match } from './rules';
+import { checksumStep } from './steps/checksum';
+import { moveStep } from './steps/move';
+import { scanStep } from './steps/scan';
+import type { Step, StepResult } from './steps/types';
+import { webhookStep } from './steps/webhook';
+
+export interface Pipeline {
+  name: string;
+  match: Match;
+  steps: Step[];
+}
+
+/** Builds every configured pipeline once, at start-up: a bad option fails the start, not a job. */
+export function buildPipelines(config: WorkerConfig, env: NodeJS.ProcessEnv = process.env): Pipeline[] {
+  return config.pipelines.map((spec) => ({ name: spec.name, match: spec.match, steps: buildSteps(spec, config, env) }));
+}
+
+function buildSteps(spec: PipelineSpec, config: WorkerConfig, env: NodeJS.ProcessEnv): Step[] {
+  const seen = new Map<string, number>();
+  return spec.steps.map((step) => {
+    const count = (seen.get(step.kind) ?? 0) + 1;
+    seen.set(step.kind, count);
+    // Results are kept by step name: a second webhook in one pipeline needs a name of its own.
+    const name = count === 1 ? step.kind : `${step.kind}#${count}`;
+    return { ...createStep(step, config, env), name };
+  });
+}
+
+function createStep(step: StepSpec, config: WorkerConfig, env: NodeJS.ProcessEnv): Step {
+  const o = step.options;
+  switch (step.kind) {
+    case 'checksum':
+      return checksumStep({ algorithms: o.algorithms as ('sha256' | 'md5')[] | undefined, sidecar: o.sidecar as boolean | undefined });
+    case 'scan':
+      return scanStep({
+        host: config.clamd!.host,
+        port: config.clamd!.port,
+        quarantineDir: (o.quarantine as string | undefined) ?? '.quarantine',
+        timeoutMs: o.timeout_ms as number | undefined,
+      });
+    case 'move':
+    case 'copy':
+      return moveStep({ to: o.to as string, copy: step.kind === 'copy', overwrite: o.overwrite as boolean | undefined });
+    case 'webhook': {
+      const secret = o.secret_env ? env[o.secret_env as string] : (o.secret as string | undefined);
+      if (!secret) throw new Error(`webhook ${String(o.url)}: needs secret_env naming a set environment variable (or secret)`);
+      return webhookStep({
+        url: o.url as string,
+        secret,
+        timeoutMs: o.timeout_ms as number | undefined,
+        attempts: o.attempts as number | undefined,
+        backoffMs: o.backoff_ms as number | undefined,
+        headers: o.headers as Record<string, string> | undefined,
+      });
+    }
+  }
+}
+
+/** The first pipeline whose rule matches; none means the upload needs no processing. */
+export function choosePipeline(pipelines: Pipeline[], event: UploadEvent): Pipeline | undefined {
+  return pipelines.find((pipeline) => matches(pipeline.match, event));
+}
+
+export interface RunOptions {
+  dataRoot: string;
+  log: Logger;
+  signal: AbortSignal;
+  /** Results of steps that finished in an earlier attempt of this job: they are not run again. */
+  done: Record<string, StepResult>;
+  /** Records a finished step before the next one starts (on the job, so a retry skips it). */
+  onStepDone(name: string, result: StepResult): Promise<void>;
+  observe(step: string, seconds: number, ok: boolean): void;
+}
+
+/** Runs the pipeline's steps in order from where an earlier attempt stopped; returns every step's result. */
+export async function runPipeline(pipeline: Pipeline, event: UploadEvent, options: RunOptions): Promise<Record<string, StepResult>> {
+  const results: Record<string, StepResult> = { ...options.done };
+  let filePath = hostPath(options.dataRoot, event.storageKey);
+  for (const step of pipeline.steps) {
+    const earlier = results[step.name];
+    if (earlier) {
+      filePath = earlier.filePath ?? filePath;
+      if (earlier.stop) break;
+      continue;
+    }
+    const started = process.hrtime.bigint();
+    let result: StepResult;
+    try {
+      result = await step.run({ event, filePath, dataRoot: options.dataRoot, previous: { ...results }, log: options.log.child({ step: step.name }), signal: options.signal });
+    } catch (err) {
+      options.observe(step.name, seconds(started), false);
+      throw err;
+    }
+    options.observe(step.name, seconds(started), true);
+    results[step.name] = result;
+    await options.onStepDone(step.name, result);
+    filePath = result.filePath ?? filePath;
+    if (result.stop) break;
+  }
+  return results;
+}
+
+const seconds = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
+
+/** The file of a storage key; a key that points outside the data root is refused for good (never retried). */
+export function hostPath(dataRoot: string, storageKey: string): string {
+  const key = normalize(storageKey);
+  if (isAbsolute(key) || key === '..' || key.startsWith(`..${sep}`) || key.includes('\0')) {
+    throw new UnrecoverableError(`storage key "${storageKey}" is outside the data root`);
+  }
+  return join(dataRoot, key);
+}

@@ -1,0 +1,102 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Queue, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { startAdminServer, type Logger } from '@ftp/telemetry';
+import { JOB_UPLOAD_COMPLETED, queuePrefix, UPLOAD_QUEUE, type UploadEvent } from '@ftp/upload-events';
+import type { WorkerConfig } from './config';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics';
+import { buildPipelines, choosePipeline, runPipeline } from './pipeline';
+import type { StepResult } from './steps/types';
+
+/** What a job keeps between attempts (BullMQ progress survives retries): the steps already done. */
+interface Progress {
+  pipeline?: string;
+  steps?: Record<string, StepResult>;
+}
+
+export interface RunningWorker {
+  metrics: WorkerMetrics;
+  adminPort: number;
+  /** Stops taking jobs, lets the running ones finish (or hands them back at the deadline), closes everything. */
+  close(): Promise<void>;
+}
+
+export async function startWorker(config: WorkerConfig, log: Logger): Promise<RunningWorker> {
+  const pipelines = buildPipelines(config);
+  const prefix = queuePrefix(config.redisPrefix);
+  // A BullMQ worker blocks on Redis and must wait out outages: no per-request retry limit (bullmq's requirement).
+  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(times * 200, 2000) });
+  connection.on('error', (err) => log.debug({ err: err.message }, 'Redis connection error'));
+  const queue = new Queue(UPLOAD_QUEUE, { connection, prefix });
+  const metrics = createWorkerMetrics(queue);
+  const shutdown = new AbortController();
+
+  const processJob = async (job: Job<UploadEvent>) => {
+    if (job.name !== JOB_UPLOAD_COMPLETED) {
+      log.info({ job: job.id, name: job.name, user: job.data.user, path: job.data.path }, 'upload event without processing');
+      return { pipeline: null };
+    }
+    const event = job.data;
+    const jobLog = log.child({ job: job.id, user: event.user, path: event.path, attempt: job.attemptsMade + 1 });
+    const pipeline = choosePipeline(pipelines, event);
+    if (!pipeline) {
+      jobLog.info('no pipeline matches this upload');
+      return { pipeline: null };
+    }
+    const progress = (typeof job.progress === 'object' ? job.progress : {}) as Progress;
+    const done = progress.pipeline === pipeline.name ? { ...progress.steps } : {};
+    const steps = await runPipeline(pipeline, event, {
+      dataRoot: config.dataDir,
+      log: jobLog,
+      signal: shutdown.signal,
+      done,
+      onStepDone: (name, result) => {
+        done[name] = result;
+        return job.updateProgress({ pipeline: pipeline.name, steps: done } satisfies Progress);
+      },
+      observe: (step, seconds, ok) => metrics.stepSeconds.observe({ step: step.replace(/#\d+$/, ''), ok: String(ok) }, seconds),
+    });
+    jobLog.info({ audit: true, event: 'processed', pipeline: pipeline.name, steps: Object.keys(steps) }, 'upload processed');
+    return { pipeline: pipeline.name, steps };
+  };
+
+  const worker = new Worker<UploadEvent>(UPLOAD_QUEUE, processJob, {
+    connection,
+    prefix,
+    concurrency: config.concurrency,
+    lockDuration: config.lockMs,
+    stalledInterval: config.lockMs,
+  });
+  worker.on('completed', () => metrics.jobsTotal.inc({ result: 'completed' }));
+  worker.on('failed', (job, err) => {
+    const dead = !job || job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError';
+    metrics.jobsTotal.inc({ result: dead ? 'dead' : 'failed' });
+    log[dead ? 'error' : 'warn']({ job: job?.id, err: err.message, attempts: job?.attemptsMade }, dead ? 'job failed for good: in the failed set' : 'job failed: will retry');
+  });
+  worker.on('error', (err) => log.error({ err: err.message }, 'worker error'));
+
+  let admin: Server | undefined;
+  if (config.adminPort > 0) {
+    admin = await startAdminServer({
+      host: config.adminHost,
+      port: config.adminPort,
+      registry: metrics.registry,
+      ready: () => connection.status === 'ready' && worker.isRunning(),
+    });
+  }
+  log.info({ queue: UPLOAD_QUEUE, prefix, concurrency: config.concurrency, pipelines: pipelines.map((p) => p.name) }, 'worker started');
+
+  return {
+    metrics,
+    adminPort: admin ? (admin.address() as AddressInfo).port : 0,
+    async close() {
+      // worker.close() waits for the running jobs; a job that does not finish is retried elsewhere after its lock expires.
+      await worker.close();
+      shutdown.abort();
+      await queue.close();
+      await new Promise<void>((resolve) => (admin ? admin.close(() => resolve()) : resolve()));
+      connection.disconnect();
+    },
+  };
+}
