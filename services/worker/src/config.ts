@@ -63,7 +63,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     redisUrl,
     redisPrefix: env.FTP_REDIS_PREFIX ?? 'ftp:',
     dataDir: resolve(env.FTP_DATA_DIR ?? './data'),
-    concurrency: integer(env, 'WORKER_CONCURRENCY', 4, 1, 1000),
+    concurrency: integer(env, 'WORKER_CONCURRENCY', 16, 1, 1000),
     lockMs: integer(env, 'WORKER_LOCK_MS', 30_000, 1000, 3_600_000),
     adminHost: env.WORKER_ADMIN_HOST ?? '127.0.0.1',
     adminPort: integer(env, 'WORKER_ADMIN_PORT', 9091, 0, 65535),
