@@ -58,3 +58,21 @@ test('PROXY protocol sources are addresses or CIDRs, from the environment or a Y
   assert.deepEqual(fromFile.proxyProtocolFrom, ['10.1.0.0/16', '10.2.0.1']);
   assert.equal(fromFile.relayPort, 2200);
 });
+
+test('upload events: completed ones by default, sha256 off; both from the environment or YAML', () => {
+  const defaults = loadConfig({ env: {} });
+  assert.equal(defaults.uploadEvents, 'completed');
+  assert.equal(defaults.uploadSha256, false);
+  const config = loadConfig({ env: { FTP_UPLOAD_EVENTS: 'all', FTP_UPLOAD_SHA256: 'yes' } });
+  assert.equal(config.uploadEvents, 'all');
+  assert.equal(config.uploadSha256, true);
+  assert.equal(loadConfig({ env: { FTP_UPLOAD_EVENTS: 'off' } }).uploadEvents, 'off');
+  assert.throws(() => loadConfig({ env: { FTP_UPLOAD_EVENTS: 'aborted' } }), /FTP_UPLOAD_EVENTS: expected one of off, completed, all/);
+  assert.throws(() => loadConfig({ env: { FTP_UPLOAD_SHA256: 'sha' } }), /FTP_UPLOAD_SHA256: expected true or false/);
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'upload_events: off\nupload_sha256: true\n');
+  const fromFile = loadConfig({ file, env: {} });
+  assert.equal(fromFile.uploadEvents, 'off');
+  assert.equal(fromFile.uploadSha256, true);
+});

@@ -72,6 +72,13 @@ export interface FtpConfig {
   /** FTP_REDIS_PREFIX: prefix of every key this service writes, so several deployments can share one Redis. */
   redisPrefix: string;
   /**
+   * FTP_UPLOAD_EVENTS: which uploads become BullMQ jobs for the post-upload workers: `completed` (the default), `all`
+   * (aborted ones too) or `off`. Only with REDIS_URL: without Redis there is no queue.
+   */
+  uploadEvents: 'off' | 'completed' | 'all';
+  /** FTP_UPLOAD_SHA256: hash uploads while receiving them and put the sha256 on the event (uploads from offset 0 only). */
+  uploadSha256: boolean;
+  /**
    * FTP_PROXY_PROTOCOL_FROM: load balancers (addresses or CIDRs, comma-separated) whose connections start with a
    * PROXY protocol v1/v2 header; the client address it carries then drives limits, bans, logs and data checks.
    */
@@ -208,6 +215,8 @@ const SPECS = [
   spec('tlsTicketKeys', 'FTP_TLS_TICKET_KEYS', ticketKeys, () => ''),
   spec('redisUrl', 'REDIS_URL', text, () => ''),
   spec('redisPrefix', 'FTP_REDIS_PREFIX', text, () => 'ftp:'),
+  spec('uploadEvents', 'FTP_UPLOAD_EVENTS', oneOf(['off', 'completed', 'all'] as const), () => 'completed'),
+  spec('uploadSha256', 'FTP_UPLOAD_SHA256', bool, () => false),
   spec('proxyProtocolFrom', 'FTP_PROXY_PROTOCOL_FROM', addressList, () => []),
   spec('relayPort', 'FTP_RELAY_PORT', integer(0, 65535), () => 2122),
   spec('advertiseHost', 'FTP_ADVERTISE_HOST', text, () => ''),

@@ -16,6 +16,7 @@ import { audit, requirePermission, resolvePath, storageOf } from './access';
 import { disposeData, preparePassive, prepareActive } from './dataChannel';
 import type { Handler, Session } from './session';
 import { runTransfer, type TransferOutcome } from './transfer';
+import { abortedEvent, completedEvent, uploadContext } from './uploadEvent';
 
 const PASV: Handler = async (session) => {
   if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
@@ -103,21 +104,32 @@ async function requireUploadPermission(session: Session, path: string) {
 
 /**
  * STOR, APPE and STOU share this: atomic, resumable upload of `path`. It is opened before the 150 so that a bad
- * target fails first; an upload aborted before its first byte leaves the disk as it was.
+ * target fails first; an upload aborted before its first byte leaves the disk as it was. With upload events on, a
+ * committed upload is announced before its 226, so no client sees success for an upload the workers never hear of.
  */
 async function store(session: Session, path: string, start: UploadStart, opening: string, done?: string) {
   await requireUploadPermission(session, path);
+  const { uploads } = session.deps;
+  const startedAt = Date.now();
   const upload = await storageOf(session).openUpload(path, start);
+  const context = uploads ? uploadContext(session, path, startedAt, upload) : undefined;
+  let committed = false;
   const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal) => {
-    if (session.type === 'A') await pipeline(socket, asciiFromNetwork(), upload.stream, { signal });
-    else await pipeline(socket, upload.stream, { signal });
+    const between: NodeJS.ReadWriteStream[] = [];
+    if (session.type === 'A') between.push(asciiFromNetwork());
+    if (context) between.push(context.tap.stream); // after the conversion: size and hash are of the bytes stored
+    await pipeline([socket, ...between, upload.stream], { signal });
     // A client that vanished mid-upload also ends the data stream (in stream mode EOF means "complete"), so the
     // control connection is checked at the last moment, after the flush, which gives a close sent together with the
     // data EOF time to arrive (at least one turn of the event loop). Its bytes then stay a resumable partial.
     await new Promise((resolve) => setImmediate(resolve));
     await upload.commit(() => !session.closed);
+    committed = true;
+    // One Redis round trip; never throws (while Redis is away the event waits in the publisher's outbox).
+    if (uploads && context) await uploads.publishCompleted(completedEvent(session, context));
   });
   if (!outcome.ok) await upload.abort();
+  if (!outcome.ok && !committed && uploads && context) await uploads.publishAborted(await abortedEvent(session, context, outcome));
   recordTransfer(session, 'upload', path, outcome);
 }
 

@@ -3,6 +3,7 @@ import type { ClusterState } from '@ftp/cluster-state';
 import type { Identity, User } from '@ftp/identity';
 import type { Storage } from '@ftp/storage';
 import type { EdgeMetrics, Logger } from '@ftp/telemetry';
+import type { UploadAbortedEvent, UploadEvent } from '@ftp/upload-events';
 import type { PassiveListeners } from './passiveListeners';
 import type { Session } from './session';
 import type { TlsProvider } from './tls';
@@ -26,6 +27,17 @@ export interface SessionSettings {
   allowForeignData: boolean;
   tlsRequireControl: boolean;
   tlsRequireData: boolean;
+  /** Host folder of all user roots: upload events name files relative to it (storageKey). */
+  dataDir: string;
+  /** Hash uploads from offset 0 while receiving them, for the upload event. */
+  uploadSha256: boolean;
+}
+
+/** Where finished uploads are announced (the post-upload job queue). Neither call throws. */
+export interface UploadEvents {
+  /** Awaited after the file is published and before the 226, so that no reply goes out for an unannounced upload. */
+  publishCompleted(event: UploadEvent): Promise<void>;
+  publishAborted(event: UploadAbortedEvent): Promise<void>;
 }
 
 /** What a session is wired to. Every part is an interface, so tests and later deployments swap implementations. */
@@ -39,6 +51,8 @@ export interface SessionDeps {
   tls?: TlsProvider;
   metrics: EdgeMetrics;
   log: Logger;
+  /** Absent when upload events are off (no Redis, or FTP_UPLOAD_EVENTS=off). */
+  uploads?: UploadEvents;
   /** Open sessions of this process, so that a drain can tell idle ones from those mid-transfer. */
   live: Set<Session>;
 }

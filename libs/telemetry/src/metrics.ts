@@ -65,6 +65,17 @@ export function createEdgeMetrics() {
       help: 'Failed calls to the cluster state store',
       registers: [registry],
     }),
+    uploadEventsTotal: new Counter({
+      name: 'ftp_upload_events_total',
+      help: 'Upload events for the post-upload workers: queued = added to the queue, deferred = kept in the outbox while Redis is away, lost = dropped (outbox full, or not delivered by shutdown)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    uploadEventsPending: new Gauge({
+      name: 'ftp_upload_events_pending',
+      help: 'Upload events waiting in the outbox for Redis',
+      registers: [registry],
+    }),
   };
   return metrics;
 }

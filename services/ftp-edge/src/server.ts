@@ -17,6 +17,7 @@ import {
 } from '@ftp/session';
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import { createEdgeMetrics, type EdgeMetrics, type Logger } from '@ftp/telemetry';
+import { createUploadPublisher } from '@ftp/upload-events';
 import { startAdminServer } from './admin';
 import { createClusterState, relayAddress } from './clusterSetup';
 import { createTlsProvider } from './tlsSetup';
@@ -61,6 +62,22 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     const cluster = await createClusterState(config, log);
     closers.push(() => cluster.close());
     const metrics = createEdgeMetrics();
+    // Upload events go through a BullMQ queue, so only with Redis: the embedded default stays Redis-free.
+    const uploads =
+      config.redisUrl && config.uploadEvents !== 'off'
+        ? createUploadPublisher({
+            redisUrl: config.redisUrl,
+            redisPrefix: config.redisPrefix,
+            log,
+            events: config.uploadEvents,
+            onOutcome: (result, pending) => {
+              metrics.uploadEventsTotal.inc({ result });
+              metrics.uploadEventsPending.set(pending);
+            },
+          })
+        : undefined;
+    // Closed after the drain (every closer runs after it): the last uploads' events are out, the outbox gets flushed.
+    if (uploads) closers.push(() => uploads.close());
     const trustsProxy = createProxyTrust(config.proxyProtocolFrom);
     const relay = relayAddress(config, cluster);
 
@@ -92,6 +109,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       metrics,
       log,
       live,
+      uploads,
     };
 
     closers.push(startHeartbeat(deps, SESSION_HEARTBEAT_MS));
@@ -130,7 +148,16 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
 
     const port = (control.address() as AddressInfo).port;
     log.info(
-      { host: config.host, port, pasv: config.pasvRange, dataDir: config.dataDir, cluster: cluster.kind, relay: relay || 'off', replica: config.replicaId },
+      {
+        host: config.host,
+        port,
+        pasv: config.pasvRange,
+        dataDir: config.dataDir,
+        cluster: cluster.kind,
+        relay: relay || 'off',
+        replica: config.replicaId,
+        uploadEvents: uploads ? config.uploadEvents : 'off',
+      },
       'FTP edge listening',
     );
     return {
