@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -144,7 +145,7 @@ test('1,000 uploads → exactly 1,000 processed jobs, each effect once (2 worker
 });
 
 test('a worker killed mid-job: another picks the job up, effects still once', async () => {
-  for (const w of workers.splice(0)) await w.kill('SIGTERM');
+  for (const w of workers.splice(0)) assert.deepEqual(await w.kill('SIGTERM'), { code: 0, signal: null }, 'SIGTERM: clean exit');
   const victim = startWorker();
   // The first delivery attempt hangs, so the worker is inside the webhook step (after checksum, scan, move) when it dies.
   respond = (attempt) => (attempt === 1 ? 'hold' : 200);
@@ -200,3 +201,37 @@ test('a receiver answering 500 three times then 200 gets exactly one successful 
   );
   assert.equal(receiver.successes().get(id), 1);
 });
+
+test('a job that fails for good lands in the failed set; the operator lists it and retries it', async () => {
+  respond = () => 400; // a client error is not retried: the job fails at once
+  const client = await ftp();
+  await client.uploadFrom(Readable.from(['rejected at first\n']), '/inbox/rejected.txt');
+  client.close();
+  await waitFor('the failed job', async () => (await queue.getJobCounts('failed')).failed === 1, 30_000);
+  const listed = await workerCli('failed', 'list');
+  const [failed] = listed.stdout.trim().split('\n').map((line) => JSON.parse(line) as { id: string; path: string; reason: string });
+  assert.equal(failed.path, '/inbox/rejected.txt');
+  assert.match(failed.reason, /400/);
+
+  respond = () => 200;
+  const retried = await workerCli('failed', 'retry', failed.id);
+  assert.match(retried.stdout, /1 job\(s\) moved back to waiting/);
+  await waitFor('the retried delivery', () => receiver.successes().get(failed.id) === 1, 30_000);
+  assert.equal((await queue.getJobCounts('failed')).failed, 0);
+  assert.deepEqual(
+    readdirSync(archiveDir()).filter((n) => n.startsWith('rejected')),
+    ['rejected.txt', 'rejected.txt.sha256'],
+    'the move done before the failure is not repeated by the retry',
+  );
+});
+
+async function workerCli(...args: string[]): Promise<{ code: number | null; stdout: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'services/worker/src/main.ts', ...args], {
+    env: { ...process.env, ...workerEnv, OTEL_TRACES_EXPORTER: 'none' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  return { code, stdout };
+}
