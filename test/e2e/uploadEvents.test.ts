@@ -10,7 +10,6 @@ import { Redis } from 'ioredis';
 import { hashPassword } from '@ftp/identity';
 import { partialNameFor } from '@ftp/storage';
 import { JOB_UPLOAD_ABORTED, JOB_UPLOAD_COMPLETED, UPLOAD_QUEUE, queuePrefix, type UploadAbortedEvent, type UploadEvent } from '@ftp/upload-events';
-import type { RawClient } from '../support/rawClient';
 import { openPassive, passiveUpload, rawLogin, waitFor, writeData } from '../support/rawData';
 import { startTestServer, TEST_PASSWORD, type TestServer } from '../support/server';
 
@@ -202,36 +201,3 @@ test('FTP_UPLOAD_EVENTS=all also queues upload.aborted for a broken upload; =off
 });
 
 /** One 1-KiB STOR on a raw session; milliseconds from PASV to the 226. */
-async function timeStor(client: RawClient, name: string, payload: Buffer): Promise<number> {
-  const started = process.hrtime.bigint();
-  const { final } = await passiveUpload(client, `STOR ${name}`, payload);
-  assert.equal(final.code, 226);
-  return Number(process.hrtime.bigint() - started) / 1e6;
-}
-
-test('latency: what an upload event adds to a small STOR (diagnostic)', async (t) => {
-  const off = await serverWith({ FTP_UPLOAD_EVENTS: 'off', FTP_UPLOAD_SHA256: 'true' });
-  const onClient = await rawLogin(main.server);
-  const offClient = await rawLogin(off.server);
-  const payload = randomBytes(1024);
-  const on: number[] = [];
-  const offTimes: number[] = [];
-  // Alternating one by one, so load from elsewhere (parallel tests, GC) hits both sides alike; 50 warm-up rounds.
-  for (let i = 0; i < 550; i++) {
-    const name = `lat-${i % 20}.bin`;
-    const a = await timeStor(onClient, name, payload);
-    const b = await timeStor(offClient, name, payload);
-    if (i >= 50) {
-      on.push(a);
-      offTimes.push(b);
-    }
-  }
-  const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-  const quantile = (xs: number[], q: number) => [...xs].sort((x, y) => x - y)[Math.floor(q * (xs.length - 1))];
-  const row = (label: string, f: (xs: number[]) => number) =>
-    `${label} on ${f(on).toFixed(3)} off ${f(offTimes).toFixed(3)} added ${(f(on) - f(offTimes)).toFixed(3)}`;
-  t.diagnostic(`500 x 1-KiB STOR, ms per STOR: ${row('median', (xs) => quantile(xs, 0.5))}; ${row('mean', mean)}; ${row('p90', (xs) => quantile(xs, 0.9))}`);
-  await onClient.command('QUIT');
-  await offClient.command('QUIT');
-  assert.ok((await main.queue.count()) >= 550);
-});
