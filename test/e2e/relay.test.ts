@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createRedisConnection } from '@ftp/cluster-state';
 import { encodeProxyV2 } from '@ftp/protocol';
-import { freeLoopbackPort } from '../support/ftpsClient';
+import { freeLoopbackPort, FtpsControl } from '../support/ftpsClient';
 import { RawClient } from '../support/rawClient';
 import { readAll, sleep } from '../support/rawData';
 import { startTestServer, type TestServer } from '../support/server';
@@ -79,6 +79,22 @@ test('a data connection that reaches the wrong replica is relayed to the owner, 
   assert.equal(await relayed(owner, 'received'), 2);
   assert.ok(peer.logs.some((l) => l.msg === 'data connection relayed to the replica that owns its lease' && l.owner === 'owner'));
   client.close();
+});
+
+test('FTPS through the relay: TLS passes untouched, the owner sees its own session resumed', async () => {
+  const control = await FtpsControl.connect(owner.port, { host: '127.0.0.11', dataHost: '127.0.0.12' });
+  await control.secureLogin(owner.user, owner.password);
+  const before = await relayed(peer, 'sent');
+  const payload = randomBytes(2 * 1024 * 1024);
+  const up = await control.transfer('STOR tls-relayed.bin', 'resume', payload);
+  assert.equal(up.final?.code, 226, up.final?.text);
+  assert.equal(sha(readFileSync(join(owner.dataDir, 'alice', 'tls-relayed.bin'))), sha(payload));
+  const down = await control.transfer('RETR tls-relayed.bin', 'resume');
+  assert.equal(down.final?.code, 226);
+  assert.equal(down.resumed, true, 'the data connection resumed the control session, across the relay');
+  assert.equal(sha(down.data), sha(payload));
+  assert.equal(await relayed(peer, 'sent'), before + 2);
+  control.socket.destroy();
 });
 
 test('the relay port refuses a header that does not carry the session of a lease', async () => {

@@ -65,23 +65,33 @@ export class FtpsControl {
     public socket: Socket,
     /** Extra client TLS options for the control and data connections (versions, SSL_OP_NO_TICKET…). */
     private readonly tlsOptions: ConnectionOptions = {},
+    /** Where passive data connections go (the server's address unless a test sends them elsewhere). */
+    private readonly dataHost = HOST,
   ) {
     this.attach(socket);
   }
 
-  /** Connects in clear (explicit FTPS), or with TLS from the first byte (`implicit`). Does not read the greeting. */
-  static async connect(port: number, options: { implicit?: boolean; tls?: ConnectionOptions } = {}): Promise<FtpsControl> {
+  /**
+   * Connects in clear (explicit FTPS), or with TLS from the first byte (`implicit`). Does not read the greeting.
+   * `host` defaults to 127.0.0.1; `dataHost` (default: `host`) is where passive data connections are dialled.
+   */
+  static async connect(
+    port: number,
+    options: { implicit?: boolean; tls?: ConnectionOptions; host?: string; dataHost?: string } = {},
+  ): Promise<FtpsControl> {
+    const host = options.host ?? HOST;
+    const dataHost = options.dataHost ?? host;
     if (options.implicit) {
-      const secure = tlsConnect({ host: HOST, port, rejectUnauthorized: false, ...options.tls });
-      const client = new FtpsControl(secure, options.tls);
+      const secure = tlsConnect({ host, port, rejectUnauthorized: false, ...options.tls });
+      const client = new FtpsControl(secure, options.tls, dataHost);
       client.watchSessions(secure);
       await settle(secure, 'secureConnect');
       client.tls = secure;
       return client;
     }
-    const socket = netConnect({ host: HOST, port });
+    const socket = netConnect({ host, port });
     await settle(socket, 'connect');
-    return new FtpsControl(socket, options.tls);
+    return new FtpsControl(socket, options.tls, dataHost);
   }
 
   private onData = (chunk: Buffer) => this.replies.feed(chunk.toString('utf8'));
@@ -182,10 +192,10 @@ export class FtpsControl {
 
   /** Starts the client side of a data connection on an already connected TCP socket, or dials `port`. */
   private secureData(mode: DataMode, target: { port: number } | { socket: Socket }): Socket {
-    if (mode === 'clear') return 'socket' in target ? target.socket : netConnect({ host: HOST, port: target.port });
+    if (mode === 'clear') return 'socket' in target ? target.socket : netConnect({ host: this.dataHost, port: target.port });
     const session = mode === 'resume' ? this.sessionToResume() : undefined;
     if (mode === 'resume' && !session) throw new Error('no TLS session to resume yet');
-    const where = 'socket' in target ? { socket: target.socket } : { host: HOST, port: target.port };
+    const where = 'socket' in target ? { socket: target.socket } : { host: this.dataHost, port: target.port };
     return tlsConnect({ ...where, session, rejectUnauthorized: false, ...this.tlsOptions });
   }
 
