@@ -22,12 +22,13 @@ before(async () => {
 });
 after(() => cluster?.close());
 
-test('round-robin: 200 concurrent clients from 50 addresses share 4 passive ports, every byte checked, data relayed', async () => {
+test('round-robin: 200 concurrent clients from 50 addresses share 4 passive ports, every byte checked, data relayed', async (t) => {
   const servers = await cluster.haproxy.servers();
   assert.deepEqual(
     servers.filter((s) => s.backend === 'ftp_control').map((s) => `${s.server} ${s.status}`),
     ['edge-1 UP', 'edge-2 UP', 'edge-3 UP'],
   );
+  const started = Date.now();
   const results = await uploadAndDownloadConcurrently(cluster, { clients: 200, perAddress: 4, firstHost: 100, prefix: 'rr' });
   assert.equal(results.length, 200);
   for (const r of results) assert.equal(r.received, r.sent, `${r.name} came back byte-exact`);
@@ -40,6 +41,7 @@ test('round-robin: 200 concurrent clients from 50 addresses share 4 passive port
   const received = await clusterCounter(cluster, 'ftp_relayed_data_connections_total', 'side="received"');
   assert.ok(sent > 0, `round-robin makes data connections land on the wrong replica: ${sent} relayed`);
   assert.equal(received, sent, 'every relayed connection reached its owner');
+  t.diagnostic(`200 clients, 400 transfers in ${Date.now() - started} ms; ${sent} of 400 data connections relayed`);
   assert.ok(cluster.replicas.every((r) => r.running), 'no replica crashed');
 });
 
