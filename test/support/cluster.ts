@@ -1,13 +1,26 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
 import { hashPassword } from '@ftp/identity';
 import { generate } from 'selfsigned';
-import { ephemeralLow, TEST_PASSWORD } from './server';
+import {
+  findBinary,
+  freeBlock,
+  makeTempDir,
+  parseLogLine,
+  removeTempDir,
+  ROOT,
+  startProcess,
+  STOP_GRACE_MS,
+  stopProcess,
+  waitFor,
+  type ExitInfo,
+  type Proc,
+} from './processes';
+import { TEST_PASSWORD } from './server';
+
+export type { ExitInfo } from './processes';
 
 /**
  * A real cluster as plain processes, for end-to-end tests: its own redis-server, N edge replicas
@@ -31,11 +44,6 @@ export interface ClusterOptions {
   anonymous?: boolean;
   /** Bound on every start-up wait (Redis, each replica, HAProxy). Default 30 s. */
   startTimeoutMs?: number;
-}
-
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
 }
 
 export interface ClusterReplica {
@@ -104,161 +112,11 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const HAPROXY_CFG = join(ROOT, 'deploy', 'haproxy', 'haproxy.cfg');
 const MAX_REPLICAS = 3;
-const TAIL_LINES = 40;
-const STOP_GRACE_MS = 5000;
 
 // ---------------------------------------------------------------------------------------------------------------
-// Child processes: every one is tracked so a crashed test run never leaves them behind.
-
-const children = new Set<ChildProcess>();
-const tempDirs = new Set<string>();
-let hooksInstalled = false;
-
-function installExitHooks() {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  const killAll = () => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-  };
-  process.on('exit', killAll);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      killAll();
-      // The handler is gone now, so this ends the process the way the signal would have.
-      process.kill(process.pid, signal);
-    });
-  }
-}
-
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  exited: Promise<ExitInfo>;
-  exit?: ExitInfo;
-  /** Last lines of stdout and stderr together, for error messages. */
-  tail: string[];
-}
-
-function startProcess(
-  name: string,
-  command: string,
-  args: string[],
-  options: { env: NodeJS.ProcessEnv; cwd?: string; onStdout?: (line: string) => void; onStderr?: (line: string) => void },
-): Proc {
-  installExitHooks();
-  const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const proc: Proc = { name, child, tail: [], exited: undefined as unknown as Promise<ExitInfo> };
-  const keep = (line: string) => {
-    proc.tail.push(line);
-    if (proc.tail.length > TAIL_LINES) proc.tail.shift();
-  };
-  const lines = (stream: NodeJS.ReadableStream, each?: (line: string) => void) => {
-    let rest = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (text: string) => {
-      const parts = (rest + text).split('\n');
-      rest = parts.pop() ?? '';
-      for (const line of parts) {
-        keep(line);
-        each?.(line);
-      }
-    });
-    stream.on('end', () => {
-      if (rest) {
-        keep(rest);
-        each?.(rest);
-      }
-    });
-  };
-  lines(child.stdout!, options.onStdout);
-  lines(child.stderr!, options.onStderr);
-  proc.exited = new Promise<ExitInfo>((resolve) => {
-    child.once('error', (err) => {
-      keep(`spawn ${command}: ${err.message}`);
-      proc.exit ??= { code: -1, signal: null };
-      children.delete(child);
-      resolve(proc.exit);
-    });
-    child.once('exit', (code, signal) => {
-      proc.exit ??= { code, signal };
-      children.delete(child);
-      resolve(proc.exit);
-    });
-  });
-  return proc;
-}
-
-/** Signals the process and waits for its exit; SIGKILL after `graceMs`. Fine on a process that is already gone. */
-async function stopProcess(proc: Proc, signal: NodeJS.Signals = 'SIGTERM', graceMs = STOP_GRACE_MS): Promise<ExitInfo> {
-  if (proc.exit) return proc.exit;
-  proc.child.kill(signal);
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), graceMs);
-  try {
-    return await proc.exited;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function describeProc(proc: Proc): string {
-  const state = proc.exit ? `exited (code ${proc.exit.code}, signal ${proc.exit.signal})` : `running (pid ${proc.child.pid})`;
-  return `${proc.name} ${state}; last output:\n  ${proc.tail.join('\n  ') || '(none)'}`;
-}
-
-/**
- * Polls `probe` until it returns true. Rejects after `timeoutMs` with `what`, the process's state and output tail,
- * or as soon as the process exits.
- */
-async function waitFor(what: string, proc: Proc, timeoutMs: number, probe: () => Promise<boolean>, detail?: () => string) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.exit) throw new Error(`${what}: ${describeProc(proc)}`);
-    if (await probe().catch(() => false)) return;
-    if (Date.now() > deadline) {
-      const extra = detail?.() ? ` (${detail()})` : '';
-      throw new Error(`${what}: not within ${timeoutMs} ms${extra}; ${describeProc(proc)}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** A program from PATH, or from the sbin folders a non-root PATH lacks (Debian puts haproxy in /usr/sbin). */
-function findBinary(name: string): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin'];
-  for (const dir of dirs) if (dir && existsSync(join(dir, name))) return join(dir, name);
-  throw new Error(`${name} not found in PATH or the sbin folders; install it (apt-get install ${name === 'redis-server' ? 'redis-server' : name})`);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Ports and probes.
-
-function portFree(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
-  });
-}
-
-/**
- * A random block of `size` consecutive ports below the ephemeral range (so outgoing sockets and their TIME_WAIT
- * remains never sit on them), free on every address in `hosts`.
- */
-async function freeBlock(size: number, hosts: string[]): Promise<number> {
-  const low = 10_000;
-  const high = ephemeralLow() - size - 1;
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const first = low + Math.floor(Math.random() * (high - low));
-    const checks = hosts.flatMap((host) => Array.from({ length: size }, (_, i) => portFree(host, first + i)));
-    if ((await Promise.all(checks)).every(Boolean)) return first;
-  }
-  throw new Error(`no block of ${size} free ports below ${ephemeralLow()} on ${hosts.join(', ')}`);
-}
+// Probes.
 
 /** Opens a TCP connection, sends `send` (if any), resolves with what arrived once `done` accepts it or the peer closes. */
 function exchange(options: { host?: string; port?: number; path?: string; send?: string; timeoutMs?: number; done?: (text: string) => boolean }) {
@@ -316,8 +174,11 @@ function startRedis(port: number, dir: string, timeoutMs: number): ClusterRedis 
       if (proc && !proc.exit) return;
       const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir];
       proc = startProcess(`redis-server :${port}`, binary, args, { env: childEnv({}) });
-      await waitFor(`redis-server on 127.0.0.1:${port}`, proc, timeoutMs, async () =>
-        (await exchange({ host: '127.0.0.1', port, send: 'PING\r\n', timeoutMs: 500, done: (t) => t.includes('\r\n') })).startsWith('+PONG'),
+      await waitFor(
+        `redis-server on 127.0.0.1:${port}`,
+        proc,
+        async () => (await exchange({ host: '127.0.0.1', port, send: 'PING\r\n', timeoutMs: 500, done: (t) => t.includes('\r\n') })).startsWith('+PONG'),
+        { timeoutMs },
       );
     },
     async stop() {
@@ -359,29 +220,18 @@ function createReplica(index: number, env: Record<string, string>, adminPort: nu
       if (proc && !proc.exit) return;
       proc = startProcess(id, process.execPath, ['--import', 'tsx', 'services/ftp-edge/src/main.ts'], {
         env: childEnv(env),
-        onStdout: (line) => {
-          try {
-            logs.push(JSON.parse(line));
-          } catch {
-            logs.push({ raw: line });
-          }
-        },
+        onStdout: (line) => logs.push(parseLogLine(line)),
         onStderr: (line) => stderr.push(line),
       });
-      await waitFor(
-        `replica ${id} (${readyz})`,
-        proc,
-        timeoutMs,
-        async () => {
-          const status = await httpStatus(readyz).catch((err: Error) => {
-            lastReadyz = (err.cause as Error)?.message ?? err.message;
-            return 0;
-          });
-          if (status) lastReadyz = `HTTP ${status}`;
-          return status === 200;
-        },
-        () => `last /readyz: ${lastReadyz}`,
-      );
+      const ready = async () => {
+        const status = await httpStatus(readyz).catch((err: Error) => {
+          lastReadyz = (err.cause as Error)?.message ?? err.message;
+          return 0;
+        });
+        if (status) lastReadyz = `HTTP ${status}`;
+        return status === 200;
+      };
+      await waitFor(`replica ${id} (${readyz})`, proc, ready, { timeoutMs, detail: () => `last /readyz: ${lastReadyz}` });
     },
     kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (!proc) return Promise.resolve({ code: null, signal: null });
@@ -445,13 +295,7 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
   const timeoutMs = options.startTimeoutMs ?? 30_000;
   const pasvPorts = options.pasvPorts ?? 20;
   const balance = options.balance ?? 'roundrobin';
-  installExitHooks();
-  const dir = mkdtempSync(join(tmpdir(), 'ftp-cluster-'));
-  tempDirs.add(dir);
-  const removeDir = () => {
-    rmSync(dir, { recursive: true, force: true });
-    tempDirs.delete(dir);
-  };
+  const dir = makeTempDir('ftp-cluster-');
   const dataDir = join(dir, 'data');
   const tlsDir = join(dir, 'tls');
   const usersFile = join(dir, 'users.yaml');
@@ -504,17 +348,12 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
       const hp = haproxyState.proc;
       if (!hp) throw new Error('HAProxy is not running');
       let seen = 'no answer';
-      await waitFor(
-        `HAProxy server ftp_control/${server} ${status}`,
-        hp,
-        waitMs,
-        async () => {
-          const row = (await haproxyServers(statsSocket)).find((r) => r.backend === 'ftp_control' && r.server === server);
-          seen = row ? `${row.status} ${row.checkStatus}` : 'no such server';
-          return row?.status === status;
-        },
-        () => `last seen: ${seen}`,
-      );
+      const reached = async () => {
+        const row = (await haproxyServers(statsSocket)).find((r) => r.backend === 'ftp_control' && r.server === server);
+        seen = row ? `${row.status} ${row.checkStatus}` : 'no such server';
+        return row?.status === status;
+      };
+      await waitFor(`HAProxy server ftp_control/${server} ${status}`, hp, reached, { timeoutMs: waitMs, detail: () => `last seen: ${seen}` });
     };
 
     // Shared, so any replica resumes a TLS session another one made (a data connection may land elsewhere).
@@ -567,20 +406,18 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
     };
     const haproxy = startProcess('haproxy', findBinary('haproxy'), ['-f', HAPROXY_CFG, '-db'], { env: childEnv(haproxyEnv) });
     haproxyState.proc = haproxy;
-    await waitFor('HAProxy stats socket', haproxy, timeoutMs, async () => (await haproxyServers(statsSocket)).length > 0);
+    await waitFor('HAProxy stats socket', haproxy, async () => (await haproxyServers(statsSocket)).length > 0, { timeoutMs });
     // Servers of absent replicas must have been checked DOWN, or HAProxy would still send them connections.
     for (let i = 0; i < MAX_REPLICAS; i++) await waitServer(`edge-${i + 1}`, i < count ? 'UP' : 'DOWN');
     let greeting = '';
-    await waitFor(
-      `FTP greeting through HAProxy on 127.0.0.1:${controlPort}`,
-      haproxy,
+    const greeted = async () => {
+      greeting = await exchange({ host: '127.0.0.1', port: controlPort, timeoutMs: 2000, done: (t) => t.includes('\r\n') }).catch((err: Error) => err.message);
+      return greeting.startsWith('220');
+    };
+    await waitFor(`FTP greeting through HAProxy on 127.0.0.1:${controlPort}`, haproxy, greeted, {
       timeoutMs,
-      async () => {
-        greeting = await exchange({ host: '127.0.0.1', port: controlPort, timeoutMs: 2000, done: (t) => t.includes('\r\n') }).catch((err: Error) => err.message);
-        return greeting.startsWith('220');
-      },
-      () => `last answer: ${JSON.stringify(greeting)}`,
-    );
+      detail: () => `last answer: ${JSON.stringify(greeting)}`,
+    });
 
     let closed: Promise<void> | undefined;
     return {
@@ -615,14 +452,14 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
           );
           const rp = redisServer.proc();
           if (rp) await stopProcess(rp).catch(() => undefined);
-          removeDir();
+          removeTempDir(dir);
         })();
         return closed;
       },
     };
   } catch (err) {
     await closeStarted();
-    removeDir();
+    removeTempDir(dir);
     throw err;
   }
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -7,6 +7,9 @@ import { hashPassword, type User } from '@ftp/identity';
 import type { Storage } from '@ftp/storage';
 import { createLogger } from '@ftp/telemetry';
 import { startEdge, type Edge } from '../../services/ftp-edge/src/server';
+import { ephemeralLow } from './processes';
+
+export { ephemeralLow };
 
 export interface TestServer {
   edge: Edge;
@@ -33,15 +36,6 @@ export interface TestServerOptions {
 
 const PASSWORD = 'correct horse battery staple';
 let passwordHash: Promise<string> | undefined;
-
-/** Lowest ephemeral port of this kernel: client sockets (and their TIME_WAIT remains) live from there up. */
-export function ephemeralLow(): number {
-  try {
-    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
-  } catch {
-    return 32768;
-  }
-}
 
 /**
  * A random block of 20 passive ports below the ephemeral range, so parallel test files do not collide, and the

@@ -1,52 +1,33 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+import { join } from 'node:path';
+import { parseLogLine, ROOT, startProcess, type ExitInfo } from './processes';
 
 export interface WorkerProcess {
   pid: number;
+  /** Parsed pino lines from stdout (a line that is not JSON is kept as `{ raw }`) and `{ stderr }` lines. */
   logs: Record<string, unknown>[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<ExitInfo>;
+  kill(signal?: NodeJS.Signals): Promise<ExitInfo>;
 }
-
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
 
 /** A real worker process (`services/worker/src/main.ts`) with `env` on top of this process's PATH and HOME. */
 export function startWorkerProcess(env: Record<string, string>): WorkerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'services/worker/src/main.ts')], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.add(child);
   const logs: Record<string, unknown>[] = [];
-  let rest = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-    const lines = (rest + text).split('\n');
-    rest = lines.pop() ?? '';
-    for (const line of lines) if (line) logs.push(line.startsWith('{') ? JSON.parse(line) : { raw: line });
+  const proc = startProcess('worker', process.execPath, ['--import', 'tsx', join(ROOT, 'services/worker/src/main.ts')], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, OTEL_TRACES_EXPORTER: 'none', OTEL_METRICS_EXPORTER: 'none', OTEL_LOGS_EXPORTER: 'none', ...env },
+    onStdout: (line) => {
+      if (line) logs.push(parseLogLine(line));
+    },
+    onStderr: (line) => logs.push({ stderr: line }),
   });
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => logs.push({ stderr: text }));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => {
-      running.delete(child);
-      resolve({ code, signal });
-    }),
-  );
   return {
-    pid: child.pid!,
+    pid: proc.child.pid!,
     logs,
-    exited,
+    exited: proc.exited,
     kill(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
+      if (!proc.exit) proc.child.kill(signal);
+      return proc.exited;
     },
   };
 }
