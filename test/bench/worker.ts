@@ -73,6 +73,11 @@ async function run(workers: number): Promise<{ jobsPerSecond: number; ms: number
   while (receiver.successes().size < JOBS && Date.now() - started < DEADLINE_MS) await new Promise((r) => setTimeout(r, 20));
   const ms = Date.now() - started;
   const delivered = receiver.successes().size;
+  if (delivered !== JOBS) {
+    console.log('job counts', await queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed'));
+    for (const job of await queue.getFailed()) console.log('failed', job.id, job.failedReason);
+    for (const p of procs) for (const line of p.logs.filter((l) => (l.level as number) >= 40)) console.log(JSON.stringify(line).slice(0, 400));
+  }
   await Promise.all(procs.map((p) => p.kill('SIGTERM')));
   await queue.obliterate({ force: true });
   await queue.close();

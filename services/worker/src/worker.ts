@@ -1,8 +1,9 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { startAdminServer, type Logger } from '@ftp/telemetry';
+import { context, SpanKind, trace, type Span } from '@opentelemetry/api';
+import { extractTraceContext, failSpan, startAdminServer, tracer, type Logger } from '@ftp/telemetry';
 import { JOB_UPLOAD_COMPLETED, queuePrefix, UPLOAD_QUEUE, type UploadEvent } from '@ftp/upload-events';
 import type { WorkerConfig } from './config';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
@@ -27,12 +28,62 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
   const prefix = queuePrefix(config.redisPrefix);
   // A BullMQ worker blocks on Redis and must wait out outages: no per-request retry limit (bullmq's requirement).
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(times * 200, 2000) });
-  connection.on('error', (err) => log.debug({ err: err.message }, 'Redis connection error'));
+  // Created before the metrics (the queue gauge reads through it); counted once they exist.
+  let onRedisError = () => {};
+  connection.on('error', (err) => {
+    onRedisError();
+    log.debug({ err: err.message }, 'Redis connection error');
+  });
   const queue = new Queue(UPLOAD_QUEUE, { connection, prefix });
   const metrics = createWorkerMetrics(queue);
+  onRedisError = () => metrics.redisErrors.inc();
   const shutdown = new AbortController();
 
-  const processJob = async (job: Job<UploadEvent>) => {
+  /**
+   * One `upload.process` span per attempt, in the trace of the upload (the edge put its transfer's trace context in
+   * the event), with a span per step under it.
+   */
+  const processJob = (job: Job<UploadEvent>) => {
+    const event = job.data;
+    const parent = extractTraceContext(event.traceContext);
+    const span = tracer.startSpan(
+      'upload.process',
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          'messaging.system': 'bullmq',
+          'messaging.operation.type': 'process',
+          'messaging.destination.name': UPLOAD_QUEUE,
+          'messaging.message.id': job.id ?? '',
+          'ftp.upload.event': job.name,
+          'ftp.upload.id': event.uploadId,
+          'ftp.path': event.path,
+          'ftp.upload.size': event.size,
+          'ftp.job.attempt': job.attemptsMade + 1,
+          'enduser.id': event.user,
+        },
+      },
+      parent,
+    );
+    const started = process.hrtime.bigint();
+    return context.with(trace.setSpan(parent, span), () => runJob(job, span)).then(
+      (result) => {
+        metrics.jobSeconds.observe({ result: 'completed' }, Number(process.hrtime.bigint() - started) / 1e9);
+        if (job.name === JOB_UPLOAD_COMPLETED) metrics.uploadLagSeconds.observe(Math.max(0, Date.now() - event.completedAt) / 1000);
+        if (result.pipeline) span.setAttribute('ftp.pipeline', result.pipeline);
+        span.end();
+        return result;
+      },
+      (err: Error) => {
+        metrics.jobSeconds.observe({ result: 'failed' }, Number(process.hrtime.bigint() - started) / 1e9);
+        failSpan(span, err.message, err);
+        span.end();
+        throw err;
+      },
+    );
+  };
+
+  const runJob = async (job: Job<UploadEvent>, span: Span) => {
     if (job.name !== JOB_UPLOAD_COMPLETED) {
       log.info({ job: job.id, name: job.name, user: job.data.user, path: job.data.path }, 'upload event without processing');
       return { pipeline: null };
@@ -46,6 +97,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
     }
     const progress = (typeof job.progress === 'object' ? job.progress : {}) as Progress;
     const done = progress.pipeline === pipeline.name ? { ...progress.steps } : {};
+    if (Object.keys(done).length > 0) span.setAttribute('ftp.steps.skipped', Object.keys(done).length);
     const steps = await runPipeline(pipeline, event, {
       dataRoot: config.dataDir,
       log: jobLog,
@@ -70,7 +122,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
   });
   worker.on('completed', () => metrics.jobsTotal.inc({ result: 'completed' }));
   worker.on('failed', (job, err) => {
-    const dead = !job || job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError';
+    const dead = !job || job.attemptsMade >= (job.opts.attempts ?? 1) || err instanceof UnrecoverableError;
     metrics.jobsTotal.inc({ result: dead ? 'dead' : 'failed' });
     log[dead ? 'error' : 'warn']({ job: job?.id, err: err.message, attempts: job?.attemptsMade }, dead ? 'job failed for good: in the failed set' : 'job failed: will retry');
   });

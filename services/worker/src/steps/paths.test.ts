@@ -73,3 +73,14 @@ test('writeFileAtomic replaces the file whole through a hidden temporary name', 
   await assert.rejects(writeFileAtomic(path.join(root, 'alice', 'missing-dir', 'x'), 'data'));
   assert.deepEqual(await fsp.readdir(path.join(root, 'alice')), ['f.sha256']);
 });
+
+test('jobs filing into the same new folder at once all succeed (a folder created meanwhile is not a dangling link)', async () => {
+  for (let round = 0; round < 20; round++) {
+    const dir = `alice/archive/${round}/11/26`;
+    // Staggered, so that some calls look while others are creating the folders.
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => new Promise((resolve) => setTimeout(resolve, i % 4)).then(() => mkdirInside(root, dir))),
+    );
+    for (const result of results) assert.equal(result.key, dir);
+  }
+});

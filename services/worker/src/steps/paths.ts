@@ -109,14 +109,18 @@ export function errnoOf(err: unknown): string | undefined {
 }
 
 /** realpath of `dir`, or of its deepest existing ancestor with the missing names appended. */
-async function realDeepest(root: string, dir: string, target: string): Promise<string> {
+async function realDeepest(root: string, dir: string, target: string, retries = 3): Promise<string> {
   try {
     return await fsp.realpath(dir);
   } catch (err) {
     const errno = errnoOf(err);
     if ((errno !== 'ENOENT' && errno !== 'ENOTDIR') || dir === root || dir === path.dirname(dir)) throw err;
+    const stat = await fsp.lstat(dir).catch(() => undefined);
     // Present for lstat but not for realpath: a dangling symlink, which could later be made to lead anywhere.
-    if (await fsp.lstat(dir).then(() => true, () => false)) throw outside(target);
+    if (stat?.isSymbolicLink()) throw outside(target);
+    // A directory another worker created between the two calls (two jobs filing into the same new day folder).
+    if (stat && retries > 0) return realDeepest(root, dir, target, retries - 1);
+    if (stat) throw err;
     return path.join(await realDeepest(root, path.dirname(dir), target), path.basename(dir));
   }
 }
