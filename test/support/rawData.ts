@@ -62,6 +62,21 @@ export async function openPassive(client: RawClient): Promise<Socket> {
   return socket;
 }
 
+/** Sends EPSV, checks the 229 and connects the data socket to the port it names (on the control connection's host). */
+export async function openEpsv(client: RawClient, host = '127.0.0.1'): Promise<Socket> {
+  const reply = await client.command('EPSV');
+  if (reply.code !== 229) throw new Error(`EPSV → ${reply.code} ${reply.text}`);
+  const m = /\(\|\|\|(\d+)\|\)/.exec(reply.text);
+  if (!m) throw new Error(`unparsable 229: ${reply.text}`);
+  const socket = connect({ host, port: Number(m[1]) });
+  socket.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
 /** Everything the peer sends until it closes the socket. */
 export function readAll(socket: Socket): Promise<Buffer> {
   return new Promise((resolve) => {

@@ -116,11 +116,17 @@ export function clusterStateContract(
     assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, false);
     assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, false);
     assert.equal(await state.bans.isBanned('10.0.0.1'), false);
+    assert.equal(await state.bans.active(), 0);
     assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, true);
     assert.equal(await state.bans.isBanned('10.0.0.1'), true);
     assert.equal(await state.bans.isBanned('10.0.0.2'), false);
-    advance(61_000);
+    assert.equal(await state.bans.active(), 1);
+    advance(30_000);
+    for (let i = 0; i < 3; i++) await state.bans.recordFailure('10.0.0.2', policy);
+    assert.equal(await state.bans.active(), 2, 'bans in force are counted');
+    advance(31_000);
     assert.equal(await state.bans.isBanned('10.0.0.1'), false);
+    assert.equal(await state.bans.active(), 1, 'an ended ban is no longer counted');
     await state.bans.recordFailure('10.0.0.3', policy);
     await state.bans.recordFailure('10.0.0.3', policy);
     await state.bans.clearFailures('10.0.0.3');

@@ -141,5 +141,13 @@ function memoryBans(now: () => number): BanList {
     async clearFailures(address) {
       failures.delete(address);
     },
+    async active() {
+      let n = 0;
+      for (const [address, until] of bannedUntil) {
+        if (until > now()) n++;
+        else bannedUntil.delete(address);
+      }
+      return n;
+    },
   };
 }

@@ -213,6 +213,7 @@ test('redis: keys follow the documented layout and all carry a garbage-collectio
   const keys = (await keysUnder(prefix)).map((k) => k.slice(prefix.length)).sort();
   assert.deepEqual(keys, [
     'ban:10.0.0.9',
+    'bans',
     'fail:10.0.0.8',
     `port:${lease.port}`,
     'ports:cursor',
@@ -232,7 +233,7 @@ test('redis: keys follow the documented layout and all carry a garbage-collectio
   await state.sessions.close('s1');
   await state.bans.clearFailures('10.0.0.8');
   const left = (await keysUnder(prefix)).map((k) => k.slice(prefix.length)).sort();
-  assert.deepEqual(left, ['ban:10.0.0.9', 'ports:cursor'], 'closing, releasing and clearing leave no index behind');
+  assert.deepEqual(left, ['ban:10.0.0.9', 'bans', 'ports:cursor'], 'closing, releasing and clearing leave no index behind');
   await state.close();
 });
 

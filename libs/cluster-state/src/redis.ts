@@ -4,6 +4,7 @@ import {
   closeScript,
   findScript,
   inUseScript,
+  activeBansScript,
   leaseScript,
   listScript,
   openScript,
@@ -270,16 +271,20 @@ function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: numbe
     async recordFailure(address: string, policy: BanPolicy) {
       const t = now();
       const banMs = policy.banSeconds * 1000;
-      const [banned, failures] = (await recordFailureScript.run(redis, [keys.failures(address), keys.ban(address)], [
+      const [banned, failures] = (await recordFailureScript.run(redis, [keys.failures(address), keys.ban(address), keys.bans], [
         t,
         policy.threshold,
         t + banMs,
         Math.ceil(Math.max(banMs, 0) + gcGraceMs),
+        address,
       ])) as [number, number];
       return { banned: banned === 1, failures };
     },
     async clearFailures(address) {
       await redis.del(keys.failures(address));
+    },
+    async active() {
+      return Number(await activeBansScript.run(redis, [keys.bans], [now()]));
     },
   };
 }

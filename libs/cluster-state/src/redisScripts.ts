@@ -21,6 +21,7 @@ export function redisKeys(prefix: string) {
     portCursor: `${prefix}ports:cursor`,
     failures: (address: string) => `${prefix}fail:${address}`,
     ban: (address: string) => `${prefix}ban:${address}`,
+    bans: `${prefix}bans`,
   };
 }
 
@@ -306,13 +307,15 @@ return n
 );
 
 /**
- * KEYS: failure hash {count, windowEnds}, ban key (value: banned-until ms). ARGV[1] now, [2] threshold, [3] now +
- * ban length, [4] backstop PX. Failures count within one ban-length window; reaching the threshold bans the
- * address until now + ban length and forgets the failures. Returns {banned 0/1, failures}.
+ * KEYS: failure hash {count, windowEnds}, ban key (value: banned-until ms), bans index (zset address → banned-until).
+ * ARGV[1] now, [2] threshold, [3] now + ban length, [4] backstop PX, [5] address. Failures count within one
+ * ban-length window; reaching the threshold bans the address until now + ban length, indexes the ban (so that the
+ * bans in force can be counted without scanning keys; expired entries are pruned here and when counting) and forgets
+ * the failures. Returns {banned 0/1, failures}.
  */
 export const recordFailureScript = new LuaScript(
   'recordFailure',
-  `
+  `${COMMON}
 local now = tonumber(ARGV[1])
 local threshold = tonumber(ARGV[2])
 local f = redis.call('HMGET', KEYS[1], 'count', 'windowEnds')
@@ -325,11 +328,23 @@ end
 count = count + 1
 if threshold > 0 and count >= threshold then
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+  extend(KEYS[3], tonumber(ARGV[4]))
   redis.call('DEL', KEYS[1])
   return {1, count}
 end
 redis.call('HSET', KEYS[1], 'count', count, 'windowEnds', windowEnds)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {0, count}
+`,
+);
+
+/** KEYS: bans index. ARGV[1] now. Prunes bans that ended, returns how many are in force. */
+export const activeBansScript = new LuaScript(
+  'activeBans',
+  `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZCARD', KEYS[1])
 `,
 );

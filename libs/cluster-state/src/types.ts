@@ -85,6 +85,8 @@ export interface BanList {
   recordFailure(address: string, policy: BanPolicy): Promise<{ banned: boolean; failures: number }>;
   /** A successful login forgets earlier failures. */
   clearFailures(address: string): Promise<void>;
+  /** How many addresses are banned right now, cluster-wide (for the bans-active gauge, read at scrape time). */
+  active(): Promise<number>;
 }
 
 export interface ClusterState {

@@ -76,3 +76,17 @@ test('upload events: completed ones by default, sha256 off; both from the enviro
   assert.equal(fromFile.uploadEvents, 'off');
   assert.equal(fromFile.uploadSha256, true);
 });
+
+test('xferlog file: off by default, set from the environment or YAML; per-user metrics are opt-in', () => {
+  const defaults = loadConfig({ env: {} });
+  assert.equal(defaults.xferlogFile, '');
+  assert.equal(defaults.metricsUserLabels, false);
+  const fromEnv = loadConfig({ env: { FTP_XFERLOG_FILE: ' /var/log/ftp/xferlog ', FTP_METRICS_USER_LABELS: 'yes' } });
+  assert.equal(fromEnv.xferlogFile, '/var/log/ftp/xferlog');
+  assert.equal(fromEnv.metricsUserLabels, true);
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'xferlog_file: /tmp/xferlog\nmetrics_user_labels: false\n');
+  assert.equal(loadConfig({ file, env: {} }).xferlogFile, '/tmp/xferlog');
+  assert.throws(() => loadConfig({ env: { FTP_METRICS_USER_LABELS: 'sometimes' } }), /FTP_METRICS_USER_LABELS: expected true or false/);
+});

@@ -87,6 +87,17 @@ export interface FtpConfig {
   relayPort: number;
   /** FTP_ADVERTISE_HOST: the address peers reach this replica's relay port at; empty = FTP_HOST (or the first non-loopback address when FTP_HOST is a wildcard). */
   advertiseHost: string;
+  /**
+   * FTP_XFERLOG_FILE: also append one line per finished upload or download (completed or not) to this file in the
+   * wu-ftpd/vsftpd xferlog format, for the log analysers that read it; empty = off. Written asynchronously; SIGHUP
+   * reopens it (log rotation). Each replica needs a file of its own.
+   */
+  xferlogFile: string;
+  /**
+   * FTP_METRICS_USER_LABELS: also export transfers and bytes per user (`ftp_user_*` metrics). Off by default: one
+   * series per user and direction. Only authenticated users get a series, so the label set is the users file.
+   */
+  metricsUserLabels: boolean;
   /** FTP_BANNER: text of the 220 greeting. */
   banner: string;
   /** FTP_REPLICA_ID: this process's name in cluster state and logs. */
@@ -220,6 +231,8 @@ const SPECS = [
   spec('proxyProtocolFrom', 'FTP_PROXY_PROTOCOL_FROM', addressList, () => []),
   spec('relayPort', 'FTP_RELAY_PORT', integer(0, 65535), () => 2122),
   spec('advertiseHost', 'FTP_ADVERTISE_HOST', text, () => ''),
+  spec('xferlogFile', 'FTP_XFERLOG_FILE', (raw) => raw.trim(), () => ''),
+  spec('metricsUserLabels', 'FTP_METRICS_USER_LABELS', bool, () => false),
   spec('banner', 'FTP_BANNER', text, () => 'FTP service ready'),
   spec('replicaId', 'FTP_REPLICA_ID', text, () => `${hostname()}-${process.pid}`),
   spec('logLevel', 'FTP_LOG_LEVEL', logLevel, () => 'info'),

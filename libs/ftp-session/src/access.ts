@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import { can, type Permission } from '@ftp/identity';
 import { resolveVirtualPath, type Storage } from '@ftp/storage';
 import { FtpError } from './errors';
@@ -22,7 +23,8 @@ export function requirePermission(session: Session, path: string, perm: Permissi
   }
 }
 
-/** The audit line for a file operation or transfer. */
+/** The audit line for a file operation or transfer; the command's span gets the path (spans only: never a metric label). */
 export function audit(session: Session, event: string, fields: Record<string, unknown>) {
   session.log.info({ audit: true, event, ...fields }, event); // the session's logger already carries the user
+  if (typeof fields.path === 'string') trace.getSpan(session.currentContext)?.setAttribute('ftp.path', fields.path);
 }

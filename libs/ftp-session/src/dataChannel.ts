@@ -2,8 +2,9 @@ import { connect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { normalizeAddress } from '@ftp/protocol';
 import { FtpError } from './errors';
-import type { Session } from './session';
+import { withContext, type Session } from './session';
 import { startTls } from './tls';
+import type { DataMode } from './types';
 
 /** Forgets a prepared data channel, releasing its lease and closing an unused connection. */
 export function disposeData(session: Session) {
@@ -37,7 +38,7 @@ export async function preparePassive(session: Session): Promise<number> {
     if (released) return;
     released = true;
     metrics.passiveLeases.dec();
-    cluster.ports.release(lease).catch(() => metrics.clusterStateErrors.inc());
+    withContext(session, () => cluster.ports.release(lease)).catch(() => metrics.clusterStateErrors.inc());
   };
   const expectation = passive.expect(lease.port, clientAddress, session.id);
   session.data = {
@@ -54,6 +55,7 @@ export async function preparePassive(session: Session): Promise<number> {
       release();
       expectation.dispose();
     },
+    relayed: () => expectation.relayed,
   };
   return lease.port;
 }
@@ -70,10 +72,17 @@ export function prepareActive(session: Session, host: string, port: number) {
   session.data = { kind: 'active', host, port };
 }
 
+/** An open data connection and how it was made. */
+export interface DataConnection {
+  socket: Socket;
+  mode: DataMode;
+}
+
 /** Opens the prepared data connection, with TLS under PROT P. */
-export async function openDataConnection(session: Session, signal: AbortSignal): Promise<Socket> {
-  const socket = await openRawDataConnection(session, signal);
-  return session.protection === 'P' ? protect(session, socket) : socket;
+export async function openDataConnection(session: Session, signal: AbortSignal): Promise<DataConnection> {
+  const { socket, mode } = await openRawDataConnection(session, signal);
+  session.deps.metrics.dataConnectionsTotal.inc({ mode });
+  return { socket: session.protection === 'P' ? await protect(session, socket) : socket, mode };
 }
 
 /**
@@ -100,17 +109,18 @@ async function protect(session: Session, socket: Socket): Promise<Socket> {
 }
 
 /** Opens the prepared data connection (waits for the passive one, or dials the active one). */
-async function openRawDataConnection(session: Session, signal: AbortSignal): Promise<Socket> {
+async function openRawDataConnection(session: Session, signal: AbortSignal): Promise<DataConnection> {
   const data = session.data;
   if (!data) throw new FtpError(425, 'Use PASV, EPSV, PORT or EPRT first');
   session.data = undefined; // one data connection per transfer
   const timeoutMs = session.deps.settings.dataConnectTimeout * 1000;
   try {
     if (data.kind === 'passive') {
-      return await abortable(data.connect(timeoutMs), signal, (socket) => socket.destroy());
+      const socket = await abortable(data.connect(timeoutMs), signal, (s) => s.destroy());
+      return { socket, mode: data.relayed() ? 'relayed' : 'passive' };
     }
     // From this replica's own address (not the balancer's the client reached), as the control connection's replies come.
-    return await dial(data.host, data.port, normalizeAddress(session.socket.localAddress ?? ''), timeoutMs, signal);
+    return { socket: await dial(data.host, data.port, normalizeAddress(session.socket.localAddress ?? ''), timeoutMs, signal), mode: 'active' };
   } catch (err) {
     if (data.kind === 'passive') data.dispose();
     if (signal.aborted) throw err;

@@ -60,13 +60,33 @@ const REST: Handler = (session, arg) => {
   session.reply(350, `Restarting at ${session.restOffset}. Send STOR, APPE or RETR`);
 };
 
-/** Counts, audits and meters a finished transfer; only a completed one counts as an upload. */
+/** Counts, audits and meters a finished transfer (and writes its xferlog line); only a completed one counts as an upload. */
 function recordTransfer(session: Session, direction: 'upload' | 'download', path: string, outcome: TransferOutcome) {
-  const { metrics } = session.deps;
+  const { metrics, xferlog } = session.deps;
   metrics.transfersTotal.inc({ direction, result: outcome.result });
   metrics.transferBytes.inc({ direction }, outcome.bytes);
   metrics.transferSeconds.observe({ direction }, outcome.ms / 1000);
-  audit(session, direction, { path, bytes: outcome.bytes, durationMs: outcome.ms, result: outcome.result, mode: session.type });
+  const user = session.user!;
+  if (metrics.perUser) {
+    metrics.perUser.transfers.inc({ user: user.name, direction, result: outcome.result });
+    metrics.perUser.bytes.inc({ user: user.name, direction }, outcome.bytes);
+  }
+  audit(session, direction, { path, bytes: outcome.bytes, durationMs: outcome.ms, result: outcome.result, mode: session.type, data: outcome.mode });
+  // A transfer refused before any data connection (521) moved nothing and is no transfer to log, as in vsftpd.
+  if (xferlog && outcome.mode) {
+    xferlog.write({
+      at: new Date(),
+      durationMs: outcome.ms,
+      remoteHost: session.clientAddress,
+      bytes: outcome.bytes,
+      path,
+      type: session.type,
+      direction,
+      anonymous: user.anonymous,
+      user: user.name,
+      completed: outcome.ok,
+    });
+  }
 }
 
 const RETR: Handler = async (session, arg) => {

@@ -9,6 +9,8 @@ interface Waiter {
   key: string;
   sessionId: string;
   socket?: Socket;
+  /** The connection was handed over by a peer replica (it reached the peer first). */
+  relayed?: boolean;
   resolve?: (socket: Socket) => void;
 }
 
@@ -18,6 +20,8 @@ export interface PassiveExpectation {
   connect(timeoutMs: number): Promise<Socket>;
   /** Stops expecting and closes the connection (a finished transfer has flushed it by then). */
   dispose(): void;
+  /** Whether the connection came through a peer's relay rather than straight from the client. */
+  readonly relayed: boolean;
 }
 
 export interface PassiveListeners {
@@ -88,7 +92,7 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
         return refuse(socket, header.destination.port, address, `relayed by ${from} for a lease this replica does not hold`);
       }
       options.onRelayReceived?.();
-      deliver(waiter, socket);
+      deliver(waiter, socket, true);
     } catch (err) {
       options.log.warn({ peer: from, err: (err as Error).message }, 'relayed data connection refused: bad relay header');
       socket.destroy();
@@ -99,9 +103,10 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
    * Only waiters without a connection stay routable: a second connection is refused (data-port theft), and once the
    * lease is released another session (here or on a peer) may lease the same port for the same address.
    */
-  const deliver = (waiter: Waiter, socket: Socket) => {
+  const deliver = (waiter: Waiter, socket: Socket, relayed = false) => {
     if (waiters.get(waiter.key) === waiter) waiters.delete(waiter.key);
     waiter.socket = socket;
+    waiter.relayed = relayed;
     waiter.resolve?.(socket);
   };
 
@@ -135,6 +140,9 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
       };
       return {
         dispose,
+        get relayed() {
+          return Boolean(waiter.relayed);
+        },
         connect(timeoutMs) {
           if (waiter.socket) return Promise.resolve(waiter.socket);
           return new Promise<Socket>((resolve, reject) => {

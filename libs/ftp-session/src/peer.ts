@@ -8,6 +8,8 @@ export interface Peer {
   address: string;
   port: number;
   serverAddress: string;
+  /** The server port the client dialled (the balancer's, behind PROXY protocol). */
+  serverPort: number;
 }
 
 /** How long a trusted balancer has to send its PROXY header. */
@@ -22,6 +24,7 @@ export async function resolvePeer(socket: Socket, trustsProxy: (address: string)
     address: normalizeAddress(socket.remoteAddress ?? ''),
     port: socket.remotePort ?? 0,
     serverAddress: normalizeAddress(socket.localAddress ?? ''),
+    serverPort: socket.localPort ?? 0,
   };
   if (!trustsProxy(own.address)) return own;
   try {
@@ -35,6 +38,7 @@ export async function resolvePeer(socket: Socket, trustsProxy: (address: string)
       address: normalizeAddress(header.source.address),
       port: header.source.port,
       serverAddress: normalizeAddress(header.destination.address),
+      serverPort: header.destination.port,
     };
   } catch (err) {
     log.warn({ balancer: own.address, err: (err as Error).message }, 'connection from a trusted balancer without a valid PROXY header: closing');

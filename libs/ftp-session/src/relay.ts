@@ -1,7 +1,8 @@
 import { connect, type Socket } from 'node:net';
 import type { ClusterState } from '@ftp/cluster-state';
 import { encodeProxyV2 } from '@ftp/protocol';
-import type { EdgeMetrics, Logger } from '@ftp/telemetry';
+import { context, ROOT_CONTEXT, SpanKind, trace, type Span } from '@opentelemetry/api';
+import { tracer, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import type { Peer } from './peer';
 
 /**
@@ -25,6 +26,28 @@ export interface RelayDeps {
  * Resolves false when no peer owns such a lease; the caller then refuses the connection.
  */
 export async function relayToOwner(socket: Socket, port: number, peer: Peer, deps: RelayDeps): Promise<boolean> {
+  // A root span on this replica (the owner's session trace lives elsewhere), found by its session id like the rest of
+  // the session; it lasts as long as the relayed connection.
+  const span = tracer.startSpan('ftp relay', {
+    kind: SpanKind.SERVER,
+    root: true,
+    attributes: {
+      'client.address': peer.address,
+      'client.port': peer.port,
+      'server.address': peer.serverAddress,
+      'server.port': port,
+      'network.transport': 'tcp',
+    },
+  });
+  const relayed = await context.with(trace.setSpan(ROOT_CONTEXT, span), () => relay(socket, port, peer, deps, span));
+  if (!relayed) {
+    span.setAttribute('ftp.relay.result', 'refused');
+    span.end();
+  }
+  return relayed;
+}
+
+async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, span: Span): Promise<boolean> {
   let lease;
   try {
     lease = await deps.cluster.ports.find(port, peer.address);
@@ -34,6 +57,7 @@ export async function relayToOwner(socket: Socket, port: number, peer: Peer, dep
     return false;
   }
   if (!lease || lease.replicaId === deps.replicaId || !lease.relayAddress) return false;
+  span.setAttributes({ 'ftp.session.id': lease.sessionId, 'ftp.relay.owner': lease.replicaId });
   const split = lease.relayAddress.lastIndexOf(':');
   const host = lease.relayAddress.slice(0, split).replace(/^\[|\]$/g, '');
   const relayPort = Number(lease.relayAddress.slice(split + 1));
@@ -53,6 +77,10 @@ export async function relayToOwner(socket: Socket, port: number, peer: Peer, dep
   });
   if (!connected || socket.destroyed) {
     upstream.destroy();
+    if (connected) {
+      span.setAttribute('ftp.relay.result', 'client-gone');
+      span.end();
+    }
     return connected; // a client gone meanwhile was relayed as far as it could be
   }
   upstream.write(
@@ -63,6 +91,14 @@ export async function relayToOwner(socket: Socket, port: number, peer: Peer, dep
     }),
   );
   splice(socket, upstream);
+  let open = 2;
+  const closed = () => {
+    if (--open > 0) return;
+    span.setAttributes({ 'ftp.relay.result': 'relayed', 'ftp.relay.bytes_from_client': socket.bytesRead, 'ftp.relay.bytes_to_client': socket.bytesWritten });
+    span.end();
+  };
+  socket.once('close', closed);
+  upstream.once('close', closed);
   deps.metrics.relayedConnections.inc({ side: 'sent' });
   deps.log.info({ port, client: peer.address, owner: lease.replicaId }, 'data connection relayed to the replica that owns its lease');
   return true;

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
 import type { User } from '@ftp/identity';
 import { CommandLineDecoder, commandNeedsLogin, type DecodedLine, formatReply, lookupCommand, normalizeAddress, parseCommand } from '@ftp/protocol';
 import type { Storage } from '@ftp/storage';
-import { replyClass, type Logger } from '@ftp/telemetry';
+import { bindTraceContext, replyClass, tracer, type Logger } from '@ftp/telemetry';
 import { failureLevel, FtpError, toFtpError } from './errors';
 import { disposeData } from './dataChannel';
 import { HANDLERS } from './handlers';
@@ -26,6 +27,16 @@ export interface Session {
   id: string;
   deps: SessionDeps;
   log: Logger;
+  /** The `ftp session` span (the no-op span with tracing off): the parent of every command's span. */
+  span: Span;
+  /** The context holding `span`, for spans started outside a command (data connections, the session's end). */
+  traceContext: Context;
+  /**
+   * The context of what the session does now: the session's, a command's, or a transfer's within it. Spans started
+   * by handlers take it as parent, log lines carry its ids, and cluster-state calls made after an await run in it
+   * (withContext), so no AsyncLocalStorage is needed to follow a session across awaits.
+   */
+  currentContext: Context;
   socket: Socket;
   clientAddress: string;
   startedAt: number;
@@ -86,10 +97,45 @@ export function freshSessionState() {
   };
 }
 
-/** Serves one control connection from greeting to close. Never throws: every failure becomes a reply or a log line. */
+/**
+ * Serves one control connection from greeting to close. Never throws: every failure becomes a reply or a log line.
+ * Traced as one `ftp session` span (a root), with a child span per command; all of them carry `ftp.session.id`.
+ */
 export async function runSession(socket: Socket, deps: SessionDeps, options: { implicitTls?: boolean; peer?: Peer } = {}): Promise<void> {
-  const { settings, cluster, metrics } = deps;
   const id = randomUUID();
+  const peerAddress = normalizeAddress(socket.remoteAddress ?? '');
+  const span = tracer.startSpan('ftp session', {
+    kind: SpanKind.SERVER,
+    root: true,
+    attributes: {
+      'ftp.session.id': id,
+      'client.address': options.peer?.address ?? peerAddress,
+      'client.port': options.peer?.port ?? socket.remotePort ?? 0,
+      'server.address': options.peer?.serverAddress ?? normalizeAddress(socket.localAddress ?? ''),
+      'server.port': options.peer?.serverPort ?? socket.localPort ?? 0,
+      'network.transport': 'tcp',
+      'ftp.tls': Boolean(options.implicitTls),
+    },
+  });
+  // Behind a PROXY-protocol balancer the socket's peer is the balancer, not the client.
+  if (options.peer && options.peer.address !== peerAddress && span.isRecording()) span.setAttributes({ 'network.peer.address': peerAddress, 'network.peer.port': socket.remotePort ?? 0 });
+  const traceContext = trace.setSpan(ROOT_CONTEXT, span);
+  try {
+    await context.with(traceContext, () => serveSession(socket, deps, options, id, span, traceContext));
+  } finally {
+    span.end();
+  }
+}
+
+async function serveSession(
+  socket: Socket,
+  deps: SessionDeps,
+  options: { implicitTls?: boolean; peer?: Peer },
+  id: string,
+  span: Span,
+  traceContext: Context,
+): Promise<void> {
+  const { settings, cluster, metrics } = deps;
   const clientAddress = options.peer?.address ?? normalizeAddress(socket.remoteAddress ?? '');
   const log = deps.log.child({ session: id, client: clientAddress });
   socket.setNoDelay(true);
@@ -98,6 +144,9 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
     id,
     deps,
     log,
+    span,
+    traceContext,
+    currentContext: traceContext,
     socket,
     clientAddress,
     startedAt: Date.now(),
@@ -134,6 +183,7 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
       try {
         session.socket = await startTls(raw, deps.tls!);
         session.secure = true;
+        span.setAttribute('ftp.tls', true);
         listen(session.socket);
         log.info({ protocol: (session.socket as TLSSocket).getProtocol() }, 'control connection upgraded to TLS');
       } catch (err) {
@@ -145,6 +195,7 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
   };
   let lastReply = 0;
   let registered = false;
+  bindTraceContext(log, () => session.currentContext);
 
   const finished = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.on('error', () => {}); // logged by listen() once the session runs
@@ -152,16 +203,20 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
   try {
     if (await cluster.bans.isBanned(clientAddress)) {
       metrics.connectionsTotal.inc({ result: 'banned' });
+      span.setAttribute('ftp.session.refused', 'banned');
       log.warn('connection refused: address is banned after failed logins');
       session.reply(421, 'Too many failed logins from your address; try again later');
       return endAndWait(session, finished);
     }
-    const admission = await cluster.sessions.open(
-      { id, replicaId: settings.replicaId, clientAddress, startedAt: session.startedAt, bytesIn: 0, bytesOut: 0 },
-      { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp },
+    const admission = await withContext(session, () =>
+      cluster.sessions.open(
+        { id, replicaId: settings.replicaId, clientAddress, startedAt: session.startedAt, bytesIn: 0, bytesOut: 0 },
+        { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp },
+      ),
     );
     if (!admission.ok) {
       metrics.connectionsTotal.inc({ result: admission.reason });
+      span.setAttribute('ftp.session.refused', admission.reason);
       log.warn({ reason: admission.reason }, 'connection refused: session limit reached');
       session.reply(421, admission.reason === 'max-sessions' ? 'Too many users, try again later' : 'Too many connections from your address');
       return endAndWait(session, finished);
@@ -169,6 +224,8 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
     registered = true;
   } catch (err) {
     metrics.clusterStateErrors.inc();
+    span.setAttribute('ftp.session.refused', 'cluster-state-unavailable');
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'cluster state unavailable' });
     log.error({ err }, 'cluster state unavailable: refusing new session');
     session.reply(421, 'Service temporarily unavailable, try again later');
     return endAndWait(session, finished);
@@ -206,6 +263,11 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
     const { verb, arg } = parseCommand(line.text);
     const spec = lookupCommand(verb);
     const canonical = spec ? (spec.alias ?? spec.verb) : 'UNKNOWN';
+    // Named by the verb of the command table, never the argument (PASS carries the password, paths are data).
+    const commandSpan = tracer.startSpan(`ftp ${canonical}`, { attributes: { 'ftp.session.id': id } }, traceContext);
+    const commandContext = trace.setSpan(traceContext, commandSpan);
+    session.currentContext = commandContext;
+    lastReply = 0;
     try {
       if (!spec) throw new FtpError(500, `Unknown command "${verb.slice(0, 32)}"`);
       const handler = HANDLERS[canonical];
@@ -213,17 +275,25 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
       if (commandNeedsLogin(spec, arg) && !session.user) throw new FtpError(530, 'Please log in with USER and PASS first');
       if (spec.arg === 'required' && arg === '') throw new FtpError(501, `${canonical} needs an argument`);
       if (spec.arg === 'none' && arg !== '') throw new FtpError(501, `${canonical} takes no argument`);
-      cluster.sessions.update(id, { command: canonical }).catch(() => metrics.clusterStateErrors.inc());
-      await handler(session, arg);
+      await context.with(commandContext, () => {
+        cluster.sessions.update(id, { command: canonical }).catch(() => metrics.clusterStateErrors.inc());
+        return handler(session, arg);
+      });
     } catch (err) {
       const ftpError = toFtpError(err);
       log[failureLevel(err)]({ err, verb: canonical, reply: ftpError.code }, 'command failed');
       session.reply(ftpError.code, ftpError.message);
     }
+    session.currentContext = traceContext;
     // REST applies only to the transfer command that follows it.
     if (!KEEPS_REST_OFFSET.has(canonical)) session.restOffset = 0;
-    metrics.commandsTotal.inc({ verb: canonical, class: replyClass(lastReply) });
+    // 'none': the connection closed before the command could answer.
+    metrics.commandsTotal.inc({ verb: canonical, class: lastReply ? replyClass(lastReply) : 'none' });
     metrics.commandSeconds.observe({ verb: canonical }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (lastReply > 0) commandSpan.setAttribute('ftp.reply.code', lastReply);
+    // 4xx and 5xx are failures the operator wants to find (refused logins, permissions, broken transfers).
+    if (lastReply >= 400) commandSpan.setStatus({ code: SpanStatusCode.ERROR, message: `reply ${lastReply}` });
+    commandSpan.end();
   };
 
   const pump = async () => {
@@ -284,8 +354,14 @@ export async function runSession(socket: Socket, deps: SessionDeps, options: { i
   disposeData(session);
   metrics.sessionsActive.dec();
   deps.live.delete(session);
-  if (registered) await cluster.sessions.close(id).catch(() => metrics.clusterStateErrors.inc());
+  if (registered) await withContext(session, () => cluster.sessions.close(id)).catch(() => metrics.clusterStateErrors.inc());
+  span.setAttributes({ 'ftp.session.bytes_in': session.bytesIn, 'ftp.session.bytes_out': session.bytesOut });
   log.debug('session closed');
+}
+
+/** Runs `call` (a cluster-state call made after an await) in the session's current context: its Redis spans join the trace. */
+export function withContext<T>(session: Session, call: () => T): T {
+  return context.with(session.currentContext, call);
 }
 
 async function endAndWait(session: Session, finished: Promise<void>) {

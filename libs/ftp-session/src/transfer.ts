@@ -1,9 +1,12 @@
 import type { Socket } from 'node:net';
+import { context, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { tracer } from '@ftp/telemetry';
 import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
 import { dataProtectionRequired } from './handleTls';
 import { reportSession } from './heartbeat';
 import type { ActiveTransfer, Session } from './session';
+import type { DataMode } from './types';
 
 export interface TransferInfo {
   direction: ActiveTransfer['direction'];
@@ -21,17 +24,60 @@ export interface TransferOutcome {
   bytes: number;
   ms: number;
   result: 'ok' | 'aborted' | 'failed';
+  /** How the data connection was made; undefined when none was. */
+  mode?: DataMode;
 }
 
 /**
  * Runs one data transfer around `body`: 150, open the data connection, move the bytes, then 226 — or 425/426/45x,
  * with ABOR answered 426 then 226. `body` gets the socket and an AbortSignal that fires on ABOR, a closed control
  * connection or a stalled data connection. The session stays usable whatever happens.
+ * Traced as one `ftp transfer` span under the command's (attributes set once, at the end: nothing per chunk); `body`
+ * runs inside it, so what it calls (the upload event) joins the transfer's trace.
  */
 export async function runTransfer(
   session: Session,
   info: TransferInfo,
   body: (socket: Socket, signal: AbortSignal) => Promise<void>,
+): Promise<TransferOutcome> {
+  const parent = session.currentContext;
+  const span = tracer.startSpan(
+    'ftp transfer',
+    {
+      attributes: {
+        'ftp.session.id': session.id,
+        'ftp.transfer.direction': info.direction,
+        'ftp.path': info.path,
+        'ftp.transfer.type': session.type === 'A' ? 'ascii' : 'binary',
+        'ftp.transfer.tls': session.protection === 'P',
+        ...(session.restOffset > 0 ? { 'ftp.transfer.offset': session.restOffset } : {}),
+      },
+    },
+    parent,
+  );
+  session.currentContext = trace.setSpan(parent, span);
+  let outcome: TransferOutcome;
+  try {
+    outcome = await context.with(session.currentContext, () => transfer(session, info, body, span));
+  } finally {
+    session.currentContext = parent;
+  }
+  span.setAttributes({
+    'ftp.transfer.bytes': outcome.bytes,
+    'ftp.transfer.duration_ms': outcome.ms,
+    'ftp.transfer.result': outcome.result,
+  });
+  if (outcome.mode) span.setAttribute('ftp.transfer.mode', outcome.mode);
+  if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: `transfer ${outcome.result}` });
+  span.end();
+  return outcome;
+}
+
+async function transfer(
+  session: Session,
+  info: TransferInfo,
+  body: (socket: Socket, signal: AbortSignal) => Promise<void>,
+  span: Span,
 ): Promise<TransferOutcome> {
   const controller = new AbortController();
   const started = Date.now();
@@ -54,9 +100,11 @@ export async function runTransfer(
   void reportSession(session);
   session.reply(150, info.opening);
   let socket: Socket | undefined;
+  let mode: DataMode | undefined;
   let result: TransferOutcome['result'] = 'failed';
   try {
-    socket = await openDataConnection(session, controller.signal);
+    ({ socket, mode } = await openDataConnection(session, controller.signal));
+    if (span.isRecording()) span.setAttributes({ 'network.peer.address': socket.remoteAddress ?? '', 'network.peer.port': socket.remotePort ?? 0 });
     const stalled = session.deps.settings.stallTimeout * 1000;
     socket.setTimeout(stalled, () => {
       session.log.warn({ path: info.path }, 'transfer stalled: closing data connection');
@@ -87,7 +135,7 @@ export async function runTransfer(
   if (info.direction === 'upload') session.bytesIn += bytes;
   else session.bytesOut += bytes;
   void reportSession(session);
-  return { ok: result === 'ok', bytes, ms: Date.now() - started, result };
+  return { ok: result === 'ok', bytes, ms: Date.now() - started, result, mode };
 }
 
 /** Storage errors carry their own reply; anything else that broke while a socket was open is the network's doing. */

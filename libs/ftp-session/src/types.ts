@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { ClusterState } from '@ftp/cluster-state';
 import type { Identity, User } from '@ftp/identity';
 import type { Storage } from '@ftp/storage';
-import type { EdgeMetrics, Logger } from '@ftp/telemetry';
+import type { EdgeMetrics, Logger, Xferlog } from '@ftp/telemetry';
 import type { UploadAbortedEvent, UploadEvent } from '@ftp/upload-events';
 import type { PassiveListeners } from './passiveListeners';
 import type { Session } from './session';
@@ -55,9 +55,14 @@ export interface SessionDeps {
   uploads?: UploadEvents;
   /** Open sessions of this process, so that a drain can tell idle ones from those mid-transfer. */
   live: Set<Session>;
+  /** The xferlog audit stream (FTP_XFERLOG_FILE); absent when off. */
+  xferlog?: Pick<Xferlog, 'write'>;
 }
 
 /** A prepared data channel: a passive lease with its waiter, or an active target. */
 export type PendingData =
-  | { kind: 'passive'; port: number; connect(timeoutMs: number): Promise<Socket>; dispose(): void }
+  | { kind: 'passive'; port: number; connect(timeoutMs: number): Promise<Socket>; dispose(): void; relayed(): boolean }
   | { kind: 'active'; host: string; port: number };
+
+/** How a data connection was made: the client dialled us, we dialled the client, or a peer replica relayed the client. */
+export type DataMode = 'passive' | 'active' | 'relayed';

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import type { Upload } from '@ftp/storage';
+import { injectTraceContext } from '@ftp/telemetry';
 import type { UploadAbortedEvent, UploadEvent } from '@ftp/upload-events';
 import { storageOf } from './access';
 import type { Session } from './session';
@@ -66,7 +67,10 @@ export async function abortedEvent(session: Session, context: UploadContext, out
 
 function common(session: Session, context: UploadContext) {
   const user = session.user!;
+  // Built inside the transfer's span: the worker's spans continue this trace. Absent with tracing off.
+  const traceContext = injectTraceContext(session.currentContext);
   return {
+    ...(traceContext ? { traceContext } : {}),
     uploadId: context.uploadId,
     user: user.name,
     groups: [...(user.groups ?? [])],

@@ -1,4 +1,17 @@
-export { createLogger, type Logger } from './logger';
-export { createEdgeMetrics, replyClass, type EdgeMetrics } from './metrics';
-export { startTracing } from './tracing';
+export { bindTraceContext, createLogger, traceFields, type Logger } from './logger';
+export { createEdgeMetrics, replyClass, type EdgeMetrics, type EdgeMetricsOptions } from './metrics';
+export {
+  createRedisInstrumentation,
+  extractTraceContext,
+  failSpan,
+  injectTraceContext,
+  inSpan,
+  patchRedis,
+  startTracing,
+  SyncContextManager,
+  tracer,
+  tracingConfigured,
+  tracingEnabled,
+} from './tracing';
 export { startAdminServer } from './admin';
+export { createXferlog, formatXferlogLine, type Xferlog, type XferlogEntry } from './xferlog';

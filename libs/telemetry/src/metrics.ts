@@ -1,9 +1,52 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** Every metric the edge exports. Labels are bounded: verbs come from the command table, never paths or user names. */
-export function createEdgeMetrics() {
+export interface EdgeMetricsOptions {
+  /** Addresses banned right now, cluster-wide (read at scrape time from the cluster state). */
+  bansActive?: () => Promise<number>;
+  /** Whether the cluster state store answers (Redis up; always true for the in-memory state). */
+  clusterStateUp?: () => boolean;
+  /** FTP_METRICS_USER_LABELS: also count transfers and bytes per user (bounded by the users file; off by default). */
+  perUser?: boolean;
+}
+
+/** A scrape must answer even while Redis hangs: a read that takes longer is skipped (the gauge keeps its last value). */
+const SCRAPE_READ_TIMEOUT_MS = 1000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.catch(() => undefined),
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Every metric the edge exports. Labels are bounded: verbs come from the command table, reply classes, directions,
+ * results and modes are fixed sets; never paths, and user names only with `perUser` (authenticated users only, so
+ * the set is the users file, never what a client typed).
+ */
+export function createEdgeMetrics(options: EdgeMetricsOptions = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const perUser = options.perUser
+    ? {
+        bytes: new Counter({
+          name: 'ftp_user_transfer_bytes_total',
+          help: 'File bytes moved by authenticated user and direction (FTP_METRICS_USER_LABELS)',
+          labelNames: ['user', 'direction'] as const,
+          registers: [registry],
+        }),
+        transfers: new Counter({
+          name: 'ftp_user_transfers_total',
+          help: 'Data transfers by authenticated user, direction and result (FTP_METRICS_USER_LABELS)',
+          labelNames: ['user', 'direction', 'result'] as const,
+          registers: [registry],
+        }),
+      }
+    : undefined;
   const metrics = {
     registry,
     sessionsActive: new Gauge({ name: 'ftp_sessions_active', help: 'Open control connections on this replica', registers: [registry] }),
@@ -59,10 +102,34 @@ export function createEdgeMetrics() {
       labelNames: ['side'] as const,
       registers: [registry],
     }),
-    bansTotal: new Counter({ name: 'ftp_bans_total', help: 'Addresses banned after failed logins', registers: [registry] }),
+    bansTotal: new Counter({ name: 'ftp_bans_total', help: 'Addresses banned after failed logins by this replica', registers: [registry] }),
+    bansActive: new Gauge({
+      name: 'ftp_bans_active',
+      help: 'Addresses banned right now, cluster-wide (every replica reports the same figure: aggregate with max, not sum)',
+      registers: [registry],
+      async collect() {
+        if (!options.bansActive) return this.set(0);
+        const count = await withTimeout(options.bansActive(), SCRAPE_READ_TIMEOUT_MS);
+        if (count !== undefined) this.set(count); // store away: keep the last figure rather than fail the scrape
+      },
+    }),
+    clusterStateUp: new Gauge({
+      name: 'ftp_cluster_state_up',
+      help: 'Whether the cluster state store (Redis) answers: 1 yes, 0 no; always 1 with the in-memory state',
+      registers: [registry],
+      collect() {
+        this.set(options.clusterStateUp ? Number(options.clusterStateUp()) : 1);
+      },
+    }),
+    dataConnectionsTotal: new Counter({
+      name: 'ftp_data_connections_total',
+      help: 'Data connections opened for transfers, by mode: passive, active, or relayed (passive, handed over by a peer replica)',
+      labelNames: ['mode'] as const,
+      registers: [registry],
+    }),
     clusterStateErrors: new Counter({
       name: 'ftp_cluster_state_errors_total',
-      help: 'Failed calls to the cluster state store',
+      help: 'Failed calls to the cluster state store (Redis errors and timeouts, in cluster mode)',
       registers: [registry],
     }),
     uploadEventsTotal: new Counter({
@@ -76,6 +143,13 @@ export function createEdgeMetrics() {
       help: 'Upload events waiting in the outbox for Redis',
       registers: [registry],
     }),
+    xferlogDropped: new Counter({
+      name: 'ftp_xferlog_dropped_lines_total',
+      help: 'xferlog lines dropped because the file could not keep up or could not be written',
+      registers: [registry],
+    }),
+    /** Only with FTP_METRICS_USER_LABELS. */
+    perUser,
   };
   return metrics;
 }

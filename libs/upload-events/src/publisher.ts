@@ -1,6 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import type { Logger } from '@ftp/telemetry';
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { extractTraceContext, tracer, type Logger } from '@ftp/telemetry';
 import { JOB_UPLOAD_ABORTED, JOB_UPLOAD_COMPLETED, UPLOAD_QUEUE, queuePrefix, type UploadAbortedEvent, type UploadEvent } from './types';
 
 /** What became of one event: added to the queue (at once or from the outbox), kept in the outbox, or given up. */
@@ -71,7 +72,7 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
   let draining: Promise<void> | undefined;
   /** Set once close() is called. */
   let closed: Promise<void> | undefined;
-  const inFlight = new Set<Promise<void>>();
+  const inFlight = new Set<Promise<unknown>>();
   const report = (outcome: PublishOutcome) => options.onOutcome?.(outcome, outbox.size);
 
   const redis = new Redis(options.redisUrl, {
@@ -169,22 +170,53 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
     return draining;
   }
 
+  /**
+   * One `send uploads` span (messaging semantic conventions) per event published by a session; the queue's Redis
+   * commands are its children. What the outbox delivers later has no span (no session is waiting for it). Its parent
+   * is the context the event carries (the upload's transfer), so no ambient context is needed.
+   */
   function publish(entry: Entry): Promise<void> {
+    const parent = extractTraceContext(entry.data.traceContext);
+    const span = tracer.startSpan(`send ${UPLOAD_QUEUE}`, {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        'messaging.system': 'bullmq',
+        'messaging.operation.type': 'send',
+        'messaging.operation.name': 'add',
+        'messaging.destination.name': UPLOAD_QUEUE,
+        'messaging.message.id': entry.data.uploadId,
+        'ftp.upload.event': entry.name,
+      },
+    }, parent);
+    return context.with(trace.setSpan(parent, span), () => publishNow(entry)).then((outcome) => {
+      span.setAttribute('ftp.upload.outcome', outcome);
+      if (outcome !== 'queued') span.setStatus({ code: SpanStatusCode.ERROR, message: `event ${outcome}` });
+      span.end();
+    });
+  }
+
+  function publishNow(entry: Entry): Promise<PublishOutcome> {
     if (closed) {
       log.error({ lost: entry.data, job: entry.name }, 'UPLOAD EVENT LOST: published after close() (re-enqueue it from this line)');
       report('lost');
-      return Promise.resolve();
+      return Promise.resolve('lost');
     }
     if (redis.status !== 'ready') {
       // Not even trying: while the connection is down an add would wait for the queue's set-up.
       defer(entry, new Error(`Redis connection ${redis.status}`));
-      return Promise.resolve();
+      return Promise.resolve('deferred');
     }
-    const attempt = queue
+    const attempt: Promise<PublishOutcome> = queue
       .add(entry.name, entry.data, { ...jobOptions, jobId: entry.data.uploadId })
       .then(
-        () => report('queued'),
-        (err: unknown) => defer(entry, err),
+        () => {
+          report('queued');
+          return 'queued' as const;
+        },
+        (err: unknown) => {
+          defer(entry, err);
+          return 'deferred' as const;
+        },
       )
       .finally(() => inFlight.delete(attempt));
     inFlight.add(attempt);

@@ -1,8 +1,8 @@
+// First: tracing must be running before the rest of the graph (ioredis, the session code) is evaluated.
+import { stopTracing } from './instrument';
 import { ConfigError, configPathFromArgv, loadConfig } from '@ftp/config';
-import { createLogger, startTracing } from '@ftp/telemetry';
+import { createLogger } from '@ftp/telemetry';
 import { startEdge } from './server';
-
-const stopTracing = startTracing('ftp-edge');
 
 let config;
 try {
@@ -39,4 +39,9 @@ const stop = async (signal: string) => {
   process.exit(0);
 };
 process.on('SIGTERM', () => void stop('SIGTERM'));
+// logrotate's postrotate: reopen the xferlog file.
+process.on('SIGHUP', () => {
+  log.info('SIGHUP: reopening the xferlog file');
+  edge.reopenLogs();
+});
 process.on('SIGINT', () => void stop('SIGINT'));

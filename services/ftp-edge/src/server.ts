@@ -16,7 +16,7 @@ import {
   type SessionDeps,
 } from '@ftp/session';
 import { createLocalStorage, type Storage } from '@ftp/storage';
-import { createEdgeMetrics, type EdgeMetrics, type Logger } from '@ftp/telemetry';
+import { createEdgeMetrics, createXferlog, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { createUploadPublisher } from '@ftp/upload-events';
 import { startAdminServer } from './admin';
 import { createClusterState, relayAddress } from './clusterSetup';
@@ -34,6 +34,8 @@ export interface Edge {
   createdUser?: { name: string; password: string };
   /** Stop accepting, let transfers run until the deadline, 421 to idle sessions, then release everything. */
   close(deadlineMs?: number): Promise<void>;
+  /** Reopens the xferlog file (SIGHUP, after log rotation). */
+  reopenLogs(): void;
 }
 
 export interface EdgeOptions {
@@ -61,7 +63,27 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
 
     const cluster = await createClusterState(config, log);
     closers.push(() => cluster.close());
-    const metrics = createEdgeMetrics();
+    const metrics = createEdgeMetrics({
+      bansActive: () => cluster.bans.active(),
+      clusterStateUp: () => cluster.available(),
+      perUser: config.metricsUserLabels,
+    });
+    const xferlog = config.xferlogFile
+      ? createXferlog(config.xferlogFile, {
+          onDrop: (reason) => {
+            metrics.xferlogDropped.inc();
+            dropLog(reason);
+          },
+        })
+      : undefined;
+    // After the drain (every closer runs after it): the last transfers' lines are in.
+    if (xferlog) closers.push(() => xferlog.close());
+    let lastDropLogged = 0;
+    const dropLog = (reason: string) => {
+      if (Date.now() - lastDropLogged < 10_000) return; // one line per 10 s while the file stays unwritable
+      lastDropLogged = Date.now();
+      log.error({ file: config.xferlogFile, reason }, 'xferlog line dropped');
+    };
     // Upload events go through a BullMQ queue, so only with Redis: the embedded default stays Redis-free.
     const uploads =
       config.redisUrl && config.uploadEvents !== 'off'
@@ -110,6 +132,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       log,
       live,
       uploads,
+      xferlog,
     };
 
     closers.push(startHeartbeat(deps, SESSION_HEARTBEAT_MS));
@@ -157,6 +180,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
         relay: relay || 'off',
         replica: config.replicaId,
         uploadEvents: uploads ? config.uploadEvents : 'off',
+        xferlog: config.xferlogFile || 'off',
       },
       'FTP edge listening',
     );
@@ -167,6 +191,9 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       metrics,
       cluster,
       createdUser: bootstrap.created && bootstrap.user && bootstrap.password ? { name: bootstrap.user, password: bootstrap.password } : undefined,
+      reopenLogs() {
+        xferlog?.reopen();
+      },
       async close(deadlineMs = 30_000) {
         accepting = false;
         control.close();

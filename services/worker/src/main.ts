@@ -1,9 +1,9 @@
-import { createLogger, startTracing } from '@ftp/telemetry';
+// First: tracing must be running before the rest of the graph (bullmq, ioredis) is evaluated.
+import { stopTracing } from './instrument';
+import { createLogger } from '@ftp/telemetry';
 import { loadWorkerConfig, WorkerConfigError } from './config';
 import { withFailedJobs } from './failedJobs';
 import { startWorker } from './worker';
-
-const stopTracing = startTracing('ftp-worker');
 
 let config;
 try {

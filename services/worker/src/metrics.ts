@@ -15,6 +15,24 @@ export function createWorkerMetrics(queue: Queue) {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    jobSeconds: new Histogram({
+      name: 'ftp_worker_job_duration_seconds',
+      help: 'Duration of one attempt of a job, by result (completed, failed)',
+      labelNames: ['result'] as const,
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600],
+      registers: [registry],
+    }),
+    uploadLagSeconds: new Histogram({
+      name: 'ftp_worker_upload_lag_seconds',
+      help: 'From the upload completing on the edge to its processing finishing here (queue wait plus processing)',
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600],
+      registers: [registry],
+    }),
+    redisErrors: new Counter({
+      name: 'ftp_worker_redis_errors_total',
+      help: 'Errors of the worker\'s Redis connection (each failed connection attempt while Redis is away counts)',
+      registers: [registry],
+    }),
     stepSeconds: new Histogram({
       name: 'ftp_worker_step_duration_seconds',
       help: 'Duration of pipeline steps by step and outcome',

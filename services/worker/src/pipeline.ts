@@ -1,6 +1,6 @@
 import { isAbsolute, join, normalize, sep } from 'node:path';
 import { UnrecoverableError } from 'bullmq';
-import type { Logger } from '@ftp/telemetry';
+import { inSpan, type Logger } from '@ftp/telemetry';
 import type { UploadEvent } from '@ftp/upload-events';
 import type { PipelineSpec, StepSpec, WorkerConfig } from './config';
 import { matches, type Match } from './rules';
@@ -92,7 +92,13 @@ export async function runPipeline(pipeline: Pipeline, event: UploadEvent, option
     const started = process.hrtime.bigint();
     let result: StepResult;
     try {
-      result = await step.run({ event, filePath, dataRoot: options.dataRoot, previous: { ...results }, log: options.log.child({ step: step.name }), signal: options.signal });
+      const context = { event, filePath, dataRoot: options.dataRoot, previous: { ...results }, log: options.log.child({ step: step.name }), signal: options.signal };
+      // One span per step, a child of the job's `upload.process` span.
+      result = await inSpan(`step ${step.name}`, { attributes: { 'ftp.step': step.name, 'ftp.upload.id': event.uploadId } }, async (span) => {
+        const stepResult = await step.run(context);
+        if (stepResult.stop) span.setAttribute('ftp.step.stop', true);
+        return stepResult;
+      });
     } catch (err) {
       options.observe(step.name, seconds(started), false);
       throw err;

@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { injectTraceContext } from '@ftp/telemetry';
 import { knownSha256 } from './checksum';
 import { PermanentStepError } from './errors';
 import type { Step, StepContext, StepResult } from './types';
@@ -76,6 +77,8 @@ export function webhookStep(options: WebhookOptions): Step {
         const timestamp = String(Math.floor(Date.now() / 1000));
         const headers = {
           ...extra,
+          // traceparent/tracestate of the `step webhook` span (with tracing on): the receiver can join the upload's trace.
+          ...injectTraceContext(),
           'content-type': 'application/json',
           'x-ftp-delivery': event.uploadId,
           'x-ftp-timestamp': timestamp,

@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, test } from 'node:test';
+import { parse } from 'yaml';
+import { loadConfig } from '@ftp/config';
+import { loadWorkerConfig } from '../../services/worker/src/config';
+import { buildPipelines } from '../../services/worker/src/pipeline';
+import { composeSchemaErrors, isPortMapping, loadCompose } from './compose';
+
+// docker-compose.yml and deploy/haproxy/haproxy.cfg, offline: the Compose Specification schema, the old
+// docker-compose 1.29 parser (`config -q` needs no engine), `haproxy -c` with the values Compose passes, and the
+// values the edges and workers would actually load.
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const COMPOSE = join(ROOT, 'docker-compose.yml');
+const HAPROXY_CFG = join(ROOT, 'deploy', 'haproxy', 'haproxy.cfg');
+const EDGES = ['edge-1', 'edge-2', 'edge-3'];
+const WORKERS = ['worker-1', 'worker-2'];
+
+const temp: string[] = [];
+after(() => temp.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A program on PATH or in /usr/sbin (where Debian puts haproxy), or a clear failure naming the package. */
+function binary(name: string, pkg: string): string {
+  for (const dir of [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin']) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  assert.fail(`${name} not found: apt-get install --no-install-recommends ${pkg} (.ci/run installs it)`);
+}
+
+/** This process's environment without the variables the deploy files set, plus `extra`. */
+function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('FTP_') && k !== 'REDIS_URL' && !k.startsWith('COMPOSE_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+const compose = () => loadCompose(COMPOSE, {});
+/** A service's `environment` map as strings. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const envOf = (service: any): Record<string, string> => Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, String(v)]));
+
+test('docker-compose.yml is valid against the Compose Specification schema', () => {
+  assert.deepEqual(composeSchemaErrors(compose()), []);
+});
+
+test('docker-compose 1.29 accepts it (docker-compose config -q)', () => {
+  const result = spawnSync(binary('docker-compose', 'docker-compose'), ['-f', COMPOSE, 'config', '-q'], { cwd: ROOT, env: cleanEnv(), encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+});
+
+test('the cluster: Redis, HAProxy, three edges, two workers and the observability stack', () => {
+  const services = Object.keys(compose().services).sort();
+  assert.deepEqual(services, ['edge-1', 'edge-2', 'edge-3', 'grafana', 'haproxy', 'jaeger', 'otel-collector', 'prometheus', 'redis', 'worker-1', 'worker-2']);
+});
+
+test('every edge gets a configuration it accepts, and HAProxy forwards exactly its control port and passive range', () => {
+  const doc = compose();
+  const haproxy = doc.services.haproxy;
+  const lb = envOf(haproxy);
+  const configs = EDGES.map((name) => {
+    const env = envOf(doc.services[name]);
+    const config = loadConfig({ env });
+    assert.equal(config.advertiseHost, name, `${name}: peers relay to FTP_ADVERTISE_HOST, which must be its own name`);
+    assert.equal(config.replicaId, name);
+    assert.deepEqual(config.proxyProtocolFrom, [haproxy.networks.ftp.ipv4_address], `${name} must trust HAProxy's PROXY header, and only its`);
+    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4318');
+    assert.equal(config.redisUrl, 'redis://redis:6379');
+    const check = doc.services[name].healthcheck.test.join(' ');
+    assert.ok(check.includes(`:${config.adminPort}/readyz`), `${name}: healthcheck must ask /readyz on the admin port`);
+    return config;
+  });
+  for (const config of configs) assert.deepEqual(config.pasvRange, configs[0].pasvRange, 'one passive range for all replicas');
+  const { port, adminPort, pasvRange } = configs[0];
+  assert.deepEqual([lb.FTP_EDGE_1, lb.FTP_EDGE_2, lb.FTP_EDGE_3], EDGES);
+  assert.equal(Number(lb.FTP_EDGE_CONTROL_PORT), port);
+  assert.equal(Number(lb.FTP_EDGE_ADMIN_PORT), adminPort);
+  assert.deepEqual([Number(lb.FTP_PASV_MIN), Number(lb.FTP_PASV_MAX)], [pasvRange.min, pasvRange.max]);
+  assert.deepEqual(haproxy.ports, [`21:${lb.FTP_LB_CONTROL_PORT}`, `${pasvRange.min}-${pasvRange.max}:${pasvRange.min}-${pasvRange.max}`]);
+});
+
+test('every worker loads its configuration and pipelines and shares the edges\' volume, data folder and Redis', () => {
+  const doc = compose();
+  const edge = loadConfig({ env: envOf(doc.services['edge-1']) });
+  for (const name of WORKERS) {
+    const service = doc.services[name];
+    const env = envOf(service);
+    // The pipelines file as the container sees it: the bind mount's source on this side.
+    const mount = (service.volumes as string[]).map((v) => v.split(':')).find(([, target]) => target === env.WORKER_PIPELINES);
+    assert.ok(mount, `${name}: WORKER_PIPELINES ${env.WORKER_PIPELINES} is not mounted`);
+    const config = loadWorkerConfig({ ...env, WORKER_PIPELINES: join(ROOT, mount[0]) });
+    assert.deepEqual(buildPipelines(config, {}).map((p) => p.name), ['inbox-archive', 'default']);
+    assert.equal(config.dataDir, edge.dataDir);
+    assert.equal(config.redisUrl, edge.redisUrl);
+    assert.equal(config.redisPrefix, edge.redisPrefix);
+    assert.equal(config.adminHost, '0.0.0.0');
+    assert.equal(config.adminPort, 9091);
+    assert.ok(service.healthcheck.test.join(' ').includes(`:${config.adminPort}/readyz`));
+    assert.ok((service.volumes as string[]).includes('ftp-data:/data'));
+    assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4318');
+  }
+  assert.ok((doc.services['edge-1'].volumes as string[]).includes('ftp-data:/data'));
+});
+
+test('every file or folder Compose bind-mounts exists in the repository', () => {
+  const doc = compose();
+  const missing = [];
+  for (const [name, service] of Object.entries<any>(doc.services)) { // eslint-disable-line @typescript-eslint/no-explicit-any
+    for (const volume of service.volumes ?? []) {
+      const source = typeof volume === 'string' ? volume.split(':')[0] : volume.source;
+      if (source.startsWith('./') && !existsSync(join(ROOT, source))) missing.push(`${name}: ${source}`);
+    }
+  }
+  assert.deepEqual(missing, []);
+});
+
+test('Prometheus scrapes every edge and worker by service name on its admin port', () => {
+  const doc = compose();
+  const prometheus = parse(readFileSync(join(ROOT, 'deploy', 'observability', 'prometheus.yml'), 'utf8')) as {
+    scrape_configs: Array<{ static_configs?: Array<{ targets: string[] }> }>;
+  };
+  const targets = prometheus.scrape_configs.flatMap((c) => c.static_configs ?? []).flatMap((c) => c.targets).sort();
+  const expected = [
+    ...EDGES.map((name) => `${name}:${loadConfig({ env: envOf(doc.services[name]) }).adminPort}`),
+    ...WORKERS.map((name) => `${name}:${envOf(doc.services[name]).WORKER_ADMIN_PORT}`),
+  ].sort();
+  assert.deepEqual(targets, expected);
+});
+
+test('HAProxy accepts its configuration with the values Compose passes (haproxy -c)', () => {
+  const result = spawnSync(binary('haproxy', 'haproxy'), ['-c', '-f', HAPROXY_CFG], { env: cleanEnv(envOf(compose().services.haproxy)), encoding: 'utf8' });
+  assert.equal(result.status, 0, `${result.stdout}${result.stderr}`);
+});
+
+test('a wrong field fails each validator: schema, docker-compose, haproxy -c', () => {
+  // Schema: an unknown key in a service, a malformed port, a duration without unit, an unknown top-level key.
+  const broken = compose();
+  broken.services['edge-1'].restart_policy = 'always';
+  broken.services.haproxy.ports = ['21:abc'];
+  broken.services.redis.healthcheck.interval = '5 seconds';
+  broken.service = {};
+  const errors = composeSchemaErrors(broken).join('\n');
+  assert.match(errors, /\/services\/edge-1 must NOT have additional properties: restart_policy/);
+  assert.match(errors, /\/services\/haproxy\/ports\/0 must match format "ports"/);
+  assert.match(errors, /\/services\/redis\/healthcheck\/interval must match format "duration"/);
+  assert.match(errors, /\/ must NOT have additional properties: service/);
+  assert.equal(isPortMapping('127.0.0.1:9091:9090'), true);
+  assert.equal(isPortMapping('30000-30019:30000-30019'), true);
+  assert.equal(isPortMapping('21:70000'), false);
+
+  // docker-compose: the same unknown key in a copy (build contexts resolve against the repository).
+  const dir = mkdtempSync(join(tmpdir(), 'compose-test-'));
+  temp.push(dir);
+  const copy = join(dir, 'docker-compose.yml');
+  writeFileSync(copy, readFileSync(COMPOSE, 'utf8').replace('\n  redis:\n    image:', '\n  redis:\n    restart_policy: always\n    image:'));
+  const dockerCompose = binary('docker-compose', 'docker-compose');
+  const result = spawnSync(dockerCompose, ['-f', copy, '--project-directory', ROOT, 'config', '-q'], { env: cleanEnv(), encoding: 'utf8' });
+  assert.notEqual(result.status, 0);
+  assert.match(result.stderr, /Unsupported config option for services\.redis: 'restart_policy'/);
+
+  // haproxy -c: a balance algorithm that does not exist, and a misspelt keyword in a copy of the file.
+  const lb = envOf(compose().services.haproxy);
+  const haproxy = binary('haproxy', 'haproxy');
+  const badBalance = spawnSync(haproxy, ['-c', '-f', HAPROXY_CFG], { env: cleanEnv({ ...lb, FTP_LB_BALANCE: 'fastest' }), encoding: 'utf8' });
+  assert.notEqual(badBalance.status, 0);
+  assert.match(`${badBalance.stdout}${badBalance.stderr}`, /balance only supports/);
+  writeFileSync(join(dir, 'haproxy.cfg'), readFileSync(HAPROXY_CFG, 'utf8').replace('option redispatch', 'option redispach'));
+  const typo = spawnSync(haproxy, ['-c', '-f', join(dir, 'haproxy.cfg')], { env: cleanEnv(lb), encoding: 'utf8' });
+  assert.notEqual(typo.status, 0);
+  assert.match(`${typo.stdout}${typo.stderr}`, /redispach/);
+});
