@@ -4,6 +4,7 @@ import { hashPassword } from '@ftp/identity';
 import { startCluster, type Cluster } from '../support/cluster';
 import { clusterCounter, loginFrom, metricValue, uploadAndDownloadConcurrently } from '../support/clusterClient';
 import { RawClient } from '../support/rawClient';
+import { waitFor } from '../support/rawData';
 import { TEST_PASSWORD } from '../support/server';
 
 // Three replicas behind HAProxy spreading every connection round-robin: a data connection usually lands on another
@@ -56,8 +57,10 @@ test('round-robin: a per-user limit of 3 sessions holds across replicas', async 
     const refused = await fourth.command(`PASS ${cluster.password}`);
     assert.equal(refused.code, 421, refused.text);
     await fourth.waitClosed();
-    const holders = cluster.replicas.filter((r) => r.logs.some((l) => l.event === 'login' && l.user === 'bob' && l.result === 'success'));
-    assert.ok(holders.length >= 2, `the three sessions were on ${holders.length} replicas, yet counted together`);
+    // Log lines arrive through a pipe some time after the replies.
+    const holders = () => cluster.replicas.filter((r) => r.logs.some((l) => l.event === 'login' && l.user === 'bob' && l.result === 'success'));
+    await waitFor('the three logins in the replicas\' logs', () => holders().length >= 2);
+    assert.ok(holders().length >= 2, `the three sessions were on ${holders().length} replicas, yet counted together`);
 
     sessions.shift()!.close(); // one leaves: a new one is let in
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -78,8 +81,9 @@ test('round-robin: an address banned on one replica is refused by every replica'
   await client.command(`USER ${cluster.user}`);
   assert.equal((await client.command('PASS wrong')).code, 421, 'the third failure bans');
   await client.waitClosed();
-  const banner = cluster.replicas.filter((r) => r.logs.some((l) => l.msg === 'address banned after repeated failed logins'));
-  assert.equal(banner.length, 1, 'all three failures were on one session, so one replica banned');
+  const banner = () => cluster.replicas.filter((r) => r.logs.some((l) => l.msg === 'address banned after repeated failed logins'));
+  await waitFor('the ban in the logs', () => banner().length > 0);
+  assert.equal(banner().length, 1, 'all three failures were on one session, so one replica banned');
 
   for (let i = 0; i < 6; i++) {
     const again = await RawClient.connect(cluster.port, cluster.host, source);
@@ -87,9 +91,10 @@ test('round-robin: an address banned on one replica is refused by every replica'
     assert.equal(reply.code, 421, `connection ${i} refused: ${reply.text}`);
     again.close();
   }
-  const refusing = cluster.replicas.filter((r) => r.logs.some((l) => l.msg === 'connection refused: address is banned after failed logins'));
+  const refusing = () => cluster.replicas.filter((r) => r.logs.some((l) => l.msg === 'connection refused: address is banned after failed logins'));
+  await waitFor('the refusals in the logs', () => refusing().length === 3).catch(() => undefined);
   assert.deepEqual(
-    refusing.map((r) => r.id),
+    refusing().map((r) => r.id),
     ['edge-1', 'edge-2', 'edge-3'],
     'every replica refuses the banned address',
   );

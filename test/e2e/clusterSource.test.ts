@@ -66,8 +66,10 @@ test('SIGKILL mid-upload: the client resumes through the balancer on another rep
   data.destroy();
 
   const again = await loginFrom(cluster, source);
-  const rescuer = cluster.replicas.filter((r) => r.running && r.logs.some((l) => l.event === 'login' && l.client === source));
-  assert.ok(rescuer.length > 0 && !rescuer.includes(victim), 'the new session is on a live replica');
+  // Log lines reach the test through a pipe, some time after the reply: wait for the rescuer's.
+  await waitFor('the new session on a live replica', () =>
+    cluster.replicas.some((r) => r !== victim && r.running && r.logs.some((l) => l.event === 'login' && l.client === source)),
+  );
   const size = await again.command('SIZE big.bin');
   assert.equal(size.code, 213, 'SIZE reports the partial upload');
   const offset = Number(size.text);
@@ -135,7 +137,7 @@ test('Redis restarted mid-run: a running download completes, new logins are refu
   assert.deepEqual(await downloadFrom(back!, '127.0.0.24', 'RETR during-outage.bin').then(sha256), sha256(payload));
   back!.close();
   assert.ok(cluster.replicas.every((r) => r.running), 'no replica crashed');
-  assert.ok(cluster.replicas.some((r) => r.logs.some((l) => String(l.msg).startsWith('Redis unreachable'))), 'the outage is logged');
+  await waitFor('the outage in the logs', () => cluster.replicas.some((r) => r.logs.some((l) => String(l.msg).startsWith('Redis unreachable'))));
 });
 
 test('SIGTERM drains: the running transfer finishes, an idle session gets 421, its lease is released, exit code 0', async () => {
