@@ -137,7 +137,7 @@ async function store(session: Session, path: string, start: UploadStart, opening
   const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal) => {
     const between: NodeJS.ReadWriteStream[] = [];
     if (session.type === 'A') between.push(asciiFromNetwork());
-    if (context) between.push(context.tap.stream); // after the conversion: size and hash are of the bytes stored
+    if (context?.hasher) between.push(context.hasher.stream); // after the conversion: the hash is of the bytes stored
     await pipeline([socket, ...between, upload.stream], { signal });
     // A client that vanished mid-upload also ends the data stream (in stream mode EOF means "complete"), so the
     // control connection is checked at the last moment, after the flush, which gives a close sent together with the

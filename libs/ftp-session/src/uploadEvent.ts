@@ -9,27 +9,24 @@ import type { Session } from './session';
 import type { TransferOutcome } from './transfer';
 
 /**
- * A pass-through stage just before storage that counts the bytes as stored (after any ASCII conversion) and, when
- * asked, hashes them. Counting here is cheaper than a stat after the commit (measured on 1-KiB STORs: 0.05 ms with hashing, the stat 0.24 ms).
+ * A pass-through stage just before storage that hashes the bytes as stored (after any ASCII conversion). Only in the
+ * pipeline when hashing: the size comes from the storage's own count.
  */
-export interface UploadTap {
+export interface UploadHasher {
   stream: Transform;
-  bytes(): number;
-  /** Hex sha256 of the bytes, when hashing; call once, at the end. */
-  sha256(): string | undefined;
+  /** Hex sha256 of the bytes; call once, at the end. */
+  sha256(): string;
 }
 
-export function uploadTap(hashing: boolean): UploadTap {
-  const hash = hashing ? createHash('sha256') : undefined;
-  let bytes = 0;
+function uploadHasher(): UploadHasher {
+  const hash = createHash('sha256');
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      hash?.update(chunk);
-      bytes += chunk.length;
+      hash.update(chunk);
       done(null, chunk);
     },
   });
-  return { stream, bytes: () => bytes, sha256: () => hash?.digest('hex') };
+  return { stream, sha256: () => hash.digest('hex') };
 }
 
 /** What one upload's events share, fixed when it starts. */
@@ -38,22 +35,22 @@ export interface UploadContext {
   path: string;
   startedAt: number;
   upload: Upload;
-  /** Hashes only with FTP_UPLOAD_SHA256 and a start at offset 0: a resumed upload's own bytes are not the file. */
-  tap: UploadTap;
+  /** Only with FTP_UPLOAD_SHA256 and a start at offset 0: a resumed upload's own bytes are not the file. */
+  hasher?: UploadHasher;
 }
 
 export function uploadContext(session: Session, vpath: string, startedAt: number, upload: Upload): UploadContext {
-  const tap = uploadTap(session.deps.settings.uploadSha256 && upload.startOffset === 0);
-  return { uploadId: randomUUID(), path: vpath, startedAt, upload, tap };
+  const hasher = session.deps.settings.uploadSha256 && upload.startOffset === 0 ? uploadHasher() : undefined;
+  return { uploadId: randomUUID(), path: vpath, startedAt, upload, hasher };
 }
 
 /** The event for an upload whose commit succeeded: the file is durable under its final name. */
 export function completedEvent(session: Session, context: UploadContext): UploadEvent {
-  const sha256 = context.tap.sha256();
+  const sha256 = context.hasher?.sha256();
   return {
     ...common(session, context),
     storageKey: storageKeyOf(session, context.path),
-    size: context.upload.startOffset + context.tap.bytes(),
+    size: context.upload.startOffset + context.upload.bytesWritten(),
     ...(sha256 ? { sha256 } : {}),
     completedAt: Date.now(),
   };

@@ -80,6 +80,7 @@ test('resume at an offset continues the partial byte-exact', async () => {
   const upload = await fx.storage.openUpload('/f', { kind: 'resume', offset: 6 });
   assert.equal(upload.startOffset, 6);
   await pipeline(Readable.from([Buffer.from('GHIJ')]), upload.stream);
+  assert.equal(upload.bytesWritten(), 4, 'the upload counts only its own bytes');
   await upload.commit();
   assert.equal(await content('f'), 'abcdefGHIJ');
   assert.equal((await fx.storage.stat('/f')).partial, undefined);

@@ -28,6 +28,8 @@ export interface Upload {
   stream: Writable;
   /** Offset in the file where the first byte of `stream` lands. */
   startOffset: number;
+  /** Bytes written through `stream` so far: the file's size is `startOffset + bytesWritten()` once it finished. */
+  bytesWritten(): number;
   /**
    * After `stream` has finished: flush to disk and publish the file under its name atomically. `stillWanted` is asked
    * once the bytes are flushed, just before publishing; if it says no, the bytes stay a partial and commit rejects.

@@ -98,6 +98,7 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
   return {
     stream,
     startOffset: offset,
+    bytesWritten: () => stream.bytesWritten,
     async commit(stillWanted) {
       if (state !== 'open') throw storageError('io', new Error(`upload already ${state}`));
       state = 'committing';
