@@ -1,5 +1,5 @@
 import { SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import { bindTraceContext, tracer } from '@ftp/telemetry';
+import { bindTraceContext, startChildSpan } from '@ftp/telemetry';
 import { disposeData } from './dataChannel';
 import { FtpError } from './errors';
 import { controlProtectionRequired } from './handleTls';
@@ -59,7 +59,7 @@ const PASS: Handler = async (session, arg) => {
   session.pendingUser = undefined;
   // The login attempt as a span of its own, under `ftp PASS`; it records the outcome, never the password.
   const commandContext = session.currentContext;
-  const span = tracer.startSpan('ftp login', { attributes: { 'ftp.session.id': session.id, 'client.address': session.clientAddress } }, commandContext);
+  const span = startChildSpan('ftp login', { attributes: { 'ftp.session.id': session.id, 'client.address': session.clientAddress } }, commandContext);
   const attempt: LoginAttempt = { span, result: 'unavailable' };
   session.currentContext = trace.setSpan(commandContext, span);
   try {

@@ -5,7 +5,7 @@ import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, t
 import type { User } from '@ftp/identity';
 import { CommandLineDecoder, commandNeedsLogin, type DecodedLine, formatReply, lookupCommand, normalizeAddress, parseCommand } from '@ftp/protocol';
 import type { Storage } from '@ftp/storage';
-import { bindTraceContext, replyClass, tracer, type Logger } from '@ftp/telemetry';
+import { bindTraceContext, replyClass, startChildSpan, tracer, type Logger } from '@ftp/telemetry';
 import { failureLevel, FtpError, toFtpError } from './errors';
 import { disposeData } from './dataChannel';
 import { HANDLERS } from './handlers';
@@ -264,7 +264,7 @@ async function serveSession(
     const spec = lookupCommand(verb);
     const canonical = spec ? (spec.alias ?? spec.verb) : 'UNKNOWN';
     // Named by the verb of the command table, never the argument (PASS carries the password, paths are data).
-    const commandSpan = tracer.startSpan(`ftp ${canonical}`, { attributes: { 'ftp.session.id': id } }, traceContext);
+    const commandSpan = startChildSpan(`ftp ${canonical}`, { attributes: { 'ftp.session.id': id } }, traceContext);
     const commandContext = trace.setSpan(traceContext, commandSpan);
     session.currentContext = commandContext;
     lastReply = 0;

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { context, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import { tracer } from '@ftp/telemetry';
+import { startChildSpan } from '@ftp/telemetry';
 import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
 import { dataProtectionRequired } from './handleTls';
@@ -41,7 +41,7 @@ export async function runTransfer(
   body: (socket: Socket, signal: AbortSignal) => Promise<void>,
 ): Promise<TransferOutcome> {
   const parent = session.currentContext;
-  const span = tracer.startSpan(
+  const span = startChildSpan(
     'ftp transfer',
     {
       attributes: {

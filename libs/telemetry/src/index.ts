@@ -7,6 +7,7 @@ export {
   injectTraceContext,
   inSpan,
   patchRedis,
+  startChildSpan,
   startTracing,
   SyncContextManager,
   tracer,

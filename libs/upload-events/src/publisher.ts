@@ -1,7 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { extractTraceContext, tracer, type Logger } from '@ftp/telemetry';
+import { extractTraceContext, startChildSpan, type Logger } from '@ftp/telemetry';
 import { JOB_UPLOAD_ABORTED, JOB_UPLOAD_COMPLETED, UPLOAD_QUEUE, queuePrefix, type UploadAbortedEvent, type UploadEvent } from './types';
 
 /** What became of one event: added to the queue (at once or from the outbox), kept in the outbox, or given up. */
@@ -177,7 +177,7 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
    */
   function publish(entry: Entry): Promise<void> {
     const parent = extractTraceContext(entry.data.traceContext);
-    const span = tracer.startSpan(`send ${UPLOAD_QUEUE}`, {
+    const span = startChildSpan(`send ${UPLOAD_QUEUE}`, {
       kind: SpanKind.PRODUCER,
       attributes: {
         'messaging.system': 'bullmq',

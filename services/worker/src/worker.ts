@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { context, SpanKind, trace, type Span } from '@opentelemetry/api';
-import { extractTraceContext, failSpan, startAdminServer, tracer, type Logger } from '@ftp/telemetry';
+import { extractTraceContext, failSpan, startAdminServer, startChildSpan, type Logger } from '@ftp/telemetry';
 import { JOB_UPLOAD_COMPLETED, queuePrefix, UPLOAD_QUEUE, type UploadEvent } from '@ftp/upload-events';
 import type { WorkerConfig } from './config';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
@@ -46,7 +46,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
   const processJob = (job: Job<UploadEvent>) => {
     const event = job.data;
     const parent = extractTraceContext(event.traceContext);
-    const span = tracer.startSpan(
+    const span = startChildSpan(
       'upload.process',
       {
         kind: SpanKind.CONSUMER,
