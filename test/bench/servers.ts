@@ -104,7 +104,19 @@ export interface OursOptions {
   env?: Record<string, string>;
 }
 
-/** Our edge: `node --import tsx services/ftp-edge/src/main.ts` (what `npm start` runs, without the npm/tsx wrappers, so the PID is the server). */
+/** Our edge: `node --import tsx services/ftp-edge/src/main.ts` (what `npm start` runs, without the npm/tsx wrappers, so the PID is the server), or its bundle (edgeEntry). */
+/**
+ * How the edge is started: from its TypeScript sources through tsx, or with BENCH_EDGE=bundle from the esbuild bundle
+ * the image runs (`npm run build --workspace @ftp/edge` first), which is what production costs look like: no loader
+ * hooks, no source maps.
+ */
+function edgeEntry(): string[] {
+  if (process.env.BENCH_EDGE !== 'bundle') return ['--import', 'tsx', 'services/ftp-edge/src/main.ts'];
+  const bundle = join(REPO_ROOT, 'services/ftp-edge/dist/main.js');
+  if (!existsSync(bundle)) throw new Error(`BENCH_EDGE=bundle: ${bundle} is missing; run npm run build --workspace @ftp/edge`);
+  return [bundle];
+}
+
 export async function startOurs(options: OursOptions): Promise<RunningServer> {
   const dataDir = join(options.dir, 'data');
   const usersFile = join(options.dir, 'users.yaml');
@@ -139,7 +151,7 @@ export async function startOurs(options: OursOptions): Promise<RunningServer> {
     NODE_ENV: 'production',
     ...options.env,
   };
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'services/ftp-edge/src/main.ts'], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...edgeEntry()], {
     cwd: REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
