@@ -1,9 +1,10 @@
 /**
- * `npm run bench:tracing`: what tracing costs. Two of our edges run side by side as child processes, the same build
- * and settings, one with tracing off (the default: the no-op tracer) and one with tracing on as deployed: the
- * OpenTelemetry SDK started from OTEL_* variables, 100 % sampling, the BatchSpanProcessor and the OTLP/HTTP protobuf
- * exporter, sending to a local receiver that reads every request and answers 200 (and counts the spans, to prove they
- * were exported). The variants take turns within each round; figures are medians of BENCH_REPEAT rounds.
+ * `npm run bench:tracing`: what tracing costs. Our edges run side by side as child processes, the same build and
+ * settings: tracing off (the default: the no-op tracer), tracing on as deployed (the OpenTelemetry SDK started from
+ * OTEL_* variables, 100 % sampling, the BatchSpanProcessor and the OTLP/HTTP protobuf exporter, sending to a local
+ * receiver that reads every request, answers 200 and counts the spans to prove they were exported), sampled at
+ * BENCH_SAMPLE_RATIO, and a second untraced edge whose difference from the first is the machine's noise floor. The
+ * variants take turns within each round; figures are medians of BENCH_REPEAT rounds, plain and paired by round.
  * See test/bench/README.md.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
