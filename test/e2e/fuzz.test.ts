@@ -121,6 +121,14 @@ function randomLine(rng: Rng): Buffer {
   return Buffer.concat([body, Buffer.from(eol)]);
 }
 
+/** A random line of at most 128 bytes that cannot end the session (no QUIT in it, whatever the case). */
+function shortLine(rng: Rng): Buffer {
+  for (;;) {
+    const line = randomLine(rng);
+    if (line.length <= 128 && !/quit/i.test(line.toString('latin1'))) return line;
+  }
+}
+
 interface Outcome {
   index: number;
   text: string;
@@ -151,15 +159,16 @@ async function fuzzConnection(index: number): Promise<Outcome> {
   socket.once('end', () => (closedByServer = true));
   const started = Date.now();
 
+  // Every fifth connection bursts the whole stream at once: far more than the server queues, so it must say 421.
+  // Its lines are short and hold no QUIT, so that they arrive in one read whatever the load: a burst that the kernel
+  // delivered in pieces could be worked off, or QUIT, before the queue overflows. The others pipeline theirs in
+  // random slices (split anywhere, even inside a Telnet sequence or a UTF-8 character), keeping at most WINDOW
+  // replies outstanding so that the stream gets deep into the session instead of only into the queue limit.
+  const burst = index % 5 === 4;
   const lines: Buffer[] = [];
   if (index % 2 === 0) lines.push(Buffer.from(`USER alice\r\nPASS ${server.password}\r\n`));
-  for (let i = 0; i < LINES; i++) lines.push(randomLine(rng));
+  for (let i = 0; i < LINES; i++) lines.push(burst ? shortLine(rng) : randomLine(rng));
   const stream = Buffer.concat(lines);
-  // Every fifth connection bursts the whole stream at once: far more than the server queues, so it must say 421.
-  // The others pipeline it in random slices (split anywhere, even inside a Telnet sequence or a UTF-8 character),
-  // keeping at most WINDOW replies outstanding so that the stream gets deep into the session instead of only
-  // into the queue limit.
-  const burst = index % 5 === 4;
   const WINDOW = 24;
   let sentLines = 0;
   for (let at = 0; at < stream.length && !socket.destroyed && !closedByServer; ) {
