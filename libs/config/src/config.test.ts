@@ -67,6 +67,8 @@ test('upload events: completed ones by default, sha256 off; both from the enviro
   assert.equal(config.uploadEvents, 'all');
   assert.equal(config.uploadSha256, true);
   assert.equal(loadConfig({ env: { FTP_UPLOAD_EVENTS: 'off' } }).uploadEvents, 'off');
+  assert.equal(defaults.outboxDir, '', 'memory only unless configured');
+  assert.equal(loadConfig({ env: { FTP_OUTBOX_DIR: ' /data/outbox ' } }).outboxDir, '/data/outbox');
   assert.throws(() => loadConfig({ env: { FTP_UPLOAD_EVENTS: 'aborted' } }), /FTP_UPLOAD_EVENTS: expected one of off, completed, all/);
   assert.throws(() => loadConfig({ env: { FTP_UPLOAD_SHA256: 'sha' } }), /FTP_UPLOAD_SHA256: expected true or false/);
   const dir = mkdtempSync(join(tmpdir(), 'cfg-'));

@@ -76,6 +76,11 @@ export interface FtpConfig {
    * (aborted ones too) or `off`. Only with REDIS_URL: without Redis there is no queue.
    */
   uploadEvents: 'off' | 'completed' | 'all';
+  /**
+   * FTP_OUTBOX_DIR: a directory where upload events that wait for Redis are also written, so that an edge that dies or
+   * restarts during an outage does not lose them (the next start delivers them); empty = memory only.
+   */
+  outboxDir: string;
   /** FTP_UPLOAD_SHA256: hash uploads while receiving them and put the sha256 on the event (uploads from offset 0 only). */
   uploadSha256: boolean;
   /**
@@ -228,6 +233,7 @@ const SPECS = [
   spec('redisPrefix', 'FTP_REDIS_PREFIX', text, () => 'ftp:'),
   spec('uploadEvents', 'FTP_UPLOAD_EVENTS', oneOf(['off', 'completed', 'all'] as const), () => 'completed'),
   spec('uploadSha256', 'FTP_UPLOAD_SHA256', bool, () => false),
+  spec('outboxDir', 'FTP_OUTBOX_DIR', (raw) => raw.trim(), () => ''),
   spec('proxyProtocolFrom', 'FTP_PROXY_PROTOCOL_FROM', addressList, () => []),
   spec('relayPort', 'FTP_RELAY_PORT', integer(0, 65535), () => 2122),
   spec('advertiseHost', 'FTP_ADVERTISE_HOST', text, () => ''),

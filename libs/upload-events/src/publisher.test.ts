@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
@@ -25,7 +29,7 @@ after(async () => {
 
 /** A publisher on a fresh prefix, with its log lines and outcomes captured, and a reader queue on the same keys. */
 function setup(options: Partial<UploadPublisherOptions> = {}) {
-  const redisPrefix = `test:${randomUUID()}:`;
+  const redisPrefix = options.redisPrefix ?? `test:${randomUUID()}:`;
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk, _enc, done) {
@@ -232,4 +236,78 @@ test('publisher: close() with Redis up delivers what is pending before returning
   await proxy.reopen();
   await publisher.close(5000);
   assert.deepEqual((await reader.getJob(sent.uploadId))?.data, sent);
+});
+
+/** A directory for one journal test, removed at the end. */
+function journalDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ftp-outbox-'));
+  closers.push(async () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A Redis address nothing listens on: every add is deferred. */
+const DEAD_REDIS = 'redis://127.0.0.1:1';
+
+test('journal: an event deferred during an outage is on disk before publish resolves, and close() keeps it there', async () => {
+  const dir = journalDir();
+  const { publisher, logs, outcomes } = setup({ redisUrl: DEAD_REDIS, journalDir: dir });
+  const e = event();
+  await publisher.publishCompleted(e);
+  assert.deepEqual(outcomes, ['deferred']);
+  assert.deepEqual(readdirSync(dir), [`${e.uploadId}.json`], 'written by the time publish resolved (the 226 follows it)');
+  await publisher.close(0);
+  assert.ok(existsSync(join(dir, `${e.uploadId}.json`)), 'still there after close');
+  assert.ok(logs.some((l) => /stay in the journal/.test(String(l.msg))));
+  assert.ok(!logs.some((l) => /LOST/.test(String(l.msg))), 'not reported lost: it is on disk');
+});
+
+test('journal: the next start delivers what a killed process left, one job, and removes the file', async () => {
+  const dir = journalDir();
+  const redisPrefix = `test:${randomUUID()}:`;
+  const e = event();
+  // A real process, killed with SIGKILL right after its publish resolved: nothing of it runs after that point.
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import { createUploadPublisher } from ${JSON.stringify(new URL('./publisher.ts', import.meta.url).pathname)};
+       import { createLogger } from '@ftp/telemetry';
+       const p = createUploadPublisher({ redisUrl: ${JSON.stringify(DEAD_REDIS)}, redisPrefix: ${JSON.stringify(redisPrefix)},
+         log: createLogger({ level: 'fatal' }), journalDir: ${JSON.stringify(dir)} });
+       await p.publishCompleted(${JSON.stringify(e)});
+       console.log('published');
+       setInterval(() => {}, 1000);`,
+    ],
+    { cwd: new URL('.', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => String(chunk).includes('published') && resolve());
+    child.once('exit', (code) => reject(new Error(`child exited (${code}) before publishing`)));
+  });
+  child.kill('SIGKILL');
+  await exited;
+
+  const { publisher, reader, logs } = setup({ redisPrefix, journalDir: dir });
+  await waitFor('the recovered event on the queue', async () => (await reader.getJobCounts('wait')).wait === 1);
+  const [job] = await reader.getJobs(['wait']);
+  assert.equal(job.id, e.uploadId);
+  assert.deepEqual(job.data, e);
+  await waitFor('the journal file removed', () => readdirSync(dir).length === 0);
+  assert.ok(logs.some((l) => l.recovered === 1));
+  assert.equal(publisher.pending(), 0);
+});
+
+test('journal: an unreadable file is set aside as .bad, the good ones are delivered', async () => {
+  const dir = journalDir();
+  const good = event();
+  writeFileSync(join(dir, `${good.uploadId}.json`), JSON.stringify({ name: JOB_UPLOAD_COMPLETED, data: good }));
+  writeFileSync(join(dir, 'broken.json'), '{"name": "upload.comp');
+  const { reader, logs } = setup({ journalDir: dir });
+  await waitFor('the good event on the queue', async () => (await reader.getJobCounts('wait')).wait === 1);
+  await waitFor('only the .bad file left', () => readdirSync(dir).join() === 'broken.json.bad');
+  assert.ok(logs.some((l) => l.level === 50 && /unreadable journal file/.test(String(l.msg))));
 });

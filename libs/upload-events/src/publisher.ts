@@ -2,6 +2,7 @@ import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { extractTraceContext, startChildSpan, type Logger } from '@ftp/telemetry';
+import { createOutboxJournal } from './journal';
 import { JOB_UPLOAD_ABORTED, JOB_UPLOAD_COMPLETED, UPLOAD_QUEUE, queuePrefix, type UploadAbortedEvent, type UploadEvent } from './types';
 
 /** What became of one event: added to the queue (at once or from the outbox), kept in the outbox, or given up. */
@@ -22,6 +23,11 @@ export interface UploadPublisherOptions {
   outboxLimit?: number;
   /** An add not answered within this goes to the outbox (the add is idempotent, so a late success does no harm). Default 2 s. */
   commandTimeoutMs?: number;
+  /**
+   * FTP_OUTBOX_DIR: where deferred events are also written (one file each), so that they outlive this process; the
+   * next start delivers them. Unset = memory only: an edge that dies while Redis is away loses its outbox.
+   */
+  journalDir?: string;
   /** Called for every outcome, with the outbox size after it: for metrics. */
   onOutcome?: (outcome: PublishOutcome, pending: number) => void;
 }
@@ -52,7 +58,8 @@ const RETRY_MAX_MS = 10_000;
 /**
  * The edge's producer of upload jobs. Its connection fails fast (no offline queue, no retries per command), which
  * BullMQ allows for a Queue (only a Worker's blocking connection needs `maxRetriesPerRequest: null`): an add while
- * Redis is away must not hold a 226 back. Such an event waits in an in-memory outbox and is re-added in the background.
+ * Redis is away must not hold a 226 back. Such an event waits in an in-memory outbox (and, with journalDir, on disk) and is
+ * re-added in the background.
  * Adding is idempotent (job id = uploadId), so an add that timed out but did land is not doubled by its retry.
  */
 export function createUploadPublisher(options: UploadPublisherOptions): UploadPublisher {
@@ -74,6 +81,7 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
   let closed: Promise<void> | undefined;
   const inFlight = new Set<Promise<unknown>>();
   const report = (outcome: PublishOutcome) => options.onOutcome?.(outcome, outbox.size);
+  const journal = options.journalDir ? createOutboxJournal(options.journalDir, log) : undefined;
 
   const redis = new Redis(options.redisUrl, {
     enableOfflineQueue: false,
@@ -103,6 +111,16 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
   });
 
   let queue = openQueue();
+
+  // What an earlier process left in the journal joins the outbox (behind nothing: this one has not published yet).
+  const recovered = journal
+    ?.load()
+    .then((entries) => {
+      for (const entry of entries) if (!outbox.has(entry.data.uploadId)) outbox.set(entry.data.uploadId, entry as Entry);
+      if (entries.length > 0) log.warn({ recovered: entries.length, dir: options.journalDir }, 'upload events: deferred events of an earlier run found in the journal, delivering them');
+      if (outbox.size > 0 && redis.status === 'ready') schedule(0);
+    })
+    .catch((err: Error) => log.error({ err: err.message, dir: options.journalDir }, 'upload events: could not read the outbox journal'));
   /** A Queue whose set-up failed (the connection dropped during it) never recovers: make a new one on the same connection. */
   function openQueue(): Queue {
     const q = new Queue(UPLOAD_QUEUE, { connection: redis, prefix: queuePrefix(options.redisPrefix) });
@@ -116,14 +134,17 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
     return q;
   }
 
-  function defer(entry: Entry, err: unknown) {
+  /** Into the outbox (and the journal: resolves once the event is on disk, so a 226 never outruns it). */
+  function defer(entry: Entry, err: unknown): Promise<void> {
     if (outbox.size === 0) log.warn({ err: errorText(err), uploadId: entry.data.uploadId }, 'upload event deferred: Redis unavailable');
     else log.debug({ err: errorText(err), uploadId: entry.data.uploadId }, 'upload event deferred');
     outbox.delete(entry.data.uploadId);
     outbox.set(entry.data.uploadId, entry);
+    const saved = journal?.save(entry) ?? Promise.resolve();
     if (outbox.size > limit) {
       const [oldestId, oldest] = outbox.entries().next().value as [string, Entry];
       outbox.delete(oldestId);
+      journal?.remove(oldestId);
       log.error(
         { lost: oldest.data, job: oldest.name, limit },
         'UPLOAD EVENT LOST: outbox full while Redis is away, dropped the oldest event (re-enqueue it from this line)',
@@ -132,6 +153,7 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
     }
     report('deferred');
     schedule(retryMs);
+    return saved;
   }
 
   function schedule(ms: number) {
@@ -154,6 +176,7 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
           for (const e of batch) {
             // Re-published meanwhile? Then it is already in the queue under the same id; drop it either way.
             outbox.delete(e.data.uploadId);
+            journal?.remove(e.data.uploadId);
             report('queued');
           }
           log.info({ delivered: batch.length, pending: outbox.size }, 'upload events: deferred events delivered');
@@ -203,8 +226,7 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
     }
     if (redis.status !== 'ready') {
       // Not even trying: while the connection is down an add would wait for the queue's set-up.
-      defer(entry, new Error(`Redis connection ${redis.status}`));
-      return Promise.resolve('deferred');
+      return defer(entry, new Error(`Redis connection ${redis.status}`)).then(() => 'deferred');
     }
     const attempt: Promise<PublishOutcome> = queue
       .add(entry.name, entry.data, { ...jobOptions, jobId: entry.data.uploadId })
@@ -213,10 +235,7 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
           report('queued');
           return 'queued' as const;
         },
-        (err: unknown) => {
-          defer(entry, err);
-          return 'deferred' as const;
-        },
+        (err: unknown) => defer(entry, err).then(() => 'deferred' as const),
       )
       .finally(() => inFlight.delete(attempt));
     inFlight.add(attempt);
@@ -231,6 +250,7 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
     close(deadlineMs = 5000) {
       closed ??= (async () => {
         const deadline = Date.now() + deadlineMs;
+        await recovered;
         await Promise.all(inFlight);
         clearTimeout(timer);
         timer = undefined;
@@ -238,13 +258,17 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
           if (redis.status === 'ready') await drain();
           if (outbox.size > 0) await sleep(Math.min(100, Math.max(deadline - Date.now(), 0)));
         }
-        if (outbox.size > 0) {
+        if (outbox.size > 0 && journal) {
+          log.warn({ kept: outbox.size, dir: options.journalDir, uploadIds: [...outbox.keys()] }, 'upload events: Redis did not come back in time; deferred events stay in the journal for the next start');
+          outbox.clear();
+        } else if (outbox.size > 0) {
           for (const e of outbox.values()) log.error({ lost: e.data, job: e.name }, 'UPLOAD EVENT LOST at shutdown (re-enqueue it from this line)');
           log.error({ lost: outbox.size, uploadIds: [...outbox.keys()] }, 'upload events lost at shutdown: Redis did not come back in time');
           const count = outbox.size;
           outbox.clear();
           for (let i = 0; i < count; i++) report('lost');
         }
+        await journal?.settled();
         await queue.close().catch(() => {});
         if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
         else if (redis.status !== 'end') redis.disconnect();

@@ -92,6 +92,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
             redisPrefix: config.redisPrefix,
             log,
             events: config.uploadEvents,
+            journalDir: config.outboxDir || undefined,
             onOutcome: (result, pending) => {
               metrics.uploadEventsTotal.inc({ result });
               metrics.uploadEventsPending.set(pending);
