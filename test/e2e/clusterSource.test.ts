@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { createRedisClusterState } from '@ftp/cluster-state';
+import { queuePrefix, UPLOAD_QUEUE } from '@ftp/upload-events';
 import { startCluster, type Cluster, type ClusterReplica } from '../support/cluster';
 import {
   clusterCounter,
@@ -15,17 +18,27 @@ import {
   uploadFrom,
 } from '../support/clusterClient';
 import { RawClient } from '../support/rawClient';
+import { makeTempDir, removeTempDir } from '../support/processes';
 import { readAll, sleep, waitFor, writeData } from '../support/rawData';
 
 // Three replicas behind HAProxy with source-address affinity: a client's control and data connections reach the
 // same replica, so nothing needs relaying. The same cluster then loses a replica (SIGKILL) and Redis (restart).
 // Leases live FTP_IDLE_TIMEOUT + FTP_DATA_CONNECT_TIMEOUT = 8 s here, so a dead replica's leases expire quickly.
+// The replicas share one outbox journal, as they share /data in Compose and Kubernetes.
 let cluster: Cluster;
+const outboxDir = makeTempDir('ftp-outbox-');
 
 before(async () => {
-  cluster = await startCluster({ balance: 'source', pasvPorts: 4, env: { FTP_IDLE_TIMEOUT: '6', FTP_DATA_CONNECT_TIMEOUT: '2' } });
+  cluster = await startCluster({
+    balance: 'source',
+    pasvPorts: 4,
+    env: { FTP_IDLE_TIMEOUT: '6', FTP_DATA_CONNECT_TIMEOUT: '2', FTP_OUTBOX_DIR: outboxDir },
+  });
 });
-after(() => cluster?.close());
+after(async () => {
+  await cluster?.close();
+  removeTempDir(outboxDir);
+});
 
 /** The replica that logged this client address in. */
 async function replicaOf(source: string): Promise<ClusterReplica> {
@@ -174,4 +187,44 @@ test('SIGTERM drains: the running transfer finishes, an idle session gets 421, i
   busy.close();
   idle.close();
   await replica.restart();
+});
+
+test('Redis gone as an upload ends: the 226 comes once the event is journaled; SIGKILL, restart: the event reaches the queue', async () => {
+  const source = '127.0.0.26';
+  const payload = randomBytes(2 * 1024 * 1024);
+  const client = await loginFrom(cluster, source);
+  const replica = await replicaOf(source);
+  const data = await passiveFrom(client, source);
+  assert.equal((await client.command('STOR journaled.bin')).code, 150);
+  await writeData(data, payload.subarray(0, 1024 * 1024));
+
+  await cluster.redis.stop();
+  data.end(payload.subarray(1024 * 1024));
+  assert.equal((await client.reply(30_000)).code, 226, 'the upload completes while Redis is away');
+  const journaled = readdirSync(outboxDir);
+  assert.equal(journaled.length, 1, 'the deferred event was on disk before the 226');
+  const onDisk = JSON.parse(readFileSync(join(outboxDir, journaled[0]), 'utf8')) as { name: string; data: { path: string; size: number } };
+  assert.equal(onDisk.name, 'upload.completed');
+  assert.equal(onDisk.data.path, '/journaled.bin');
+  assert.equal(onDisk.data.size, payload.length);
+  client.close();
+
+  // The replica dies before Redis returns: its in-memory outbox is gone, the journal is not.
+  assert.equal((await replica.kill('SIGKILL')).signal, 'SIGKILL');
+  await cluster.redis.start();
+  await replica.restart();
+
+  const reader = new Queue(UPLOAD_QUEUE, { connection: new Redis(cluster.redis.url), prefix: queuePrefix(cluster.redisPrefix) });
+  try {
+    await waitFor('the journaled event on the queue', async () => (await reader.getJobs(['wait', 'active', 'completed'])).length === 1, 20_000);
+    const [job] = await reader.getJobs(['wait', 'active', 'completed']);
+    assert.equal(job.name, 'upload.completed');
+    assert.equal(job.data.path, '/journaled.bin');
+    assert.equal(job.data.size, payload.length);
+    await waitFor('the journal emptied', () => readdirSync(outboxDir).length === 0);
+  } finally {
+    await reader.close();
+    await (reader.opts.connection as Redis).quit();
+  }
+  assert.ok(replica.logs.some((l) => l.recovered === 1), 'the restarted replica says it recovered the event');
 });

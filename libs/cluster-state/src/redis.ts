@@ -45,7 +45,10 @@ export interface RedisClusterStateOptions {
   commandTimeoutMs?: number;
   /** How long creation waits for the first connection before handing back a state whose calls reject. Default 5 s. */
   readyTimeoutMs?: number;
-  /** Connection errors of the own connection (each failed reconnect attempt), e.g. for a log line. */
+  /**
+   * Connection errors of the own connection (each failed reconnect attempt, and the connection lost), e.g. for a log
+   * line. A Redis that shuts down cleanly and is back within the first reconnect delay shows only the loss.
+   */
   onError?: (err: Error) => void;
 }
 
@@ -98,11 +101,19 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
   const gcGraceMs = Math.max(options.gcGraceMs ?? 10 * 60_000, 1000);
   const own = !options.redis;
   const redis = options.redis ?? createRedisConnection(options.url ?? 'redis://127.0.0.1:6379', options.commandTimeoutMs);
-  if (own) redis.on('error', (err: Error) => options.onError?.(err));
+  let closed = false;
+  let connectedOnce = false;
+  redis.once('ready', () => (connectedOnce = true));
+  if (own) {
+    redis.on('error', (err: Error) => options.onError?.(err));
+    // A lost connection after the first one was made, not our own close().
+    redis.on('close', () => {
+      if (!closed && connectedOnce) options.onError?.(new Error('connection lost'));
+    });
+  }
   await firstConnection(redis, options.readyTimeoutMs ?? 5000);
 
   const keys = redisKeys(prefix);
-  let closed = false;
   return {
     kind: 'redis',
     available: () => redis.status === 'ready',
