@@ -134,7 +134,7 @@ export function createEdgeMetrics(options: EdgeMetricsOptions = {}) {
     }),
     uploadEventsTotal: new Counter({
       name: 'ftp_upload_events_total',
-      help: 'Upload events for the post-upload workers: queued = added to the queue, deferred = kept in the outbox while Redis is away, lost = dropped (outbox full, or not delivered by shutdown)',
+      help: 'Upload events for the post-upload workers: queued = added to the queue, deferred = kept in the outbox while Redis is away, recovered = found in the outbox journal at start (left by an earlier process), lost = dropped (outbox full, or not delivered by shutdown)',
       labelNames: ['result'] as const,
       registers: [registry],
     }),

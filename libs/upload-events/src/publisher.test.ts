@@ -291,13 +291,14 @@ test('journal: the next start delivers what a killed process left, one job, and 
   child.kill('SIGKILL');
   await exited;
 
-  const { publisher, reader, logs } = setup({ redisPrefix, journalDir: dir });
+  const { publisher, reader, logs, outcomes } = setup({ redisPrefix, journalDir: dir });
   await waitFor('the recovered event on the queue', async () => (await reader.getJobCounts('wait')).wait === 1);
   const [job] = await reader.getJobs(['wait']);
   assert.equal(job.id, e.uploadId);
   assert.deepEqual(job.data, e);
   await waitFor('the journal file removed', () => readdirSync(dir).length === 0);
   assert.ok(logs.some((l) => l.recovered === 1));
+  assert.deepEqual(outcomes, ['recovered', 'queued']);
   assert.equal(publisher.pending(), 0);
 });
 

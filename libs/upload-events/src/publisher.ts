@@ -5,8 +5,11 @@ import { extractTraceContext, startChildSpan, type Logger } from '@ftp/telemetry
 import { createOutboxJournal } from './journal';
 import { JOB_UPLOAD_ABORTED, JOB_UPLOAD_COMPLETED, UPLOAD_QUEUE, queuePrefix, type UploadAbortedEvent, type UploadEvent } from './types';
 
-/** What became of one event: added to the queue (at once or from the outbox), kept in the outbox, or given up. */
-export type PublishOutcome = 'queued' | 'deferred' | 'lost';
+/**
+ * What became of one event: added to the queue (at once or from the outbox), kept in the outbox, found in the outbox
+ * journal at start (an earlier process deferred it), or given up.
+ */
+export type PublishOutcome = 'queued' | 'deferred' | 'recovered' | 'lost';
 
 export interface UploadPublisherOptions {
   redisUrl: string;
@@ -116,7 +119,11 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
   const recovered = journal
     ?.load()
     .then((entries) => {
-      for (const entry of entries) if (!outbox.has(entry.data.uploadId)) outbox.set(entry.data.uploadId, entry as Entry);
+      for (const entry of entries) {
+        if (outbox.has(entry.data.uploadId)) continue;
+        outbox.set(entry.data.uploadId, entry as Entry);
+        report('recovered');
+      }
       if (entries.length > 0) log.warn({ recovered: entries.length, dir: options.journalDir }, 'upload events: deferred events of an earlier run found in the journal, delivering them');
       if (outbox.size > 0 && redis.status === 'ready') schedule(0);
     })
