@@ -156,9 +156,9 @@ export function extractTraceContext(carrier: Record<string, string> | undefined)
 /**
  * `tracer.startSpan` for a child of `parent`, without the SDK when the parent is not sampled. Every standard sampler
  * (`parentbased_*`, `traceidratio`, `always_*`) then decides "not sampled" for the child as well, but the SDK would
- * still make ids, copy attributes and ask the sampler for each command of each unsampled session: about 3 % of the
- * edge's sessions/s whatever the ratio (test/bench/tracing.ts). The child is the parent's non-recording span context,
- * so what it propagates (the upload event, the webhook) stays unsampled.
+ * still make ids, copy attributes and ask the sampler for each command of each unsampled session: about 55 µs per
+ * session in a profile of the edge (test/bench/README.md). The child is the parent's non-recording span context, so
+ * what it propagates (the upload event, the webhook) stays unsampled.
  */
 export function startChildSpan(name: string, options: Parameters<typeof tracer.startSpan>[1], parent: Context): Span {
   const parentSpan = trace.getSpan(parent);

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '@ftp/telemetry';
@@ -20,6 +21,8 @@ export interface OutboxJournal {
   /** Resolves once the file is written (or the write failed and was logged): never rejects. */
   save(entry: JournalEntry): Promise<void>;
   remove(uploadId: string): void;
+  /** The event's file is there (its save went through). */
+  has(uploadId: string): boolean;
   /** Resolves once every save and remove asked for so far is done. */
   settled(): Promise<void>;
 }
@@ -81,6 +84,9 @@ export function createOutboxJournal(dir: string, log: Logger): OutboxJournal {
     },
     remove(uploadId) {
       void chain(uploadId, 'remove', () => unlink(file(uploadId)));
+    },
+    has(uploadId) {
+      return SAFE_ID.test(uploadId) && existsSync(file(uploadId));
     },
     async settled() {
       while (chains.size > 0) await Promise.all(chains.values());

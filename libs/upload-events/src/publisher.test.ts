@@ -312,3 +312,24 @@ test('journal: an unreadable file is set aside as .bad, the good ones are delive
   await waitFor('only the .bad file left', () => readdirSync(dir).join() === 'broken.json.bad');
   assert.ok(logs.some((l) => l.level === 50 && /unreadable journal file/.test(String(l.msg))));
 });
+
+test('journal: when the journal cannot be written the event is still delivered from memory, and at shutdown counted lost, not kept', async () => {
+  const notADir = join(journalDir(), 'file');
+  writeFileSync(notADir, 'in the way');
+  const proxy = await redisProxy();
+  const { publisher, reader, logs, outcomes } = setup({ redisUrl: proxy.url, journalDir: notADir });
+  await waitFor('connected', () => publisher.available());
+  await proxy.cut();
+  await waitFor('disconnected', () => !publisher.available());
+  await publisher.publishCompleted(event());
+  assert.ok(logs.some((l) => l.level === 50 && /journal save failed/.test(String(l.msg))), 'the failed write is logged');
+  await proxy.reopen();
+  await waitFor('delivered from memory', async () => (await reader.getJobCounts('wait')).wait === 1);
+
+  await proxy.cut();
+  await waitFor('disconnected again', () => !publisher.available());
+  await publisher.publishCompleted(event());
+  await publisher.close(0);
+  assert.ok(!logs.some((l) => /stay in the journal/.test(String(l.msg))), 'nothing claimed kept');
+  assert.deepEqual(outcomes.slice(-2), ['deferred', 'lost']);
+});

@@ -61,8 +61,8 @@ const RETRY_MAX_MS = 10_000;
 /**
  * The edge's producer of upload jobs. Its connection fails fast (no offline queue, no retries per command), which
  * BullMQ allows for a Queue (only a Worker's blocking connection needs `maxRetriesPerRequest: null`): an add while
- * Redis is away must not hold a 226 back. Such an event waits in an in-memory outbox (and, with journalDir, on disk) and is
- * re-added in the background.
+ * Redis is away must not hold a 226 back. Such an event waits in an in-memory outbox (and, with journalDir, on disk)
+ * and is re-added in the background.
  * Adding is idempotent (job id = uploadId), so an add that timed out but did land is not doubled by its retry.
  */
 export function createUploadPublisher(options: UploadPublisherOptions): UploadPublisher {
@@ -266,9 +266,15 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
           if (outbox.size > 0) await sleep(Math.min(100, Math.max(deadline - Date.now(), 0)));
         }
         if (outbox.size > 0 && journal) {
-          log.warn({ kept: outbox.size, dir: options.journalDir, uploadIds: [...outbox.keys()] }, 'upload events: Redis did not come back in time; deferred events stay in the journal for the next start');
-          outbox.clear();
-        } else if (outbox.size > 0) {
+          // What is on disk waits for the next start; what is not (its write failed) is lost like without a journal.
+          await journal.settled();
+          const kept = [...outbox.keys()].filter((id) => journal.has(id));
+          if (kept.length > 0) {
+            log.warn({ kept: kept.length, dir: options.journalDir, uploadIds: kept }, 'upload events: Redis did not come back in time; deferred events stay in the journal for the next start');
+          }
+          for (const id of kept) outbox.delete(id);
+        }
+        if (outbox.size > 0) {
           for (const e of outbox.values()) log.error({ lost: e.data, job: e.name }, 'UPLOAD EVENT LOST at shutdown (re-enqueue it from this line)');
           log.error({ lost: outbox.size, uploadIds: [...outbox.keys()] }, 'upload events lost at shutdown: Redis did not come back in time');
           const count = outbox.size;
