@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
+import { startRedisProxy } from '../../../test/support/redisProxy';
 import { clusterStateContract, record } from './contract';
 import { createRedisClusterState, type RedisClusterStateOptions } from './redis';
 import type { ClusterState } from './types';
@@ -261,35 +261,20 @@ test('redis: with Redis unreachable every method rejects quickly', async () => {
 });
 
 test('redis: calls reject during an outage and work again once Redis is back', async () => {
-  const target = new URL(REDIS_URL);
-  const sockets = new Set<net.Socket>();
-  const proxy = net.createServer((client) => {
-    const upstream = net.connect(Number(target.port || 6379), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  const { port } = proxy.address() as net.AddressInfo;
-  const state = await make({ url: `redis://127.0.0.1:${port}`, prefix: newPrefix() });
+  const proxy = await startRedisProxy(REDIS_URL);
+  const state = await make({ url: proxy.url, prefix: newPrefix() });
   const policy = { threshold: 2, banSeconds: 60 };
   assert.equal((await state.bans.recordFailure('10.2.2.2', policy)).failures, 1);
   assert.equal(state.available(), true);
 
-  await new Promise<void>((resolve) => {
-    proxy.close(() => resolve());
-    for (const s of sockets) s.destroy();
-  });
+  await proxy.cut();
   const started = Date.now();
   await assert.rejects(state.bans.isBanned('10.2.2.2'));
   await assert.rejects(state.sessions.list());
   assert.ok(Date.now() - started < 2000);
   assert.equal(state.available(), false, 'readiness follows the connection');
 
-  await new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
+  await proxy.reopen();
   const deadline = Date.now() + 10_000;
   let banned: { banned: boolean; failures: number } | undefined;
   while (!banned && Date.now() < deadline) {
@@ -299,8 +284,7 @@ test('redis: calls reject during an outage and work again once Redis is back', a
   assert.deepEqual(banned, { banned: true, failures: 2 }, 'state kept in Redis is there after the reconnect');
   assert.equal(state.available(), true);
   await state.close();
-  for (const s of sockets) s.destroy();
-  await new Promise<void>((resolve) => proxy.close(() => resolve()));
+  await proxy.cut();
 });
 
 test('redis: a connection passed in stays open after close()', async () => {

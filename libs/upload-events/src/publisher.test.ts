@@ -4,12 +4,12 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createLogger } from '@ftp/telemetry';
+import { startRedisProxy } from '../../../test/support/redisProxy';
 import { createUploadPublisher, type PublishOutcome, type UploadPublisherOptions } from './publisher';
 import { JOB_UPLOAD_ABORTED, JOB_UPLOAD_COMPLETED, UPLOAD_QUEUE, queuePrefix, type UploadEvent } from './types';
 
@@ -77,32 +77,11 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
   }
 }
 
-/** A TCP proxy to Redis that can be cut (listener closed, connections destroyed) and reopened on the same port. */
+/** A Redis proxy that can be cut and reopened, cut again at the end. */
 async function redisProxy() {
-  const target = new URL(REDIS_URL);
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target.port || 6379), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  const cut = () =>
-    new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      for (const s of sockets) s.destroy();
-    });
-  closers.push(cut);
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    cut,
-    reopen: () => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve)),
-  };
+  const proxy = await startRedisProxy(REDIS_URL);
+  closers.push(proxy.cut);
+  return proxy;
 }
 
 test('publisher: a completed upload becomes one job named upload.completed, whose data is the event', async () => {
