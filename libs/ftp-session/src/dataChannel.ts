@@ -38,7 +38,10 @@ export async function preparePassive(session: Session): Promise<number> {
     if (released) return;
     released = true;
     metrics.passiveLeases.dec();
-    withContext(session, () => cluster.ports.release(lease)).catch(() => metrics.clusterStateErrors.inc());
+    withContext(session, () => cluster.ports.release(lease)).catch(() => {
+      metrics.clusterStateErrors.inc();
+      session.deps.unreleased.add(lease);
+    });
   };
   const expectation = passive.expect(lease.port, clientAddress, session.id);
   session.data = {

@@ -35,13 +35,26 @@ export async function reportSession(session: Session): Promise<void> {
   }
 }
 
+/** Releases the leases whose release failed earlier, oldest first; stops at the first failure (still away). Never rejects. */
+export async function retryReleases(deps: Pick<SessionDeps, 'cluster' | 'unreleased'>): Promise<void> {
+  for (const lease of deps.unreleased) {
+    try {
+      await deps.cluster.ports.release(lease);
+    } catch {
+      return;
+    }
+    deps.unreleased.delete(lease);
+  }
+}
+
 /**
  * Keeps this replica's session records alive: they expire unless refreshed, which is how a dead replica's sessions
- * leave the cluster-wide counts. Returns the function that stops it.
+ * leave the cluster-wide counts; and retries lease releases that failed. Returns the function that stops it.
  */
 export function startHeartbeat(deps: SessionDeps, intervalMs: number): () => void {
   const timer = setInterval(() => {
     for (const session of deps.live) void reportSession(session);
+    void retryReleases(deps);
   }, intervalMs);
   timer.unref();
   return () => clearInterval(timer);

@@ -5,5 +5,5 @@ export type { SessionDeps, SessionSettings } from './types';
 export { startTls, TlsHandshakeError, type TlsProvider } from './tls';
 export { resolvePeer, type Peer } from './peer';
 export { relayToOwner } from './relay';
-export { startHeartbeat } from './heartbeat';
+export { retryReleases, startHeartbeat } from './heartbeat';
 export { createProxyTrust, ProxyHeaderError, readProxyHeader } from './proxyHeader';

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { ClusterState } from '@ftp/cluster-state';
+import type { ClusterState, PassiveLease } from '@ftp/cluster-state';
 import type { Identity, User } from '@ftp/identity';
 import type { Storage } from '@ftp/storage';
 import type { EdgeMetrics, Logger, Xferlog } from '@ftp/telemetry';
@@ -55,6 +55,11 @@ export interface SessionDeps {
   uploads?: UploadEvents;
   /** Open sessions of this process, so that a drain can tell idle ones from those mid-transfer. */
   live: Set<Session>;
+  /**
+   * Passive leases whose release failed (the cluster state was away): the heartbeat retries them, so the port is free
+   * for that client again soon after Redis is back instead of at the lease's TTL.
+   */
+  unreleased: Set<PassiveLease>;
   /** The xferlog audit stream (FTP_XFERLOG_FILE); absent when off. */
   xferlog?: Pick<Xferlog, 'write'>;
 }

@@ -132,6 +132,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       metrics,
       log,
       live,
+      unreleased: new Set(),
       uploads,
       xferlog,
     };
