@@ -31,11 +31,15 @@ const workers: WorkerProcess[] = [];
 let respond: (attempt: number) => number | 'hold' = () => 200;
 
 before(async () => {
-  [server, clamd, receiver] = await Promise.all([
-    startTestServer({ env: { REDIS_URL, FTP_REDIS_PREFIX: prefix, FTP_UPLOAD_SHA256: 'true' } }),
-    startClamd(),
-    startWebhookReceiver((_delivery, attempt) => respond(attempt)),
+  // Each one kept as soon as it is up, and all awaited: when one fails (clamd not installed), after() still stops the
+  // others; with Promise.all they would be left running and this file's process would never exit.
+  const started = await Promise.allSettled([
+    startTestServer({ env: { REDIS_URL, FTP_REDIS_PREFIX: prefix, FTP_UPLOAD_SHA256: 'true' } }).then((s) => (server = s)),
+    startClamd().then((c) => (clamd = c)),
+    startWebhookReceiver((_delivery, attempt) => respond(attempt)).then((r) => (receiver = r)),
   ]);
+  const failed = started.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed) throw failed.reason;
   const pipelines = join(server.dataDir, '..', 'pipelines.yaml');
   writeFileSync(
     pipelines,
