@@ -6,19 +6,12 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } 
 import { spawnSync } from 'node:child_process';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { envInt, MiB } from './env';
 import { backgroundLoad, type CpuSample } from './cpu';
 import { median, renderCpu, renderResults, verdict, ratioOf, TARGET, type CpuRow, type Row } from './report';
 import { checkRangeFree, freePort, killNow, parseRange, startOurs, startVsftpd, stopServer, REPO_ROOT, type RunningServer } from './servers';
 import { bigFile, connectBurst, sessions, smallFiles, smallPayloads, type Limits } from './workloads';
 
-const MiB = 1024 * 1024;
-
-function envInt(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) < min) throw new Error(`${name} must be a whole number >= ${min}, got "${raw}"`);
-  return Number(raw);
-}
 
 const settings = {
   bigMiB: envInt('BENCH_BIG_MB', 1024),

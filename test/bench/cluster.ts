@@ -13,22 +13,15 @@ import { connect, type NetConnectOpts, type Socket } from 'node:net';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCluster, type Cluster } from '../support/cluster';
+import { envInt, MiB } from './env';
 import { backgroundLoad } from './cpu';
 import { FtpProtocolError, ReplyQueue, type Reply } from './ftpClient';
 import { median } from './report';
 import { REPO_ROOT } from './servers';
 import { percentile } from './workloads';
 
-const MiB = 1024 * 1024;
 /** Source address of every benchmark connection: not 127.0.0.1, which the replicas take for HAProxy (PROXY header expected). */
 const SOURCE = '127.0.0.50';
-
-function envInt(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) < min) throw new Error(`${name} must be a whole number >= ${min}, got "${raw}"`);
-  return Number(raw);
-}
 
 function envList(name: string, fallback: string, allowed: string[]): string[] {
   const items = (process.env[name] || fallback).split(',').map((s) => s.trim()).filter(Boolean);

@@ -16,10 +16,10 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { MiB } from './env';
 import { ReplyQueue, type Reply } from './ftpClient';
 import { checkRangeFree, freePort, killNow, parseRange, startOurs, stopServer, type RunningServer } from './servers';
 
-const MiB = 1024 * 1024;
 const settings = {
   mib: Number(process.env.BENCH_TLS_MB || 512),
   repeat: Number(process.env.BENCH_TLS_REPEAT || 3),

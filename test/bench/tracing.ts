@@ -13,19 +13,12 @@ import type { AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { envInt, MiB } from './env';
 import { backgroundLoad } from './cpu';
 import { median } from './report';
 import { checkRangeFree, freePort, killNow, parseRange, startOurs, stopServer, type RunningServer } from './servers';
 import { bigFile, sessions, type Limits } from './workloads';
 
-const MiB = 1024 * 1024;
-
-function envInt(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) < min) throw new Error(`${name} must be a whole number >= ${min}, got "${raw}"`);
-  return Number(raw);
-}
 
 const settings = {
   mib: envInt('BENCH_MIB', 256),
@@ -43,8 +36,10 @@ const settings = {
   sampleRatio: Number(process.env.BENCH_SAMPLE_RATIO ?? '0.1'),
   opTimeoutMs: envInt('BENCH_OP_TIMEOUT_S', 30) * 1000,
   phaseTimeoutMs: envInt('BENCH_PHASE_TIMEOUT_S', 240) * 1000,
-  /** After each traced phase: time for the batch processor to send what is left, so it does not bleed into the next. */
-  settleMs: envInt('BENCH_SETTLE_MS', 2500, 0),
+  /** After each edge's phase: time for a traced edge's batch processor to send what is left before the next phase. */
+  // At least the batch delay (OTEL_BSP_SCHEDULE_DELAY 1 s below) and then some, or a traced edge's last batch lands
+  // in the next edge's phase (and an untraced one seems to export).
+  settleMs: envInt('BENCH_SETTLE_MS', 2500, 1500),
   /** Pin the bench (client and receiver) to CPU 0 and the edges to CPU 1, so where the scheduler puts them does not vary. */
   pin: process.env.BENCH_PIN !== '0' && cpus().length >= 2 && spawnSync('taskset', ['-V']).status === 0,
 };

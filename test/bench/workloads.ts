@@ -6,11 +6,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { MiB } from './env';
 import { FtpClient } from './ftpClient';
 import { startCpuMeter, type CpuSample } from './cpu';
 import type { RunningServer } from './servers';
 
-const MiB = 1024 * 1024;
 export const SMALL_FILE_BYTES = 4096;
 
 export interface Limits {

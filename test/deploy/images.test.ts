@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { builtinModules } from 'node:module';
 import { delimiter, dirname, join, relative } from 'node:path';
@@ -11,6 +11,7 @@ import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { loadConfig } from '@ftp/config';
 import { loadWorkerConfig } from '../../services/worker/src/config';
+import { freeBlock } from '../support/processes';
 import { buildStageSources, dockerignored, imageProblems, lintProblems, type ImageExpectations } from './dockerfile';
 
 // The two images without a Docker engine: their Dockerfiles linted and checked for what they promise, the bundles
@@ -107,17 +108,6 @@ for (const [name, image] of Object.entries(IMAGES)) {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** Starts a bundle as the image does (`node main.js`, the environment only), and returns how to stop it. */
 function startBundle(bundle: string, env: Record<string, string>) {
   const clean: Record<string, string> = {};
@@ -164,7 +154,8 @@ const greeting = (port: number) =>
 test('the edge bundle starts like the image (control greeting, /readyz) and exits 0 on SIGTERM', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'deploy-edge-'));
   temp.push(dir);
-  const [port, admin, passive] = [await freePort(), await freePort(), await freePort()];
+  const port = await freeBlock(3, ['127.0.0.1']);
+  const [admin, passive] = [port + 1, port + 2];
   const edge = startBundle(IMAGES.edge.bundle, {
     FTP_HOST: '127.0.0.1',
     FTP_PORT: String(port),
@@ -188,7 +179,7 @@ test('the edge bundle starts like the image (control greeting, /readyz) and exit
 });
 
 test('the worker bundle starts like the image (/healthz, /readyz) and exits 0 on SIGTERM', async () => {
-  const admin = await freePort();
+  const admin = await freeBlock(1, ['127.0.0.1']);
   const worker = startBundle(IMAGES.worker.bundle, {
     REDIS_URL,
     FTP_REDIS_PREFIX: prefix,

@@ -7,8 +7,10 @@ import { parse as parseYaml } from 'yaml';
 import { createLogger } from '@ftp/telemetry';
 import { loadWorkerConfig } from '../../services/worker/src/config';
 import { startWorker } from '../../services/worker/src/worker';
-import { freePort, scrape } from '../support/prometheus';
+import { freeBlock } from '../support/processes';
+import { scrape } from '../support/prometheus';
 import { startTestServer } from '../support/server';
+import { deleteKeysUnder } from '../support/redisKeys';
 
 const ROOT = new URL('../../deploy/observability/', import.meta.url);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -74,9 +76,9 @@ test('the Grafana dashboard parses, and every metric it queries exists in the /m
 
   // Real processes: an edge and a worker, each with its admin listener; their /metrics list every metric they define.
   const prefix = `test:dashboard:${randomUUID()}:`;
-  const server = await startTestServer({ env: { FTP_ADMIN_PORT: String(await freePort()) } });
+  const server = await startTestServer({ env: { FTP_ADMIN_PORT: String(await freeBlock(1, ['127.0.0.1'])) } });
   const worker = await startWorker(
-    loadWorkerConfig({ REDIS_URL, FTP_REDIS_PREFIX: prefix, FTP_DATA_DIR: server.dataDir, WORKER_ADMIN_PORT: String(await freePort()) }),
+    loadWorkerConfig({ REDIS_URL, FTP_REDIS_PREFIX: prefix, FTP_DATA_DIR: server.dataDir, WORKER_ADMIN_PORT: String(await freeBlock(1, ['127.0.0.1'])) }),
     createLogger({ level: 'silent' }),
   );
   try {
@@ -90,12 +92,7 @@ test('the Grafana dashboard parses, and every metric it queries exists in the /m
     await worker.close();
     await server.close();
     const admin = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await admin.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeysUnder(admin, prefix);
     await admin.quit();
   }
 });

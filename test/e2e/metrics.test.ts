@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { RawClient } from '../support/rawClient';
 import { openEpsv, readAll, waitFor } from '../support/rawData';
-import { freePort, scrape } from '../support/prometheus';
+import { freeBlock } from '../support/processes';
+import { scrape } from '../support/prometheus';
 import { startTestServer, type TestServer } from '../support/server';
 
 // One scripted run against an edge with its admin port on, per-user metrics and an xferlog: the /metrics counters and
@@ -21,7 +22,7 @@ before(async () => {
   logDir = mkdtempSync(join(tmpdir(), 'ftp-xferlog-'));
   xferlog = join(logDir, 'logs', 'xferlog');
   server = await startTestServer({
-    env: { FTP_ADMIN_PORT: String(await freePort()), FTP_METRICS_USER_LABELS: 'true', FTP_XFERLOG_FILE: xferlog, FTP_BAN_AFTER_FAILURES: '2' },
+    env: { FTP_ADMIN_PORT: String(await freeBlock(1, ['127.0.0.1'])), FTP_METRICS_USER_LABELS: 'true', FTP_XFERLOG_FILE: xferlog, FTP_BAN_AFTER_FAILURES: '2' },
   });
   metricsUrl = `http://127.0.0.1:${server.edge.adminPort}/metrics`;
 });

@@ -11,6 +11,7 @@ import { loadWorkerConfig } from '../../services/worker/src/config';
 import { startWorker } from '../../services/worker/src/worker';
 import { startTestServer } from '../support/server';
 import { one, parentOf, scriptedUpload, startTestTracing } from '../support/tracing';
+import { deleteKeysUnder } from '../support/redisKeys';
 
 // The worker's context manager (AsyncLocalStorage, the SDK default, as services/worker/src/instrument.ts starts it):
 // an upload through an in-process edge, processed by an in-process worker, is one trace. AsyncLocalStorage also
@@ -58,12 +59,7 @@ test("the worker's job and step spans join the upload's trace; Redis and BullMQ 
     const queue = new Queue(UPLOAD_QUEUE, { connection: admin, prefix: queuePrefix(prefix) });
     await queue.obliterate({ force: true }).catch(() => undefined);
     await queue.close();
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await admin.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeysUnder(admin, prefix);
     await admin.quit();
   }
 });

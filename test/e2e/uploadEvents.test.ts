@@ -12,6 +12,7 @@ import { partialNameFor } from '@ftp/storage';
 import { JOB_UPLOAD_ABORTED, JOB_UPLOAD_COMPLETED, UPLOAD_QUEUE, queuePrefix, type UploadAbortedEvent, type UploadEvent } from '@ftp/upload-events';
 import { openPassive, passiveUpload, rawLogin, waitFor, writeData } from '../support/rawData';
 import { startTestServer, TEST_PASSWORD, type TestServer } from '../support/server';
+import { deleteKeysUnder } from '../support/redisKeys';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -46,12 +47,7 @@ after(async () => {
   for (const { prefix, queue } of used) {
     await queue.obliterate({ force: true });
     await queue.close();
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await admin.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeysUnder(admin, prefix);
   }
   await admin.quit();
 });

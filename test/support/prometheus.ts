@@ -1,5 +1,3 @@
-import { createServer } from 'node:net';
-
 /** One scrape in the Prometheus text format: sample values by series (`name{a="1",b="2"}`, labels sorted), and types by metric name. */
 export interface Scrape {
   samples: Map<string, number>;
@@ -55,16 +53,4 @@ export async function scrape(url: string): Promise<Scrape> {
   const response = await fetch(url);
   if (response.status !== 200) throw new Error(`${url} → ${response.status}`);
   return parsePrometheus(await response.text());
-}
-
-/** A loopback port free right now (for an admin listener that takes no port 0). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }

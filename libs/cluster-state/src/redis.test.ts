@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
 import { Redis } from 'ioredis';
+import { keysUnder as keysUnderPrefix } from '../../../test/support/redisKeys';
 import { startRedisProxy } from '../../../test/support/redisProxy';
 import { clusterStateContract, record } from './contract';
 import { createRedisClusterState, type RedisClusterStateOptions } from './redis';
@@ -22,16 +23,7 @@ async function make(options: Omit<RedisClusterStateOptions, 'pasvRange'> & { pas
 }
 const newPrefix = () => `test:${randomUUID()}:`;
 
-async function keysUnder(prefix: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    found.push(...batch);
-    cursor = next;
-  } while (cursor !== '0');
-  return found;
-}
+const keysUnder = (prefix: string) => keysUnderPrefix(admin, prefix);
 
 after(async () => {
   for (const state of states) await state.close();

@@ -265,9 +265,10 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
           if (redis.status === 'ready') await drain();
           if (outbox.size > 0) await sleep(Math.min(100, Math.max(deadline - Date.now(), 0)));
         }
+        // Every journal write and removal asked for so far is done: what the files say is final.
+        await journal?.settled();
         if (outbox.size > 0 && journal) {
           // What is on disk waits for the next start; what is not (its write failed) is lost like without a journal.
-          await journal.settled();
           const kept = [...outbox.keys()].filter((id) => journal.has(id));
           if (kept.length > 0) {
             log.warn({ kept: kept.length, dir: options.journalDir, uploadIds: kept }, 'upload events: Redis did not come back in time; deferred events stay in the journal for the next start');
@@ -281,7 +282,6 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
           outbox.clear();
           for (let i = 0; i < count; i++) report('lost');
         }
-        await journal?.settled();
         await queue.close().catch(() => {});
         if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
         else if (redis.status !== 'end') redis.disconnect();
