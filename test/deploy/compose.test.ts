@@ -10,6 +10,7 @@ import { loadConfig } from '@ftp/config';
 import { loadWorkerConfig } from '../../services/worker/src/config';
 import { buildPipelines } from '../../services/worker/src/pipeline';
 import { composeSchemaErrors, isPortMapping, loadCompose } from './compose';
+import { sftpSettings } from './sftpSettings';
 
 // docker-compose.yml and deploy/haproxy/haproxy.cfg, offline: the Compose Specification schema, the old
 // docker-compose 1.29 parser (`config -q` needs no engine), `haproxy -c` with the values Compose passes, and the
@@ -58,7 +59,7 @@ test('the cluster: Redis, HAProxy, three edges, two workers and the observabilit
   assert.deepEqual(services, ['edge-1', 'edge-2', 'edge-3', 'grafana', 'haproxy', 'jaeger', 'otel-collector', 'prometheus', 'redis', 'worker-1', 'worker-2']);
 });
 
-test('every edge gets a configuration it accepts, and HAProxy forwards exactly its control port and passive range', () => {
+test('every edge gets a configuration it accepts, and HAProxy forwards exactly its control port, passive range and SFTP port', () => {
   const doc = compose();
   const haproxy = doc.services.haproxy;
   const lb = envOf(haproxy);
@@ -76,11 +77,40 @@ test('every edge gets a configuration it accepts, and HAProxy forwards exactly i
   });
   for (const config of configs) assert.deepEqual(config.pasvRange, configs[0].pasvRange, 'one passive range for all replicas');
   const { port, adminPort, pasvRange } = configs[0];
+  const sftp = sftpSettings(configs[0], envOf(doc.services['edge-1']));
+  for (const name of EDGES) assert.deepEqual(sftpSettings(loadConfig({ env: envOf(doc.services[name]) }), envOf(doc.services[name])), sftp);
   assert.deepEqual([lb.FTP_EDGE_1, lb.FTP_EDGE_2, lb.FTP_EDGE_3], EDGES);
   assert.equal(Number(lb.FTP_EDGE_CONTROL_PORT), port);
   assert.equal(Number(lb.FTP_EDGE_ADMIN_PORT), adminPort);
+  assert.equal(Number(lb.FTP_EDGE_SFTP_PORT), sftp.port, 'HAProxy forwards SFTP to the edges\' FTP_SFTP_PORT');
+  assert.notEqual(sftp.port, 0);
   assert.deepEqual([Number(lb.FTP_PASV_MIN), Number(lb.FTP_PASV_MAX)], [pasvRange.min, pasvRange.max]);
-  assert.deepEqual(haproxy.ports, [`21:${lb.FTP_LB_CONTROL_PORT}`, `${pasvRange.min}-${pasvRange.max}:${pasvRange.min}-${pasvRange.max}`]);
+  assert.deepEqual(haproxy.ports, [
+    `21:${lb.FTP_LB_CONTROL_PORT}`,
+    `${pasvRange.min}-${pasvRange.max}:${pasvRange.min}-${pasvRange.max}`,
+    `22:${lb.FTP_LB_SFTP_PORT}`,
+  ]);
+  // SFTP_HOST_PORT moves the published SFTP port off 22 (where the host's own sshd listens).
+  assert.deepEqual(loadCompose(COMPOSE, { SFTP_HOST_PORT: '2222' }).services.haproxy.ports[2], `2222:${lb.FTP_LB_SFTP_PORT}`);
+});
+
+test('every edge presents the same SFTP host keys: made once by edge-1 on the shared volume, the others wait for it', () => {
+  const doc = compose();
+  for (const name of EDGES) {
+    const service = doc.services[name];
+    const env = envOf(service);
+    const sftp = sftpSettings(loadConfig({ env }), env);
+    assert.deepEqual(sftp.hostKeys, [], `${name}: no FTP_SFTP_HOST_KEYS, so the keys are made in FTP_TLS_DIR`);
+    // FTP_TLS_DIR on the volume every edge mounts, not on the container's own (read-only) file system or a tmpfs.
+    const shared = (service.volumes as string[]).map((v) => v.split(':')).find(([source]) => source === 'ftp-data');
+    assert.ok(shared, `${name} mounts the shared volume`);
+    for (const key of sftp.generatedKeys) assert.ok(key.startsWith(`${shared[1]}/`), `${name}: ${key} must be on the shared volume ${shared[1]}`);
+    assert.ok(!(service.tmpfs ?? []).some((t: string) => sftp.generatedKeys.some((k) => k.startsWith(`${t}/`))));
+    if (name !== 'edge-1') {
+      assert.equal(service.depends_on['edge-1']?.condition, 'service_healthy', `${name} must wait until edge-1 has made the keys (and the users file)`);
+    }
+  }
+  assert.deepEqual(Object.keys(doc.services['edge-1'].depends_on), ['redis'], 'edge-1 waits for no other edge');
 });
 
 test('every worker loads its configuration and pipelines and shares the edges\' volume, data folder and Redis', () => {
@@ -134,6 +164,28 @@ test('Prometheus scrapes every edge and worker by service name on its admin port
 test('HAProxy accepts its configuration with the values Compose passes (haproxy -c)', () => {
   const result = spawnSync(binary('haproxy', 'haproxy'), ['-c', '-f', HAPROXY_CFG], { env: cleanEnv(envOf(compose().services.haproxy)), encoding: 'utf8' });
   assert.equal(result.status, 0, `${result.stdout}${result.stderr}`);
+});
+
+test('HAProxy\'s SFTP frontend is on with FTP_LB_SFTP_PORT, and the file stays valid without it (FTP only)', () => {
+  const text = readFileSync(HAPROXY_CFG, 'utf8');
+  // The SFTP block, between `.if defined(FTP_LB_SFTP_PORT)` and `.endif`: a frontend on the SFTP port and a backend
+  // of the three edges' SFTP ports whose health follows the FTP control servers' /readyz checks.
+  const block = /^\.if defined\(FTP_LB_SFTP_PORT\)\n([\s\S]*?)^\.endif$/m.exec(text)?.[1] ?? '';
+  assert.match(block, /^frontend sftp\n\s+bind "\$\{FTP_LB_BIND\}:\$\{FTP_LB_SFTP_PORT\}"\n\s+default_backend sftp$/m);
+  for (const [i, edge] of EDGES.entries()) {
+    assert.match(block, new RegExp(`^\\s+server ${edge} "\\$\\{FTP_EDGE_${i + 1}\\}:\\$\\{FTP_EDGE_SFTP_PORT-2222\\}" track ftp_control/${edge}$`, 'm'));
+  }
+  // send-proxy-v2 for every server of every backend, SFTP's included (haproxy.test.ts sees the header arrive).
+  assert.match(text, /^defaults\n(?:.*\n)*?\s+default-server [^\n]*\bsend-proxy-v2\b/m);
+
+  const lb = envOf(compose().services.haproxy);
+  const haproxy = binary('haproxy', 'haproxy');
+  const { FTP_LB_SFTP_PORT: _, FTP_EDGE_SFTP_PORT: __, ...ftpOnly } = lb;
+  const without = spawnSync(haproxy, ['-c', '-f', HAPROXY_CFG], { env: cleanEnv(ftpOnly), encoding: 'utf8' });
+  assert.equal(without.status, 0, `${without.stdout}${without.stderr}`);
+  const badPort = spawnSync(haproxy, ['-c', '-f', HAPROXY_CFG], { env: cleanEnv({ ...lb, FTP_LB_SFTP_PORT: 'ssh' }), encoding: 'utf8' });
+  assert.notEqual(badPort.status, 0);
+  assert.match(`${badPort.stdout}${badPort.stderr}`, /invalid character 's' in port number 'ssh'/);
 });
 
 test('a wrong field fails each validator: schema, docker-compose, haproxy -c', () => {

@@ -13,6 +13,7 @@ import { loadConfig } from '@ftp/config';
 import { loadWorkerConfig } from '../../services/worker/src/config';
 import { freeBlock } from '../support/processes';
 import { buildStageSources, dockerignored, imageProblems, lintProblems, type ImageExpectations } from './dockerfile';
+import { sftpSettings } from './sftpSettings';
 
 // The two images without a Docker engine: their Dockerfiles linted and checked for what they promise, the bundles
 // they contain built with the very command the build stage runs, and each bundle started the way the image starts it
@@ -34,6 +35,7 @@ after(async () => {
 });
 
 const edgeDefaults = loadConfig({ env: {} });
+const sftpDefaults = sftpSettings(edgeDefaults, {});
 const workerDefaults = loadWorkerConfig({ REDIS_URL: 'redis://unused' });
 
 interface Image extends ImageExpectations {
@@ -44,7 +46,7 @@ const IMAGES: Record<string, Image> = {
     dir: 'services/ftp-edge',
     workspace: '@ftp/edge',
     bundle: 'services/ftp-edge/dist/main.js',
-    exposes: [edgeDefaults.port, edgeDefaults.relayPort, edgeDefaults.adminPort, `${edgeDefaults.pasvRange.min}-${edgeDefaults.pasvRange.max}`].map(String),
+    exposes: [edgeDefaults.port, edgeDefaults.relayPort, sftpDefaults.port, edgeDefaults.adminPort, `${edgeDefaults.pasvRange.min}-${edgeDefaults.pasvRange.max}`].map(String),
   },
   worker: { dir: 'services/worker', workspace: '@ftp/worker', bundle: 'services/worker/dist/main.js', exposes: [String(workerDefaults.adminPort)] },
 };
@@ -151,11 +153,11 @@ const greeting = (port: number) =>
     socket.once('error', reject);
   });
 
-test('the edge bundle starts like the image (control greeting, /readyz) and exits 0 on SIGTERM', async () => {
+test('the edge bundle starts like the image (control greeting, SSH greeting, /readyz) and exits 0 on SIGTERM', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'deploy-edge-'));
   temp.push(dir);
-  const port = await freeBlock(3, ['127.0.0.1']);
-  const [admin, passive] = [port + 1, port + 2];
+  const port = await freeBlock(4, ['127.0.0.1']);
+  const [admin, passive, sftp] = [port + 1, port + 2, port + 3];
   const edge = startBundle(IMAGES.edge.bundle, {
     FTP_HOST: '127.0.0.1',
     FTP_PORT: String(port),
@@ -163,6 +165,8 @@ test('the edge bundle starts like the image (control greeting, /readyz) and exit
     FTP_ADMIN_HOST: '127.0.0.1',
     FTP_ADMIN_PORT: String(admin),
     FTP_RELAY_PORT: '0',
+    // Never the default 2222, which another edge on this machine may hold.
+    FTP_SFTP_PORT: String(sftp),
     FTP_DATA_DIR: join(dir, 'files'),
     FTP_USERS_FILE: join(dir, 'users.yaml'),
     FTP_TLS_DIR: join(dir, 'tls'),
@@ -172,6 +176,8 @@ test('the edge bundle starts like the image (control greeting, /readyz) and exit
   try {
     await until('readiness', async () => ((await status(`http://127.0.0.1:${admin}/readyz`)) === 200 ? true : undefined), edge.output);
     assert.match(await greeting(port), /^220 /);
+    // Once the edge reads FTP_SFTP_PORT, the bundle (with ssh2 outside or inside it) must serve SSH too.
+    if ('sftpPort' in edgeDefaults) assert.match(await greeting(sftp), /^SSH-2\.0-/);
   } finally {
     assert.equal(await edge.stop(), 0, edge.output());
   }
@@ -202,13 +208,13 @@ test('a Dockerfile that breaks a promise is caught: unpinned base, root user, do
     .replace('USER 1000:1000', 'USER root')
     .replace('WORKDIR /app\n', 'WORKDIR /app\nADD https://example.com/app.tgz /app/\n')
     .replace('ENTRYPOINT ["node", "/app/main.js"]', 'ENTRYPOINT node /app/main.js')
-    .replace('EXPOSE 2121 2122 9090 30000-30099', 'EXPOSE 21 9090');
+    .replace('EXPOSE 2121 2122 2222 9090 30000-30099', 'EXPOSE 21 9090');
   const problems = imageProblems(text, IMAGES.edge).join('\n');
   assert.match(problems, /FROM node: pin the base image/);
   assert.match(problems, /USER root: run as a non-root user/);
   assert.match(problems, /ADD https:\/\/example\.com\/app\.tgz/);
   assert.match(problems, /ENTRYPOINT in exec form/);
-  assert.match(problems, /EXPOSE 21 9090: expected 2121 2122 30000-30099 9090/);
+  assert.match(problems, /EXPOSE 21 9090: expected 2121 2122 2222 30000-30099 9090/);
   assert.match(lintProblems(text.replace('EXPOSE 21 9090', 'EXPOSE twenty-one')).join('\n'), /Invalid containerPort: twenty-one/);
   assert.match(lintProblems(`${text}\nRUNN echo\n`).join('\n'), /Unknown instruction: RUNN/);
 });

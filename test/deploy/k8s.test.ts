@@ -12,6 +12,7 @@ import {
   edgeProblems,
   find,
   hardeningProblems,
+  hostKeyProblems,
   prodProblems,
   referenceProblems,
   workerProblems,
@@ -73,6 +74,11 @@ for (const overlay of OVERLAYS) {
     assert.deepEqual(hardeningProblems(objs), []);
   });
 
+  test(`${overlay}: every edge presents the same SFTP host keys`, () => {
+    const secrets = overlay === 'prod' ? (loadYamlDocuments(PROD_SECRETS) as Resource[]) : [];
+    assert.deepEqual(hostKeyProblems(render(overlay), secrets), []);
+  });
+
   test(`${overlay}: the worker's configuration and pipelines load, and it shares the edge's volume, Redis prefix and data folder`, () => {
     assert.deepEqual(workerProblems(render(overlay)), []);
   });
@@ -95,6 +101,37 @@ test('dev runs Redis in the namespace; prod points at an external Redis and a Re
   assert.equal(edgeConfig(prod).config?.pasvAddress, '203.0.113.10');
   // Production secrets are created out of band: applying the overlay must never overwrite them.
   assert.equal(prod.filter((o) => o.kind === 'Secret').length, 0);
+});
+
+test('SFTP: Service port 22 to the pods\' sftp port, host keys from a Secret in prod and from the shared volume in dev, policy admits it', () => {
+  const prod = render('prod');
+  const { config, sftp } = edgeConfig(prod);
+  assert.equal(sftp?.port, 2222);
+  const container = edgeDeployment(prod).spec.template.spec.containers[0];
+  assert.deepEqual(container.ports.find((p: { name: string }) => p.name === 'sftp'), { name: 'sftp', containerPort: 2222 });
+  const service = find(prod, 'Service', 'ftp')!;
+  assert.deepEqual(service.spec.ports.find((p: { port: number }) => p.port === 22), { name: 'sftp', port: 22, targetPort: 'sftp', protocol: 'TCP' });
+
+  // The Secret's two keys, mounted read-only where FTP_SFTP_HOST_KEYS points, not readable by other users.
+  assert.deepEqual(sftp?.hostKeys, ['/etc/ftp/ssh/ssh_host_ed25519_key', '/etc/ftp/ssh/ssh_host_rsa_key']);
+  assert.deepEqual(container.volumeMounts.find((m: { name: string }) => m.name === 'sftp-host-keys'), { name: 'sftp-host-keys', mountPath: '/etc/ftp/ssh', readOnly: true });
+  const volume = edgeDeployment(prod).spec.template.spec.volumes.find((v: { name: string }) => v.name === 'sftp-host-keys');
+  assert.deepEqual(volume.secret, { secretName: 'ftp-sftp-host-keys', defaultMode: 0o440 });
+  const example = find(loadYamlDocuments(PROD_SECRETS) as Resource[], 'Secret', 'ftp-sftp-host-keys')!;
+  assert.deepEqual(Object.keys(example.stringData).sort(), ['ssh_host_ed25519_key', 'ssh_host_rsa_key']);
+  // The example holds placeholders, never a private key.
+  for (const value of Object.values<string>(example.stringData)) assert.doesNotMatch(value, /PRIVATE KEY/);
+
+  const ingress = find(prod, 'NetworkPolicy', 'ftp-edge-ingress')!.spec.ingress;
+  assert.ok(ingress.some((r: { from?: unknown; ports: Array<{ port: number }> }) => !r.from && r.ports.some((p) => p.port === 2222)));
+
+  // Dev: no Secret; the first edge makes the keys on the shared volume, next to the users file and certificate.
+  const dev = render('dev');
+  const devSettings = edgeConfig(dev);
+  assert.deepEqual(devSettings.sftp?.hostKeys, []);
+  assert.deepEqual(devSettings.sftp?.generatedKeys, ['/data/tls/ssh_host_ed25519_key', '/data/tls/ssh_host_rsa_key']);
+  assert.ok(!edgeDeployment(dev).spec.template.spec.volumes.some((v: { name: string }) => v.name === 'sftp-host-keys'));
+  assert.equal(config?.proxyProtocolFrom.length, 0, 'the base expects no PROXY header (externalTrafficPolicy Local), for SFTP as for FTP');
 });
 
 test('the optional KEDA ScaledObject scales the worker Deployment on BullMQ\'s list of waiting upload jobs', () => {
@@ -155,4 +192,40 @@ test('a broken wiring fails the consistency checks', () => {
   assert.match(workerProblems(badPipeline).join('\n'), /unknown step "shred"/);
   const root = change((o) => (edgeDeployment(o).spec.template.spec.securityContext.runAsUser = 0));
   assert.match(hardeningProblems(root).join('\n'), /Deployment\/ftp-edge: runAsNonRoot/);
+});
+
+test('a broken SFTP wiring fails the checks: Service port, container port, policy, host key Secret and mount', () => {
+  const objs = render('prod');
+  const secrets = loadYamlDocuments(PROD_SECRETS) as Resource[];
+  const change = (mutate: (o: Resource[]) => void) => {
+    const copy = clone(objs);
+    mutate(copy);
+    return copy;
+  };
+  const service = (o: Resource[]) => find(o, 'Service', 'ftp') as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const pod = (o: Resource[]) => edgeDeployment(o).spec.template.spec;
+  const noSftpPort = change((o) => (service(o).spec.ports = service(o).spec.ports.filter((p: { port: number }) => p.port !== 22)));
+  assert.match(edgeProblems(noSftpPort).join('\n'), /Service\/ftp: port 22 must go to FTP_SFTP_PORT 2222/);
+  const wrongTarget = change((o) => (service(o).spec.ports.find((p: { port: number }) => p.port === 22).targetPort = 'ftp'));
+  assert.match(edgeProblems(wrongTarget).join('\n'), /port 22 must go to FTP_SFTP_PORT 2222/);
+  const otherPort = change((o) => (find(o, 'ConfigMap', 'ftp-edge')!.data.FTP_SFTP_PORT = '2022'));
+  assert.match(edgeProblems(otherPort).join('\n'), /container port 2022 \(FTP_SFTP_PORT\) not declared/);
+  const closed = change((o) => {
+    const rule = find(o, 'NetworkPolicy', 'ftp-edge-ingress')!.spec.ingress[0];
+    rule.ports = rule.ports.filter((p: { port: number }) => p.port !== 2222);
+  });
+  assert.match(edgeProblems(closed).join('\n'), /NetworkPolicy: SFTP port 2222 must be open to all/);
+
+  const unmounted = change((o) => (pod(o).containers[0].volumeMounts = pod(o).containers[0].volumeMounts.filter((m: { name: string }) => m.name !== 'sftp-host-keys')));
+  assert.match(hostKeyProblems(unmounted, secrets).join('\n'), /\/etc\/ftp\/ssh\/ssh_host_ed25519_key is not in a mounted Secret/);
+  const writable = change((o) => (pod(o).containers[0].volumeMounts.find((m: { name: string }) => m.name === 'sftp-host-keys').readOnly = false));
+  assert.match(hostKeyProblems(writable, secrets).join('\n'), /mount \/etc\/ftp\/ssh must be readOnly/);
+  const worldReadable = change((o) => (pod(o).volumes.find((v: { name: string }) => v.name === 'sftp-host-keys').secret.defaultMode = 0o644));
+  assert.match(hostKeyProblems(worldReadable, secrets).join('\n'), /defaultMode 644 lets other users read the host keys/);
+  const lessKeys = clone(secrets);
+  delete (find(lessKeys, 'Secret', 'ftp-sftp-host-keys') as any).stringData.ssh_host_rsa_key; // eslint-disable-line @typescript-eslint/no-explicit-any
+  assert.match(hostKeyProblems(objs, lessKeys).join('\n'), /Secret ftp-sftp-host-keys has no key ssh_host_rsa_key/);
+  // Without FTP_SFTP_HOST_KEYS, keys made per pod in /tmp (an emptyDir) would differ from replica to replica.
+  const perPod = change((o) => delete find(o, 'ConfigMap', 'ftp-edge')!.data.FTP_SFTP_HOST_KEYS);
+  assert.match(hostKeyProblems(perPod, secrets).join('\n'), /each edge makes \/tmp\/tls\/ssh_host_ed25519_key itself, on volume tmp, which pods do not share/);
 });

@@ -6,6 +6,7 @@ import { loadConfig, type FtpConfig } from '@ftp/config';
 import { loadWorkerConfig, type WorkerConfig } from '../../services/worker/src/config';
 import { buildPipelines } from '../../services/worker/src/pipeline';
 import type { Resource } from './kustomize';
+import { sftpSettings, type SftpSettings } from './sftpSettings';
 
 /**
  * What the schemas cannot see: whether the rendered objects of an overlay fit together and fit the programs they
@@ -126,8 +127,8 @@ export const EDGE_STAND_INS = {
   FTP_TLS_TICKET_KEYS: Buffer.alloc(48, 7).toString('base64'),
 };
 
-/** The edge's configuration as the program itself would load it from the rendered objects. */
-export function edgeConfig(objs: Resource[]): { config?: FtpConfig; problems: string[] } {
+/** The edge's configuration as the program itself would load it from the rendered objects (and its SFTP settings). */
+export function edgeConfig(objs: Resource[]): { config?: FtpConfig; sftp?: SftpSettings; problems: string[] } {
   const deployment = find(objs, 'Deployment', 'ftp-edge');
   const container = podSpecOf(deployment ?? {})?.containers?.find((c: Obj) => c.name === 'edge');
   if (!container) return { problems: ['Deployment/ftp-edge with container "edge" missing'] };
@@ -137,7 +138,8 @@ export function edgeConfig(objs: Resource[]): { config?: FtpConfig; problems: st
     problems.push('FTP_ADVERTISE_HOST must come from status.podIP (peers relay to it)');
   }
   try {
-    return { config: loadConfig({ env }), problems };
+    const config = loadConfig({ env });
+    return { config, sftp: sftpSettings(config, env), problems };
   } catch (err) {
     return { problems: [...problems, `edge configuration: ${(err as Error).message}`] };
   }
@@ -145,15 +147,15 @@ export function edgeConfig(objs: Resource[]): { config?: FtpConfig; problems: st
 
 /** Ports, probes, drain budget, hardening and network policy of the edge against its configuration. */
 export function edgeProblems(objs: Resource[]): string[] {
-  const { config, problems } = edgeConfig(objs);
-  if (!config) return problems;
+  const { config, sftp, problems } = edgeConfig(objs);
+  if (!config || !sftp) return problems;
   const deployment = find(objs, 'Deployment', 'ftp-edge')!;
   const pod = podSpecOf(deployment)!;
   const container = pod.containers.find((c: Obj) => c.name === 'edge');
 
   const containerPorts = new Set((container.ports ?? []).map((p: Obj) => p.containerPort));
-  for (const [key, port] of [['FTP_PORT', config.port], ['FTP_RELAY_PORT', config.relayPort], ['FTP_ADMIN_PORT', config.adminPort]] as const) {
-    if (!containerPorts.has(port)) problems.push(`container port ${port} (${key}) not declared`);
+  for (const [key, port] of [['FTP_PORT', config.port], ['FTP_RELAY_PORT', config.relayPort], ['FTP_ADMIN_PORT', config.adminPort], ['FTP_SFTP_PORT', sftp.port]] as const) {
+    if (port !== 0 && !containerPorts.has(port)) problems.push(`container port ${port} (${key}) not declared`);
   }
   for (const [probe, path] of [['readinessProbe', '/readyz'], ['livenessProbe', '/healthz']]) {
     const get = container[probe]?.httpGet;
@@ -180,7 +182,10 @@ export function edgeProblems(objs: Resource[]): string[] {
     const ports = service.spec.ports as Obj[];
     const control = ports.find((p) => p.port === 21);
     if (!control || portOf(container, control.targetPort) !== config.port) problems.push(`Service/ftp: port 21 must go to FTP_PORT ${config.port}`);
-    const passive = ports.filter((p) => p !== control);
+    const ssh = ports.find((p) => p.port === 22);
+    if (sftp.port === 0 && ssh) problems.push('Service/ftp: port 22 but FTP_SFTP_PORT is 0 (SFTP off)');
+    if (sftp.port !== 0 && (!ssh || portOf(container, ssh.targetPort) !== sftp.port)) problems.push(`Service/ftp: port 22 must go to FTP_SFTP_PORT ${sftp.port}`);
+    const passive = ports.filter((p) => p !== control && p !== ssh);
     const wanted = [];
     for (let p = config.pasvRange.min; p <= config.pasvRange.max; p++) wanted.push(p);
     const listed = passive.map((p) => p.port).sort((a, b) => a - b);
@@ -200,10 +205,64 @@ export function edgeProblems(objs: Resource[]): string[] {
   const onlyFrom = (port: number, ok: (from: Obj) => boolean) => rulesFor(port).length > 0 && rulesFor(port).every((r) => r.from?.length > 0 && r.from.every(ok));
   const fromAnywhere = (port: number) => rulesFor(port).some((r) => !r.from || r.from.length === 0);
   if (![config.port, config.pasvRange.min, config.pasvRange.max].every(fromAnywhere)) problems.push('NetworkPolicy: control and passive ports must be open to all');
+  if (sftp.port !== 0 && !fromAnywhere(sftp.port)) problems.push(`NetworkPolicy: SFTP port ${sftp.port} must be open to all`);
   const isEdge = (f: Obj) => f.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'ftp-edge' && !f.namespaceSelector && !f.ipBlock;
   if (!onlyFrom(config.relayPort, isEdge)) problems.push(`NetworkPolicy: relay port ${config.relayPort} must be open to edge pods only`);
   const isMonitoring = (f: Obj) => f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === 'monitoring' && !f.ipBlock;
   if (!onlyFrom(config.adminPort, isMonitoring)) problems.push(`NetworkPolicy: admin port ${config.adminPort} must be open to the monitoring namespace only`);
+  return problems;
+}
+
+/**
+ * Every edge presents the same SSH host keys (a client the load balancer sends to another pod would otherwise see
+ * "host key changed"): FTP_SFTP_HOST_KEYS names files of a Secret mounted read-only, with those keys in the Secret
+ * (when the Secret is known: rendered, or in `externalSecrets`) and not readable by others; or, without it, the keys
+ * the edge makes in FTP_TLS_DIR land on a volume that every pod shares (a PersistentVolumeClaim), never per pod.
+ */
+export function hostKeyProblems(objs: Resource[], externalSecrets: Resource[] = []): string[] {
+  const { sftp, problems } = edgeConfig(objs);
+  if (!sftp) return problems;
+  if (sftp.port === 0) return [];
+  const pod = podSpecOf(find(objs, 'Deployment', 'ftp-edge')!)!;
+  const container = pod.containers.find((c: Obj) => c.name === 'edge');
+  const secrets = new Map([...externalSecrets, ...objs].filter((o) => o.kind === 'Secret').map((o) => [o.metadata.name, o as Obj]));
+  /** The mount (deepest first) that holds `path`, and its volume. */
+  const mountOf = (path: string) => {
+    const mounts = [...(container.volumeMounts ?? [])].sort((a: Obj, b: Obj) => b.mountPath.length - a.mountPath.length);
+    const mount = mounts.find((m: Obj) => path.startsWith(`${m.mountPath.replace(/\/+$/, '')}/`));
+    return { mount, volume: mount && (pod.volumes ?? []).find((v: Obj) => v.name === mount.name) };
+  };
+
+  if (sftp.hostKeys.length === 0) {
+    for (const path of sftp.generatedKeys) {
+      const { volume } = mountOf(path);
+      if (!volume?.persistentVolumeClaim) {
+        problems.push(`FTP_SFTP_HOST_KEYS is empty, so each edge makes ${path} itself, ${volume ? `on volume ${volume.name}, which pods do not share` : 'on no volume'}: mount the host keys from a Secret and name them in FTP_SFTP_HOST_KEYS`);
+      }
+    }
+    return problems;
+  }
+  for (const path of sftp.hostKeys) {
+    const { mount, volume } = mountOf(path);
+    if (!volume?.secret) {
+      problems.push(`FTP_SFTP_HOST_KEYS: ${path} is not in a mounted Secret${volume ? ` (volume ${volume.name})` : ''}`);
+      continue;
+    }
+    if (mount.readOnly !== true) problems.push(`FTP_SFTP_HOST_KEYS: mount ${mount.mountPath} must be readOnly`);
+    const mode = volume.secret.defaultMode ?? 0o644;
+    if ((mode & 0o007) !== 0) problems.push(`volume ${volume.name}: defaultMode ${mode.toString(8)} lets other users read the host keys (e.g. 0440 = 288)`);
+    const relative = path.slice(mount.mountPath.replace(/\/+$/, '').length + 1);
+    const item = (volume.secret.items as Obj[] | undefined)?.find((i) => i.path === relative);
+    if (volume.secret.items && !item) {
+      problems.push(`FTP_SFTP_HOST_KEYS: ${path} is not among the items of Secret ${volume.secret.secretName}`);
+      continue;
+    }
+    const key = item?.key ?? relative;
+    const secret = secrets.get(volume.secret.secretName);
+    if (secret && ![...Object.keys(secret.data ?? {}), ...Object.keys(secret.stringData ?? {})].includes(key)) {
+      problems.push(`FTP_SFTP_HOST_KEYS: Secret ${volume.secret.secretName} has no key ${key}`);
+    }
+  }
   return problems;
 }
 

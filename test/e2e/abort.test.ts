@@ -70,7 +70,7 @@ before(async () => {
 });
 after(() => server.close());
 
-const sessionsActive = async () => (await server.edge.metrics.sessionsActive.get()).values[0]?.value ?? 0;
+const sessionsActive = async () => (await server.edge.metrics.sessionsActive.get()).values.reduce((n, v) => n + v.value, 0);
 const settled = () => waitFor('sessions to close', async () => (await sessionsActive()) === 0 && (await server.edge.cluster.ports.inUse()) === 0);
 
 async function assertUsable(c: RawClient) {

@@ -369,7 +369,7 @@ test('FTP_TLS_TICKET_KEYS shared by two replicas: a session from one resumes on 
   try {
     await client.greeting();
     await client.authTls();
-    await client.expect('NOOP', 200); // reads the ticket that TLS 1.3 sends after the handshake
+    await client.expect('FEAT', 211); // reads the ticket that TLS 1.3 sends after the handshake
     const resumesOn = async (port: number) => {
       const socket = tlsConnect({ host: '127.0.0.1', port, session: client.session, rejectUnauthorized: false });
       try {

@@ -155,8 +155,12 @@ test('FTP_TLS_REQUIRE_DATA=true: PROT C → 534, a transfer without PROT P → 5
 
 test('require_tls: true for one user: bob on a clear connection → 530, alice (no rule) logs in on clear; bob via TLS needs PROT P', async () => {
   const bobClear = await open(plain);
-  assert.equal((await bobClear.command('USER bob')).code, 530);
-  assert.ok(plain.logs.some((l) => l.msg === 'login refused: TLS required on the control connection' && l.user === 'bob'));
+  // USER answers as for any name (no account enumeration); PASS refuses, with the right password too.
+  assert.equal((await bobClear.command('USER bob')).code, 331);
+  const refused = await bobClear.command(`PASS ${BOB_PASSWORD}`);
+  assert.equal(refused.code, 530);
+  assert.match(refused.text, /TLS required/);
+  assert.ok(plain.logs.some((l) => l.msg === 'login refused' && l.user === 'bob' && String(l.reason).startsWith('TLS required')));
 
   const alice = await open(plain);
   await alice.login(plain.user, plain.password);

@@ -59,11 +59,11 @@ test('/metrics after a scripted session counts its logins, commands by verb and 
   assert.equal((await client.command('QUIT')).code, 221);
   await client.waitClosed();
 
-  await waitFor('both sessions to close', async () => (await scrape(metricsUrl)).value('ftp_sessions_active') === 0);
+  await waitFor('both sessions to close', async () => (await scrape(metricsUrl)).value('ftp_sessions_active', { protocol: 'ftp' }) === 0);
   const m = await scrape(metricsUrl);
-  assert.equal(m.value('ftp_connections_total', { result: 'accepted' }), 2);
-  assert.equal(m.value('ftp_logins_total', { result: 'success' }), 1);
-  assert.equal(m.value('ftp_logins_total', { result: 'failure' }), 1);
+  assert.equal(m.value('ftp_connections_total', { protocol: 'ftp', result: 'accepted' }), 2);
+  assert.equal(m.value('ftp_logins_total', { protocol: 'ftp', result: 'success' }), 1);
+  assert.equal(m.value('ftp_logins_total', { protocol: 'ftp', result: 'failure' }), 1);
   const commands = (verb: string, cls: string) => m.value('ftp_commands_total', { verb, class: cls });
   assert.equal(commands('USER', '3xx'), 2);
   assert.equal(commands('PASS', '2xx'), 1);
@@ -75,11 +75,11 @@ test('/metrics after a scripted session counts its logins, commands by verb and 
   assert.equal(commands('UNKNOWN', '5xx'), 1, 'unknown verbs share one label value');
   assert.equal(commands('QUIT', '2xx'), 2);
   assert.equal(m.value('ftp_command_duration_seconds_count', { verb: 'EPSV' }), 2);
-  assert.equal(m.value('ftp_transfer_bytes_total', { direction: 'upload' }), upload.length);
-  assert.equal(m.value('ftp_transfer_bytes_total', { direction: 'download' }), upload.length);
-  assert.equal(m.value('ftp_transfers_total', { direction: 'upload', result: 'ok' }), 1);
-  assert.equal(m.value('ftp_transfers_total', { direction: 'download', result: 'ok' }), 1);
-  assert.equal(m.value('ftp_transfer_duration_seconds_count', { direction: 'upload' }), 1);
+  assert.equal(m.value('ftp_transfer_bytes_total', { protocol: 'ftp', direction: 'upload' }), upload.length);
+  assert.equal(m.value('ftp_transfer_bytes_total', { protocol: 'ftp', direction: 'download' }), upload.length);
+  assert.equal(m.value('ftp_transfers_total', { protocol: 'ftp', direction: 'upload', result: 'ok' }), 1);
+  assert.equal(m.value('ftp_transfers_total', { protocol: 'ftp', direction: 'download', result: 'ok' }), 1);
+  assert.equal(m.value('ftp_transfer_duration_seconds_count', { protocol: 'ftp', direction: 'upload' }), 1);
   assert.equal(m.value('ftp_data_connections_total', { mode: 'passive' }), 2);
   assert.equal(m.value('ftp_passive_leases'), 0, 'every lease released');
   assert.equal(m.value('ftp_bans_active'), 0);
@@ -127,8 +127,8 @@ test('an upload broken by the client is an incomplete xferlog line and a failed 
   const line = readFileSync(xferlog, 'utf8').split('\n').find((l) => l.includes('/broken.bin'))!;
   assert.match(line, / \/broken\.bin b _ i r alice ftp 0 \* i$/);
   const after = await scrape(metricsUrl);
-  assert.equal(after.value('ftp_transfers_total', { direction: 'upload', result: 'ok' }), before.value('ftp_transfers_total', { direction: 'upload', result: 'ok' }));
-  assert.equal(after.value('ftp_transfers_total', { direction: 'upload', result: 'failed' }), 1);
+  assert.equal(after.value('ftp_transfers_total', { protocol: 'ftp', direction: 'upload', result: 'ok' }), before.value('ftp_transfers_total', { protocol: 'ftp', direction: 'upload', result: 'ok' }));
+  assert.equal(after.value('ftp_transfers_total', { protocol: 'ftp', direction: 'upload', result: 'failed' }), 1);
 });
 
 test('ftp_bans_active counts the addresses banned now (from another loopback address, so the others stay free)', async () => {
@@ -143,5 +143,5 @@ test('ftp_bans_active counts the addresses banned now (from another loopback add
   const m = await scrape(metricsUrl);
   assert.equal(m.value('ftp_bans_active'), 1);
   assert.equal(m.value('ftp_bans_total'), 1);
-  assert.equal(m.value('ftp_logins_total', { result: 'failure' }), 3);
+  assert.equal(m.value('ftp_logins_total', { protocol: 'ftp', result: 'failure' }), 3);
 });

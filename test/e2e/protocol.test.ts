@@ -96,7 +96,7 @@ async function store(c: RawClient, command: string, payload: Buffer, open = pasv
   return { first, final: await c.reply(10_000) };
 }
 
-test('FEAT and HELP are multi-line replies framed per RFC 959/2389, also before login', async () => {
+test('FEAT (also before login) and HELP (after login) are multi-line replies framed per RFC 959/2389', async () => {
   const c = await RawClient.connect(server.port, server.host);
   assert.equal((await c.reply()).code, 220);
   const feat = framed(await c.command('FEAT'), 211);
@@ -105,6 +105,9 @@ test('FEAT and HELP are multi-line replies framed per RFC 959/2389, also before 
   for (const f of ['EPSV', 'REST STREAM', 'SIZE', 'UTF8', 'MFMT', 'HOST', 'MDTM']) assert.ok(features.includes(f), f);
   assert.ok(features.some((f) => /^MLST (\w+\*?;)+$/.test(f)));
   assert.ok(features.some((f) => /^HASH (\S+;)*\S+$/.test(f)));
+  assert.equal((await c.command('HELP')).code, 530, 'nothing but the login before login');
+  assert.equal((await c.command(`USER ${server.user}`)).code, 331);
+  assert.equal((await c.command(`PASS ${server.password}`)).code, 230);
   framed(await c.command('HELP'), 214);
   c.close();
 });

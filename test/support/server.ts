@@ -7,7 +7,7 @@ import { hashPassword, type User } from '@ftp/identity';
 import type { Storage } from '@ftp/storage';
 import { createLogger } from '@ftp/telemetry';
 import { startEdge, type Edge } from '../../services/ftp-edge/src/server';
-import { ephemeralLow } from './processes';
+import { ephemeralLow, freeBlock } from './processes';
 
 export { ephemeralLow };
 
@@ -32,6 +32,8 @@ export interface TestServerOptions {
   extraUsers?: string;
   anonymous?: boolean;
   storageFor?: (user: User) => Storage;
+  /** Also serve SFTP (on a free port: `edge.sftpPort`). */
+  sftp?: boolean;
 }
 
 const PASSWORD = 'correct horse battery staple';
@@ -80,6 +82,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
         FTP_FSYNC_UPLOADS: 'false',
         FTP_TLS_DIR: join(dir, 'tls'),
         FTP_RELAY_PORT: '0', // parallel test servers with REDIS_URL would all claim the default relay port
+        FTP_SFTP_PORT: options.sftp ? String(await freeBlock(1, ['127.0.0.1'])) : '0',
         ...options.env,
       },
     });

@@ -88,6 +88,22 @@ export function clusterStateContract(
     await state.close();
   });
 
+  test(`${name}: a lease keeps its relay token, which peers read back with find`, async () => {
+    const { state } = await setup({ min: 40000, max: 40001 });
+    const request = { replicaId: 'r1', relayAddress: '10.1.0.1:2122', clientAddress: '10.0.0.1', ttlMs: 60_000 };
+    const a = await state.ports.lease({ ...request, sessionId: 'a', relayToken: 'token-of-a' });
+    const b = await state.ports.lease({ ...request, sessionId: 'b', relayToken: 'token-of-b' });
+    assert.ok(a && b);
+    assert.equal(a.relayToken, 'token-of-a');
+    assert.equal((await state.ports.find(a.port, '10.0.0.1'))?.relayToken, 'token-of-a');
+    assert.equal((await state.ports.find(b.port, '10.0.0.1'))?.relayToken, 'token-of-b', 'each lease has its own');
+    await state.ports.release(a);
+    const c = await state.ports.lease({ ...request, sessionId: 'c' });
+    assert.equal(c?.relayToken, '', 'a lease asked for without a token has none');
+    assert.equal((await state.ports.find(c!.port, '10.0.0.1'))?.relayToken, '');
+    await state.close();
+  });
+
   test(`${name}: a wildcard lease holds its port for every address`, async () => {
     const { state } = await setup({ min: 40000, max: 40000 });
     const any = await state.ports.lease({ sessionId: 'w', replicaId: 'r1', relayAddress: '10.1.0.1:2122', clientAddress: '*', ttlMs: 60_000 });
@@ -113,24 +129,56 @@ export function clusterStateContract(
   test(`${name}: failed logins ban an address for a while`, async () => {
     const { state, advance } = await setup();
     const policy = { threshold: 3, banSeconds: 60 };
-    assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, false);
-    assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, false);
+    assert.equal((await state.bans.recordFailure('10.0.0.1', 'bob', policy)).banned, false);
+    assert.equal((await state.bans.recordFailure('10.0.0.1', 'carol', policy)).banned, false);
     assert.equal(await state.bans.isBanned('10.0.0.1'), false);
     assert.equal(await state.bans.active(), 0);
-    assert.equal((await state.bans.recordFailure('10.0.0.1', policy)).banned, true);
+    assert.equal((await state.bans.recordFailure('10.0.0.1', 'bob', policy)).banned, true, 'failures against any user add up per address');
     assert.equal(await state.bans.isBanned('10.0.0.1'), true);
     assert.equal(await state.bans.isBanned('10.0.0.2'), false);
     assert.equal(await state.bans.active(), 1);
     advance(30_000);
-    for (let i = 0; i < 3; i++) await state.bans.recordFailure('10.0.0.2', policy);
+    for (let i = 0; i < 3; i++) await state.bans.recordFailure('10.0.0.2', 'bob', policy);
     assert.equal(await state.bans.active(), 2, 'bans in force are counted');
     advance(31_000);
     assert.equal(await state.bans.isBanned('10.0.0.1'), false);
     assert.equal(await state.bans.active(), 1, 'an ended ban is no longer counted');
-    await state.bans.recordFailure('10.0.0.3', policy);
-    await state.bans.recordFailure('10.0.0.3', policy);
-    await state.bans.clearFailures('10.0.0.3');
-    assert.equal((await state.bans.recordFailure('10.0.0.3', policy)).failures, 1);
+    await state.close();
+  });
+
+  test(`${name}: a ban does not reset the count, and a login forgives only its own user's failures`, async () => {
+    const { state } = await setup();
+    const policy = { threshold: 4, banSeconds: 60 };
+    for (let i = 0; i < 4; i++) await state.bans.recordFailure('10.0.0.5', 'victim', policy);
+    assert.equal(await state.bans.isBanned('10.0.0.5'), true);
+    // A connection opened before the ban fails again: the count goes on from where it was (it is not reset to 1).
+    assert.equal((await state.bans.recordFailure('10.0.0.5', 'victim', policy)).failures, 5);
+
+    await state.bans.recordFailure('10.0.0.3', 'victim', policy);
+    await state.bans.recordFailure('10.0.0.3', 'victim', policy);
+    await state.bans.recordFailure('10.0.0.3', 'mallory', policy);
+    await state.bans.clearFailures('10.0.0.3', 'mallory'); // the attacker logs in with an account of its own
+    assert.equal((await state.bans.recordFailure('10.0.0.3', 'victim', policy)).failures, 3, "the victim's failures stay");
+    await state.bans.clearFailures('10.0.0.3', 'victim'); // the real partner logs in after typos
+    assert.equal((await state.bans.recordFailure('10.0.0.3', 'victim', policy)).failures, 1, 'its own failures are forgiven');
+    await state.bans.clearFailures('10.0.0.3', 'nobody'); // nothing to forgive
+    assert.equal((await state.bans.recordFailure('10.0.0.3', 'other', policy)).failures, 2);
+    await state.close();
+  });
+
+  test(`${name}: pre-login sessions are capped per address until they log in`, async () => {
+    const { state } = await setup();
+    const limits = { maxSessions: 0, maxPerAddress: 0, maxUnauthenticatedPerAddress: 2 };
+    assert.deepEqual(await state.sessions.open(record('a'), limits), { ok: true });
+    assert.deepEqual(await state.sessions.open(record('b'), limits), { ok: true });
+    assert.deepEqual(await state.sessions.open(record('c'), limits), { ok: false, reason: 'max-unauthenticated' });
+    assert.deepEqual(await state.sessions.open(record('c', '10.0.0.9'), limits), { ok: true }, 'other addresses are not affected');
+    assert.equal(await state.sessions.bindUser('a', 'alice', 0), true);
+    assert.equal(await state.sessions.update('a', { command: 'NOOP' }), true, 'a heartbeat does not put a logged-in session back');
+    assert.deepEqual(await state.sessions.open(record('d'), limits), { ok: true }, 'a login frees its pre-login slot');
+    assert.deepEqual(await state.sessions.open(record('e'), limits), { ok: false, reason: 'max-unauthenticated' });
+    await state.sessions.close('b');
+    assert.deepEqual(await state.sessions.open(record('e'), limits), { ok: true }, 'a closed session frees its slot');
     await state.close();
   });
 }

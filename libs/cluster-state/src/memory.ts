@@ -26,6 +26,8 @@ export function createMemoryClusterState(options: { pasvRange: { min: number; ma
 
 function memorySessions(): SessionRegistry {
   const records = new Map<string, SessionRecord>();
+  /** Sessions that have not logged in since they opened. */
+  const preLogin = new Set<string>();
   const count = (match: (r: SessionRecord) => boolean) => {
     let n = 0;
     for (const r of records.values()) if (match(r)) n++;
@@ -37,7 +39,12 @@ function memorySessions(): SessionRegistry {
       if (limits.maxPerAddress > 0 && count((r) => r.clientAddress === record.clientAddress) >= limits.maxPerAddress) {
         return { ok: false, reason: 'max-per-address' };
       }
+      const maxUnauthenticated = limits.maxUnauthenticatedPerAddress ?? 0;
+      if (maxUnauthenticated > 0 && count((r) => preLogin.has(r.id) && r.clientAddress === record.clientAddress) >= maxUnauthenticated) {
+        return { ok: false, reason: 'max-unauthenticated' };
+      }
       records.set(record.id, { ...record });
+      if (!record.user) preLogin.add(record.id);
       return { ok: true };
     },
     async bindUser(id, user, maxPerUser) {
@@ -45,6 +52,7 @@ function memorySessions(): SessionRegistry {
       if (!record) return false;
       if (maxPerUser > 0 && count((r) => r.user === user && r.id !== id) >= maxPerUser) return false;
       record.user = user;
+      preLogin.delete(id);
       return true;
     },
     async unbindUser(id) {
@@ -58,6 +66,7 @@ function memorySessions(): SessionRegistry {
     },
     async close(id) {
       records.delete(id);
+      preLogin.delete(id);
     },
     async list() {
       return [...records.values()].map((r) => ({ ...r }));
@@ -91,6 +100,7 @@ function memoryPorts(range: { min: number; max: number }, now: () => number): Pa
           sessionId: request.sessionId,
           replicaId: request.replicaId,
           relayAddress: request.relayAddress,
+          relayToken: request.relayToken ?? '',
           expiresAt: now() + request.ttlMs,
         };
         leases.set(key(port, request.clientAddress), lease);
@@ -115,8 +125,15 @@ function memoryPorts(range: { min: number; max: number }, now: () => number): Pa
 }
 
 function memoryBans(now: () => number): BanList {
-  const failures = new Map<string, { count: number; windowEnds: number }>();
+  /** address → failures within the current window, in all and per target user. */
+  const failures = new Map<string, { count: number; windowEnds: number; byUser: Map<string, number> }>();
   const bannedUntil = new Map<string, number>();
+  const current = (address: string) => {
+    const entry = failures.get(address);
+    if (entry && entry.windowEnds > now()) return entry;
+    failures.delete(address);
+    return undefined;
+  };
   return {
     async isBanned(address) {
       const until = bannedUntil.get(address);
@@ -125,21 +142,24 @@ function memoryBans(now: () => number): BanList {
       bannedUntil.delete(address);
       return false;
     },
-    async recordFailure(address: string, policy: BanPolicy) {
-      const entry = failures.get(address);
+    async recordFailure(address: string, user: string, policy: BanPolicy) {
       // Failures count within one ban-length window, so a slow trickle of typos never bans a partner.
-      const current = entry && entry.windowEnds > now() ? entry : { count: 0, windowEnds: now() + policy.banSeconds * 1000 };
-      current.count++;
-      failures.set(address, current);
-      const banned = policy.threshold > 0 && current.count >= policy.threshold;
-      if (banned) {
-        bannedUntil.set(address, now() + policy.banSeconds * 1000);
-        failures.delete(address);
-      }
-      return { banned, failures: current.count };
+      const entry = current(address) ?? { count: 0, windowEnds: now() + policy.banSeconds * 1000, byUser: new Map() };
+      entry.count++;
+      entry.byUser.set(user, (entry.byUser.get(user) ?? 0) + 1);
+      failures.set(address, entry);
+      // The count stays after a ban: connections opened before it are refused by the ban itself, not by a reset.
+      const banned = policy.threshold > 0 && entry.count >= policy.threshold;
+      if (banned) bannedUntil.set(address, now() + policy.banSeconds * 1000);
+      return { banned, failures: entry.count };
     },
-    async clearFailures(address) {
-      failures.delete(address);
+    async clearFailures(address, user) {
+      const entry = current(address);
+      const own = entry?.byUser.get(user);
+      if (!entry || own === undefined) return;
+      entry.count -= own;
+      entry.byUser.delete(user);
+      if (entry.count <= 0) failures.delete(address);
     },
     async active() {
       let n = 0;

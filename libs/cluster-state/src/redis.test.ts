@@ -114,18 +114,18 @@ test('redis: a ban recorded by one replica is seen by the other, and failures ad
   const now = () => t;
   const [a, b] = await Promise.all([make({ prefix, now }), make({ prefix, now })]);
   const policy = { threshold: 3, banSeconds: 60 };
-  assert.deepEqual(await a.bans.recordFailure('10.1.1.1', policy), { banned: false, failures: 1 });
-  assert.deepEqual(await b.bans.recordFailure('10.1.1.1', policy), { banned: false, failures: 2 });
-  assert.deepEqual(await a.bans.recordFailure('10.1.1.1', policy), { banned: true, failures: 3 });
+  assert.deepEqual(await a.bans.recordFailure('10.1.1.1', 'bob', policy), { banned: false, failures: 1 });
+  assert.deepEqual(await b.bans.recordFailure('10.1.1.1', 'bob', policy), { banned: false, failures: 2 });
+  assert.deepEqual(await a.bans.recordFailure('10.1.1.1', 'bob', policy), { banned: true, failures: 3 });
   assert.equal(await b.bans.isBanned('10.1.1.1'), true);
   t += 60_001;
   assert.equal(await b.bans.isBanned('10.1.1.1'), false);
   // A failure window ends after one ban length: a slow trickle never bans.
-  await a.bans.recordFailure('10.1.1.2', policy);
-  await b.bans.recordFailure('10.1.1.2', policy);
+  await a.bans.recordFailure('10.1.1.2', 'bob', policy);
+  await b.bans.recordFailure('10.1.1.2', 'bob', policy);
   t += 60_001;
-  assert.deepEqual(await a.bans.recordFailure('10.1.1.2', policy), { banned: false, failures: 1 });
-  assert.deepEqual(await a.bans.recordFailure('10.1.1.9', { threshold: 0, banSeconds: 60 }), { banned: false, failures: 1 });
+  assert.deepEqual(await a.bans.recordFailure('10.1.1.2', 'bob', policy), { banned: false, failures: 1 });
+  assert.deepEqual(await a.bans.recordFailure('10.1.1.9', 'bob', { threshold: 0, banSeconds: 60 }), { banned: false, failures: 1 });
   await a.close();
   await b.close();
 });
@@ -200,13 +200,14 @@ test('redis: keys follow the documented layout and all carry a garbage-collectio
   await state.sessions.bindUser('s1', 'alice', 0);
   const lease = await state.ports.lease({ sessionId: 's1', replicaId: 'r1', relayAddress: '', clientAddress: '10.0.0.1', ttlMs: 30_000 });
   assert.ok(lease);
-  await state.bans.recordFailure('10.0.0.8', { threshold: 5, banSeconds: 60 });
-  await state.bans.recordFailure('10.0.0.9', { threshold: 1, banSeconds: 60 });
+  await state.bans.recordFailure('10.0.0.8', 'bob', { threshold: 5, banSeconds: 60 });
+  await state.bans.recordFailure('10.0.0.9', 'bob', { threshold: 1, banSeconds: 60 });
   const keys = (await keysUnder(prefix)).map((k) => k.slice(prefix.length)).sort();
   assert.deepEqual(keys, [
     'ban:10.0.0.9',
     'bans',
     'fail:10.0.0.8',
+    'fail:10.0.0.9',
     `port:${lease.port}`,
     'ports:cursor',
     'session:s1',
@@ -223,9 +224,10 @@ test('redis: keys follow the documented layout and all carry a garbage-collectio
   assert.equal(await admin.type(`${prefix}port:${lease.port}`), 'hash');
   await state.ports.release(lease);
   await state.sessions.close('s1');
-  await state.bans.clearFailures('10.0.0.8');
+  await state.bans.clearFailures('10.0.0.8', 'bob');
   const left = (await keysUnder(prefix)).map((k) => k.slice(prefix.length)).sort();
-  assert.deepEqual(left, ['ban:10.0.0.9', 'bans', 'ports:cursor'], 'closing, releasing and clearing leave no index behind');
+  // A ban keeps the failure count of its window (it is not a reset); it expires with the window.
+  assert.deepEqual(left, ['ban:10.0.0.9', 'bans', 'fail:10.0.0.9', 'ports:cursor'], 'closing, releasing and clearing leave no index behind');
   await state.close();
 });
 
@@ -240,12 +242,12 @@ test('redis: with Redis unreachable every method rejects quickly', async () => {
     () => state.sessions.close('a'),
     () => state.sessions.list(),
     () => state.ports.lease({ sessionId: 'a', replicaId: 'r1', relayAddress: '', clientAddress: '10.0.0.1', ttlMs: 1000 }),
-    () => state.ports.release({ port: 40000, clientAddress: '10.0.0.1', sessionId: 'a', replicaId: 'r1', relayAddress: '', expiresAt: 0 }),
+    () => state.ports.release({ port: 40000, clientAddress: '10.0.0.1', sessionId: 'a', replicaId: 'r1', relayAddress: '', relayToken: '', expiresAt: 0 }),
     () => state.ports.find(40000, '10.0.0.1'),
     () => state.ports.inUse(),
     () => state.bans.isBanned('10.0.0.1'),
-    () => state.bans.recordFailure('10.0.0.1', { threshold: 3, banSeconds: 60 }),
-    () => state.bans.clearFailures('10.0.0.1'),
+    () => state.bans.recordFailure('10.0.0.1', 'bob', { threshold: 3, banSeconds: 60 }),
+    () => state.bans.clearFailures('10.0.0.1', 'bob'),
   ];
   for (const call of calls) await assert.rejects(call());
   assert.ok(Date.now() - started < 2000, `rejected within ${Date.now() - started} ms`);
@@ -256,7 +258,7 @@ test('redis: calls reject during an outage and work again once Redis is back', a
   const proxy = await startRedisProxy(REDIS_URL);
   const state = await make({ url: proxy.url, prefix: newPrefix() });
   const policy = { threshold: 2, banSeconds: 60 };
-  assert.equal((await state.bans.recordFailure('10.2.2.2', policy)).failures, 1);
+  assert.equal((await state.bans.recordFailure('10.2.2.2', 'bob', policy)).failures, 1);
   assert.equal(state.available(), true);
 
   await proxy.cut();
@@ -270,7 +272,7 @@ test('redis: calls reject during an outage and work again once Redis is back', a
   const deadline = Date.now() + 10_000;
   let banned: { banned: boolean; failures: number } | undefined;
   while (!banned && Date.now() < deadline) {
-    banned = await state.bans.recordFailure('10.2.2.2', policy).catch(() => undefined);
+    banned = await state.bans.recordFailure('10.2.2.2', 'bob', policy).catch(() => undefined);
     if (!banned) await new Promise((r) => setTimeout(r, 100));
   }
   assert.deepEqual(banned, { banned: true, failures: 2 }, 'state kept in Redis is there after the reconnect');

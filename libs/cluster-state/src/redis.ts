@@ -5,6 +5,7 @@ import {
   findScript,
   inUseScript,
   activeBansScript,
+  clearFailuresScript,
   leaseScript,
   listScript,
   openScript,
@@ -181,11 +182,11 @@ function redisSessions(
       for (const [name, value] of Object.entries(record)) if (value !== undefined) fields.push(name, encodeField(name, value));
       const result = await openScript.run(
         redis,
-        [keys.sessions, keys.sessionsByAddress(record.clientAddress), keys.session(record.id)],
-        [...head(), limits.maxSessions, limits.maxPerAddress, record.id, record.user ?? '', ...fields],
+        [keys.sessions, keys.sessionsByAddress(record.clientAddress), keys.session(record.id), keys.sessionsPreLogin(record.clientAddress)],
+        [...head(), limits.maxSessions, limits.maxPerAddress, record.id, record.user ?? '', limits.maxUnauthenticatedPerAddress ?? 0, ...fields],
       );
       if (result === 'ok') return { ok: true };
-      if (result === 'max-sessions' || result === 'max-per-address') return { ok: false, reason: result };
+      if (result === 'max-sessions' || result === 'max-per-address' || result === 'max-unauthenticated') return { ok: false, reason: result };
       throw new Error(`unexpected reply from the open script: ${String(result)}`);
     },
     async bindUser(id, user, maxPerUser) {
@@ -237,6 +238,7 @@ function redisPorts(
       sessionId: stored.sessionId,
       replicaId: stored.replicaId,
       relayAddress: stored.relayAddress ?? '',
+      relayToken: stored.relayToken ?? '',
       expiresAt: stored.expiresAt,
     };
   };
@@ -248,6 +250,7 @@ function redisPorts(
         sessionId: request.sessionId,
         replicaId: request.replicaId,
         relayAddress: request.relayAddress,
+        relayToken: request.relayToken ?? '',
         expiresAt: t + request.ttlMs,
       };
       const port = await leaseScript.run(redis, [keys.portCursor], [
@@ -279,7 +282,7 @@ function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: numbe
       const until = await redis.get(keys.ban(address));
       return until !== null && Number(until) > now();
     },
-    async recordFailure(address: string, policy: BanPolicy) {
+    async recordFailure(address: string, user: string, policy: BanPolicy) {
       const t = now();
       const banMs = policy.banSeconds * 1000;
       const [banned, failures] = (await recordFailureScript.run(redis, [keys.failures(address), keys.ban(address), keys.bans], [
@@ -288,11 +291,12 @@ function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: numbe
         t + banMs,
         Math.ceil(Math.max(banMs, 0) + gcGraceMs),
         address,
+        user,
       ])) as [number, number];
       return { banned: banned === 1, failures };
     },
-    async clearFailures(address) {
-      await redis.del(keys.failures(address));
+    async clearFailures(address, user) {
+      await clearFailuresScript.run(redis, [keys.failures(address)], [user]);
     },
     async active() {
       return Number(await activeBansScript.run(redis, [keys.bans], [now()]));

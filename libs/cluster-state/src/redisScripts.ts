@@ -16,6 +16,7 @@ export function redisKeys(prefix: string) {
     sessions: `${prefix}sessions`,
     sessionsByAddress: (address: string) => `${prefix}sessions:addr:${address}`,
     sessionsByUser: (user: string) => `${prefix}sessions:user:${user}`,
+    sessionsPreLogin: (address: string) => `${prefix}sessions:prelogin:${address}`,
     session: (id: string) => `${prefix}session:${id}`,
     port: (port: number) => `${prefix}port:${port}`,
     portCursor: `${prefix}ports:cursor`,
@@ -66,13 +67,17 @@ local px = tonumber(ARGV[4])
 local function sessionKey(id) return prefix .. 'session:' .. id end
 local function addrKey(a) return prefix .. 'sessions:addr:' .. a end
 local function userKey(u) return prefix .. 'sessions:user:' .. u end
+local function preLoginKey(a) return prefix .. 'sessions:prelogin:' .. a end
 
 -- Forget sessions whose heartbeat stopped (a crashed replica's): their record and index entries go too.
 local function prune(sessions)
   local dead = redis.call('ZRANGEBYSCORE', sessions, '-inf', nowArg, 'LIMIT', 0, 1000)
   for _, id in ipairs(dead) do
     local f = redis.call('HMGET', sessionKey(id), 'clientAddress', 'user')
-    if f[1] then redis.call('ZREM', addrKey(f[1]), id) end
+    if f[1] then
+      redis.call('ZREM', addrKey(f[1]), id)
+      redis.call('ZREM', preLoginKey(f[1]), id)
+    end
     if f[2] then redis.call('ZREM', userKey(f[2]), id) end
     redis.call('DEL', sessionKey(id))
   end
@@ -92,6 +97,8 @@ local function touch(sessions, id, addr, user)
   if addr then
     redis.call('ZADD', addrKey(addr), expiry, id)
     extend(addrKey(addr), px)
+    -- XX: only a session still waiting for its login is in the pre-login index.
+    if not user then redis.call('ZADD', preLoginKey(addr), 'XX', expiry, id) end
   end
   if user then
     redis.call('ZADD', userKey(user), expiry, id)
@@ -101,7 +108,10 @@ local function touch(sessions, id, addr, user)
 end
 `;
 
-/** KEYS: sessions, address zset, record. ARGV[5] maxSessions, [6] maxPerAddress, [7] id, [8] user or '', [9..] record fields. */
+/**
+ * KEYS: sessions, address zset, record, address pre-login zset. ARGV[5] maxSessions, [6] maxPerAddress, [7] id,
+ * [8] user or '', [9] maxUnauthenticatedPerAddress, [10..] record fields.
+ */
 export const openScript = new LuaScript(
   'open',
   `${SESSIONS}
@@ -114,16 +124,28 @@ if maxPerAddress > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', nowArg)
   if redis.call('ZCARD', KEYS[2]) >= maxPerAddress then return 'max-per-address' end
 end
+local maxUnauthenticated = tonumber(ARGV[9])
+if maxUnauthenticated > 0 and ARGV[8] == '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', nowArg)
+  if redis.call('ZCARD', KEYS[4]) >= maxUnauthenticated then return 'max-unauthenticated' end
+end
 -- Opening an id again replaces the old record and its index entries.
 local old = redis.call('HMGET', KEYS[3], 'clientAddress', 'user')
-if old[1] then redis.call('ZREM', addrKey(old[1]), id) end
+if old[1] then
+  redis.call('ZREM', addrKey(old[1]), id)
+  redis.call('ZREM', preLoginKey(old[1]), id)
+end
 if old[2] then redis.call('ZREM', userKey(old[2]), id) end
 redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], unpack(ARGV, 9))
+redis.call('HSET', KEYS[3], unpack(ARGV, 10))
 local user = false
 if ARGV[8] ~= '' then user = ARGV[8] end
 redis.call('ZADD', KEYS[2], expiry, id)
 extend(KEYS[2], px)
+if not user then
+  redis.call('ZADD', KEYS[4], expiry, id)
+  extend(KEYS[4], px)
+end
 touch(KEYS[1], id, false, user)
 return 'ok'
 `,
@@ -146,6 +168,7 @@ if maxPerUser > 0 then
 end
 local f = redis.call('HMGET', KEYS[2], 'clientAddress', 'user')
 if f[2] and f[2] ~= user then redis.call('ZREM', userKey(f[2]), id) end
+if f[1] then redis.call('ZREM', preLoginKey(f[1]), id) end
 redis.call('HSET', KEYS[2], 'user', user)
 touch(KEYS[1], id, f[1], user)
 return 1
@@ -192,7 +215,10 @@ export const closeScript = new LuaScript(
 local id = ARGV[5]
 local f = redis.call('HMGET', KEYS[2], 'clientAddress', 'user')
 redis.call('ZREM', KEYS[1], id)
-if f[1] then redis.call('ZREM', addrKey(f[1]), id) end
+if f[1] then
+  redis.call('ZREM', addrKey(f[1]), id)
+  redis.call('ZREM', preLoginKey(f[1]), id)
+end
 if f[2] then redis.call('ZREM', userKey(f[2]), id) end
 redis.call('DEL', KEYS[2])
 prune(KEYS[1])
@@ -216,7 +242,8 @@ return out
 
 /**
  * Passive ports. ARGV[1] prefix, ARGV[2] now. A port's hash maps a client address (or '*') to the lease JSON
- * {sessionId, replicaId, clientAddress, expiresAt}; expired fields are deleted whenever a script meets them.
+ * {sessionId, replicaId, clientAddress, relayAddress, relayToken, expiresAt}; expired fields are deleted whenever a
+ * script meets them. The scripts read only sessionId and expiresAt.
  */
 const PORTS = `${COMMON}
 local prefix = ARGV[1]
@@ -307,36 +334,46 @@ return n
 );
 
 /**
- * KEYS: failure hash {count, windowEnds}, ban key (value: banned-until ms), bans index (zset address → banned-until).
- * ARGV[1] now, [2] threshold, [3] now + ban length, [4] backstop PX, [5] address. Failures count within one
- * ban-length window; reaching the threshold bans the address until now + ban length, indexes the ban (so that the
- * bans in force can be counted without scanning keys; expired entries are pruned here and when counting) and forgets
- * the failures. Returns {banned 0/1, failures}.
+ * KEYS: failure hash {count, windowEnds, u:<user> → count}, ban key (value: banned-until ms), bans index (zset
+ * address → banned-until). ARGV[1] now, [2] threshold, [3] now + ban length, [4] backstop PX, [5] address, [6] user.
+ * Failures count within one ban-length window, in all and per target user; reaching the threshold bans the address
+ * until now + ban length and indexes the ban (so that the bans in force can be counted without scanning keys; expired
+ * entries are pruned here and when counting). The count is kept after a ban: only a success of the same user lowers
+ * it. Returns {banned 0/1, failures}.
  */
 export const recordFailureScript = new LuaScript(
   'recordFailure',
   `${COMMON}
 local now = tonumber(ARGV[1])
 local threshold = tonumber(ARGV[2])
-local f = redis.call('HMGET', KEYS[1], 'count', 'windowEnds')
-local count = 0
-local windowEnds = ARGV[3]
-if f[2] and tonumber(f[2]) > now then
-  count = tonumber(f[1]) or 0
-  windowEnds = f[2]
+local windowEnds = redis.call('HGET', KEYS[1], 'windowEnds')
+if not windowEnds or tonumber(windowEnds) <= now then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'windowEnds', ARGV[3])
 end
-count = count + 1
+local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HINCRBY', KEYS[1], 'u:' .. ARGV[6], 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if threshold > 0 and count >= threshold then
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
   extend(KEYS[3], tonumber(ARGV[4]))
-  redis.call('DEL', KEYS[1])
   return {1, count}
 end
-redis.call('HSET', KEYS[1], 'count', count, 'windowEnds', windowEnds)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {0, count}
+`,
+);
+
+/** KEYS: failure hash. ARGV[1] user. Forgets that user's failures and takes them off the address's count. */
+export const clearFailuresScript = new LuaScript(
+  'clearFailures',
+  `
+local own = tonumber(redis.call('HGET', KEYS[1], 'u:' .. ARGV[1]))
+if not own then return 0 end
+redis.call('HDEL', KEYS[1], 'u:' .. ARGV[1])
+if redis.call('HINCRBY', KEYS[1], 'count', -own) <= 0 then redis.call('DEL', KEYS[1]) end
+return own
 `,
 );
 

@@ -21,9 +21,14 @@ export interface AdmissionLimits {
   /** 0 = unlimited. */
   maxSessions: number;
   maxPerAddress: number;
+  /**
+   * Sessions of one address that have not logged in yet (sshd's MaxStartups, vsftpd's max_per_ip before login): a
+   * session counts from `open` until `bindUser`. 0 = unlimited.
+   */
+  maxUnauthenticatedPerAddress?: number;
 }
 
-export type Admission = { ok: true } | { ok: false; reason: 'max-sessions' | 'max-per-address' };
+export type Admission = { ok: true } | { ok: false; reason: 'max-sessions' | 'max-per-address' | 'max-unauthenticated' };
 
 export interface SessionRegistry {
   /** Registers a new connection unless a limit is reached, atomically. */
@@ -49,6 +54,11 @@ export interface PassiveLease {
   replicaId: string;
   /** host:port of the owner's relay listener, where a peer that received the data connection hands it over. */
   relayAddress: string;
+  /**
+   * The secret a peer relaying the data connection presents to the owner ('' when the request had none: such a lease
+   * cannot be relayed). A credential: never log it.
+   */
+  relayToken: string;
   expiresAt: number;
 }
 
@@ -56,6 +66,8 @@ export interface LeaseRequest {
   sessionId: string;
   replicaId: string;
   relayAddress: string;
+  /** Random, per lease (see PassiveLease.relayToken); stored with the lease and handed to peers by `find`. */
+  relayToken?: string;
   /** '*' when data connections from other addresses are allowed (then the port cannot be shared). */
   clientAddress: string;
   ttlMs: number;
@@ -79,12 +91,17 @@ export interface BanPolicy {
   banSeconds: number;
 }
 
+/**
+ * Failed logins are counted per address, and within it per target user: the address is banned when the sum reaches
+ * the threshold. A successful login forgives only the failures against the account that logged in, so an attacker
+ * cannot reset the count by logging in with an account of their own (SFTPGo's defender, fail2ban's findtime).
+ */
 export interface BanList {
   isBanned(address: string): Promise<boolean>;
-  /** Counts a failed login; returns whether the address is now banned. */
-  recordFailure(address: string, policy: BanPolicy): Promise<{ banned: boolean; failures: number }>;
-  /** A successful login forgets earlier failures. */
-  clearFailures(address: string): Promise<void>;
+  /** Counts a failed login of `user` from `address`; returns whether the address is now banned and its failures so far. */
+  recordFailure(address: string, user: string, policy: BanPolicy): Promise<{ banned: boolean; failures: number }>;
+  /** A successful login of `user` forgets that user's failures from `address` (and no other user's). */
+  clearFailures(address: string, user: string): Promise<void>;
   /** How many addresses are banned right now, cluster-wide (for the bans-active gauge, read at scrape time). */
   active(): Promise<number>;
 }

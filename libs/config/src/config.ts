@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { parse as parseYaml } from 'yaml';
 
 /** The whole server configuration. Every key can be set in the YAML file (lower-case name without `FTP_`) or from the environment. */
@@ -20,10 +21,17 @@ export interface FtpConfig {
   /** FTP_ADMIN_HOST / FTP_ADMIN_PORT: HTTP listener for /healthz, /readyz, /metrics; port 0 = off. */
   adminHost: string;
   adminPort: number;
-  /** FTP_MAX_SESSIONS: sessions overall; FTP_MAX_SESSIONS_PER_USER; FTP_MAX_SESSIONS_PER_IP. 0 = unlimited. */
+  /**
+   * FTP_MAX_SESSIONS: sessions overall; FTP_MAX_SESSIONS_PER_USER; FTP_MAX_SESSIONS_PER_IP (by default a tenth of the
+   * overall default, so one address can never take every slot). 0 = unlimited.
+   */
   maxSessions: number;
   maxSessionsPerUser: number;
   maxSessionsPerIp: number;
+  /** FTP_MAX_UNAUTHENTICATED_PER_IP: sessions of one address that have not logged in yet (sshd's MaxStartups). 0 = unlimited. */
+  maxUnauthenticatedPerIp: number;
+  /** FTP_LOGIN_GRACE_TIME: seconds from connect to a successful login; traffic does not extend it (sshd's LoginGraceTime). */
+  loginGraceTime: number;
   /** FTP_BAN_AFTER_FAILURES failed logins from one address ban it for FTP_BAN_SECONDS (0 = never ban). */
   banAfterFailures: number;
   banSeconds: number;
@@ -47,6 +55,14 @@ export interface FtpConfig {
    * system (NFS, EFS, CephFS) needs, or one slow call stalls every session of the process.
    */
   storageMetadataIo: 'sync' | 'async';
+  /**
+   * FTP_MAX_LIST_ENTRIES: a directory with more entries is not listed (LIST, NLST, MLSD, STAT: 550 naming the limit),
+   * so one user's huge folder cannot hold a replica's CPU and memory. FTP_MAX_PATH_LENGTH (bytes) and
+   * FTP_MAX_PATH_DEPTH (levels) bound every path a client names, in every protocol (553 in FTP).
+   */
+  maxListEntries: number;
+  maxPathLength: number;
+  maxPathDepth: number;
   /** FTP_TLS_ENABLED: offer explicit FTPS (AUTH TLS) and, with FTP_IMPLICIT_TLS_PORT, implicit FTPS. */
   tlsEnabled: boolean;
   /** FTP_TLS_CERT / FTP_TLS_KEY: PEM files, reloaded when they change. Empty: a self-signed pair in FTP_TLS_DIR. */
@@ -56,6 +72,16 @@ export interface FtpConfig {
   tlsDir: string;
   /** FTP_IMPLICIT_TLS_PORT: implicit FTPS listener (conventionally 990); 0 = off. */
   implicitTlsPort: number;
+  /** FTP_SFTP_PORT: SFTP (SSH) listener; 0 = off. FTP_SFTP_HOST: its address (empty: FTP_HOST). */
+  sftpPort: number;
+  sftpHost: string;
+  /**
+   * FTP_SFTP_HOST_KEYS: private host key files (PEM or OpenSSH), comma-separated; every replica must present the same.
+   * Empty: ed25519 and RSA-3072 keys generated once in FTP_TLS_DIR and reused.
+   */
+  sftpHostKeys: string[];
+  /** FTP_SFTP_MAX_AUTH_TRIES: authentication attempts per SSH connection (sshd's MaxAuthTries). */
+  sftpMaxAuthTries: number;
   /** FTP_TLS_REQUIRE_CONTROL: USER on a clear control connection gets 530. */
   tlsRequireControl: boolean;
   /** FTP_TLS_REQUIRE_DATA: transfers need PROT P (521 otherwise, 534 for PROT C). */
@@ -64,6 +90,11 @@ export interface FtpConfig {
   tlsRequireReuse: boolean;
   /** FTP_TLS_TICKET_KEYS: 48 bytes, base64, shared by all replicas so any can resume another's session; empty = random. */
   tlsTicketKeys: string;
+  /**
+   * FTP_TLS_CIPHERS: the TLS 1.2 cipher suites, an OpenSSL cipher list. Default: AEAD with forward secrecy only
+   * (ECDHE with AES-GCM or ChaCha20-Poly1305). TLS 1.3 suites stay OpenSSL's unless `TLS_…` names are listed too.
+   */
+  tlsCiphers: string;
   /**
    * REDIS_URL: shared state for a cluster (sessions, passive-port leases, bans, TLS session cache); empty = this
    * process alone, with in-memory state.
@@ -169,6 +200,8 @@ const ipv4OrEmpty: Parser<string> = (raw) => {
   return value;
 };
 
+const fileList: Parser<string[]> = (raw) => raw.split(',').map((entry) => entry.trim()).filter(Boolean);
+
 const addressList: Parser<string[]> = (raw) => {
   const entries = raw.split(',').map((entry) => entry.trim()).filter(Boolean);
   for (const entry of entries) {
@@ -185,6 +218,27 @@ const addressList: Parser<string[]> = (raw) => {
 const ticketKeys: Parser<string> = (raw) => {
   const value = raw.trim();
   if (value !== '' && Buffer.from(value, 'base64').length !== 48) fail('expected 48 bytes in base64 (openssl rand -base64 48)');
+  return value;
+};
+
+/** AEAD suites with forward secrecy (Mozilla's "intermediate" list without DHE): no CBC, CCM, ARIA or static RSA. */
+const DEFAULT_TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+const cipherList: Parser<string> = (raw) => {
+  const value = raw.trim();
+  if (value === '') return DEFAULT_TLS_CIPHERS; // not Node's default list, which has CBC suites
+  try {
+    createSecureContext({ ciphers: value });
+  } catch (err) {
+    fail(`expected an OpenSSL cipher list (openssl ciphers -v '…'), got "${raw}": ${(err as Error).message}`);
+  }
   return value;
 };
 
@@ -209,7 +263,9 @@ const SPECS = [
   spec('adminPort', 'FTP_ADMIN_PORT', integer(0, 65535), () => 9090),
   spec('maxSessions', 'FTP_MAX_SESSIONS', integer(0, 1_000_000), () => 2000),
   spec('maxSessionsPerUser', 'FTP_MAX_SESSIONS_PER_USER', integer(0, 1_000_000), () => 0),
-  spec('maxSessionsPerIp', 'FTP_MAX_SESSIONS_PER_IP', integer(0, 1_000_000), () => 0),
+  spec('maxSessionsPerIp', 'FTP_MAX_SESSIONS_PER_IP', integer(0, 1_000_000), () => 200),
+  spec('maxUnauthenticatedPerIp', 'FTP_MAX_UNAUTHENTICATED_PER_IP', integer(0, 1_000_000), () => 32),
+  spec('loginGraceTime', 'FTP_LOGIN_GRACE_TIME', integer(1, 3600), () => 30),
   spec('banAfterFailures', 'FTP_BAN_AFTER_FAILURES', integer(0, 1_000_000), () => 10),
   spec('banSeconds', 'FTP_BAN_SECONDS', integer(1, 31_536_000), () => 900),
   spec('idleTimeout', 'FTP_IDLE_TIMEOUT', integer(1, 86_400), () => 300),
@@ -220,15 +276,23 @@ const SPECS = [
   spec('allowForeignData', 'FTP_ALLOW_FOREIGN_DATA', bool, () => false),
   spec('fsyncUploads', 'FTP_FSYNC_UPLOADS', bool, () => true),
   spec('storageMetadataIo', 'FTP_STORAGE_METADATA_IO', oneOf(['sync', 'async'] as const), () => 'sync'),
+  spec('maxListEntries', 'FTP_MAX_LIST_ENTRIES', integer(1, 100_000_000), () => 100_000),
+  spec('maxPathLength', 'FTP_MAX_PATH_LENGTH', integer(16, 65_536), () => 4096),
+  spec('maxPathDepth', 'FTP_MAX_PATH_DEPTH', integer(1, 4096), () => 256),
   spec('tlsEnabled', 'FTP_TLS_ENABLED', bool, () => true),
   spec('tlsCert', 'FTP_TLS_CERT', text, () => ''),
   spec('tlsKey', 'FTP_TLS_KEY', text, () => ''),
   spec('tlsDir', 'FTP_TLS_DIR', text, () => './tls'),
   spec('implicitTlsPort', 'FTP_IMPLICIT_TLS_PORT', integer(0, 65535), () => 0),
+  spec('sftpPort', 'FTP_SFTP_PORT', integer(0, 65535), () => 2222),
+  spec('sftpHost', 'FTP_SFTP_HOST', text, () => ''),
+  spec('sftpHostKeys', 'FTP_SFTP_HOST_KEYS', fileList, () => []),
+  spec('sftpMaxAuthTries', 'FTP_SFTP_MAX_AUTH_TRIES', integer(1, 100), () => 6),
   spec('tlsRequireControl', 'FTP_TLS_REQUIRE_CONTROL', bool, () => false),
   spec('tlsRequireData', 'FTP_TLS_REQUIRE_DATA', bool, () => false),
   spec('tlsRequireReuse', 'FTP_TLS_REQUIRE_REUSE', bool, () => true),
   spec('tlsTicketKeys', 'FTP_TLS_TICKET_KEYS', ticketKeys, () => ''),
+  spec('tlsCiphers', 'FTP_TLS_CIPHERS', cipherList, () => DEFAULT_TLS_CIPHERS),
   spec('redisUrl', 'REDIS_URL', text, () => ''),
   spec('redisPrefix', 'FTP_REDIS_PREFIX', text, () => 'ftp:'),
   spec('uploadEvents', 'FTP_UPLOAD_EVENTS', oneOf(['off', 'completed', 'all'] as const), () => 'completed'),

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { COMMANDS, commandNeedsLogin, lookupCommand, parseCommand } from './command';
+import { COMMANDS, lookupCommand, parseCommand } from './command';
 
 test('parseCommand upper-cases the verb and keeps the argument verbatim', () => {
   assert.deepEqual(parseCommand('retr file.txt'), { verb: 'RETR', arg: 'file.txt' });
@@ -42,20 +42,12 @@ test('the table covers every required verb with a consistent spec', () => {
   }
 });
 
-test('exactly the pre-login commands are allowed without login', () => {
-  const preLogin = 'USER PASS ACCT QUIT SYST NOOP HELP FEAT OPTS HOST AUTH PBSZ PROT CLNT REIN ABOR STAT'.split(' ');
+test('before login only the login, its TLS handshake and its negotiation are allowed', () => {
+  const preLogin = 'USER PASS ACCT QUIT FEAT OPTS HOST AUTH PBSZ PROT CLNT REIN'.split(' ');
   const allowed = Object.values(COMMANDS)
     .filter((s) => !s.needsLogin)
     .map((s) => s.verb);
   assert.deepEqual(allowed.sort(), preLogin.sort());
-});
-
-test('STAT needs login only when given a path', () => {
-  const stat = lookupCommand('STAT')!;
-  assert.equal(commandNeedsLogin(stat, ''), false);
-  assert.equal(commandNeedsLogin(stat, '/some/dir'), true);
-  assert.equal(commandNeedsLogin(lookupCommand('RETR')!, ''), true);
-  assert.equal(commandNeedsLogin(lookupCommand('USER')!, 'bob'), false);
 });
 
 test('lookupCommand follows aliases and copies the canonical rules', () => {

@@ -28,19 +28,19 @@ export interface CommandSpec {
 
 type Entry = [arg: CommandSpec['arg'], needsLogin: boolean, help: string];
 
-// needsLogin=false: the commands a client may send before logging in (RFC 959 access control,
-// plus the RFC 2228/4217 security handshake which precedes USER).
+// needsLogin=false: the commands a client may send before logging in: the login itself, the RFC 2228/4217 security
+// handshake which precedes USER, and what clients ask to negotiate it (FEAT, OPTS, HOST, CLNT). Nothing else, as in
+// vsftpd: a connection that has not logged in can do nothing but log in (NOOP would let it look busy).
 const CANONICAL: Record<string, Entry> = {
   USER: ['required', false, 'USER <sp> username'],
   PASS: ['optional', false, 'PASS <sp> password'],
   ACCT: ['required', false, 'ACCT <sp> account'],
   QUIT: ['none', false, 'QUIT (end session)'],
   REIN: ['none', false, 'REIN (reset session)'],
-  SYST: ['none', false, 'SYST (system type)'],
-  NOOP: ['none', false, 'NOOP'],
-  HELP: ['optional', false, 'HELP [<sp> command]'],
-  // Without a path STAT reports session status and is allowed before login; see commandNeedsLogin.
-  STAT: ['optional', false, 'STAT [<sp> path]'],
+  SYST: ['none', true, 'SYST (system type)'],
+  NOOP: ['none', true, 'NOOP'],
+  HELP: ['optional', true, 'HELP [<sp> command]'],
+  STAT: ['optional', true, 'STAT [<sp> path]'],
   PWD: ['none', true, 'PWD (print working directory)'],
   CWD: ['required', true, 'CWD <sp> path'],
   CDUP: ['none', true, 'CDUP (change to parent directory)'],
@@ -64,7 +64,7 @@ const CANONICAL: Record<string, Entry> = {
   STOU: ['optional', true, 'STOU [<sp> name]'],
   APPE: ['required', true, 'APPE <sp> path'],
   REST: ['required', true, 'REST <sp> offset'],
-  ABOR: ['none', false, 'ABOR (abort transfer)'],
+  ABOR: ['none', true, 'ABOR (abort transfer)'],
   FEAT: ['none', false, 'FEAT (list extensions)'],
   OPTS: ['required', false, 'OPTS <sp> command [<sp> options]'],
   SIZE: ['required', true, 'SIZE <sp> path'],
@@ -105,8 +105,3 @@ export function lookupCommand(verb: string): CommandSpec | undefined {
   return Object.hasOwn(COMMANDS, key) ? COMMANDS[key] : undefined;
 }
 
-/** Login requirement for one invocation: STAT with a path lists files, so it needs a login. */
-export function commandNeedsLogin(spec: CommandSpec, arg: string): boolean {
-  if ((spec.alias ?? spec.verb) === 'STAT') return arg.length > 0;
-  return spec.needsLogin;
-}

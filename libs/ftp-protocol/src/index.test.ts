@@ -10,7 +10,6 @@ test('index re-exports the public API', () => {
     'PROXY_TLV',
     'asciiFromNetwork',
     'asciiToNetwork',
-    'commandNeedsLogin',
     'encodeProxyV1',
     'encodeProxyV2',
     'formatEpsvReply',

@@ -2,7 +2,6 @@
 export { CommandLineDecoder, type DecodedLine } from './commandLine';
 export {
   COMMANDS,
-  commandNeedsLogin,
   lookupCommand,
   parseCommand,
   type CommandSpec,

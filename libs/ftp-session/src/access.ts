@@ -1,8 +1,8 @@
 import { trace } from '@opentelemetry/api';
-import { can, type Permission } from '@ftp/identity';
+import { audit as coreAudit } from '@ftp/session-core';
 import { resolveVirtualPath, type Storage } from '@ftp/storage';
 import { FtpError } from './errors';
-import type { Session } from './session';
+import type { Session } from './state';
 
 /** The logged-in user's storage (the dispatcher guarantees a login for commands that reach here). */
 export function storageOf(session: Session): Storage {
@@ -15,16 +15,10 @@ export function resolvePath(session: Session, arg: string): string {
   return resolveVirtualPath(session.cwd, arg);
 }
 
-/** Throws 550 unless the user's rule for `path` grants `perm`. Logged, since a denial is worth an audit line. */
-export function requirePermission(session: Session, path: string, perm: Permission) {
-  if (!session.user || !can(session.user, path, perm)) {
-    session.log.info({ event: 'denied', user: session.user?.name, path, perm }, 'permission denied');
-    throw new FtpError(550, 'Permission denied');
-  }
-}
+export { requirePermission, requirePermissionWithin } from '@ftp/session-core';
 
 /** The audit line for a file operation or transfer; the command's span gets the path (spans only: never a metric label). */
 export function audit(session: Session, event: string, fields: Record<string, unknown>) {
-  session.log.info({ audit: true, event, ...fields }, event); // the session's logger already carries the user
+  coreAudit(session, event, fields);
   if (typeof fields.path === 'string') trace.getSpan(session.currentContext)?.setAttribute('ftp.path', fields.path);
 }

@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { normalizeAddress } from '@ftp/protocol';
 import { FtpError } from './errors';
-import { withContext, type Session } from './session';
+import { withContext, type Session } from './state';
 import { startTls } from './tls';
 import type { DataMode } from './types';
 
@@ -16,15 +17,19 @@ export function disposeData(session: Session) {
  * Leases a passive port for this client and starts expecting its data connection. Returns the port.
  * The lease is released as soon as the connection arrives: from then on the socket is ours and the port can serve
  * another client, and a crashed replica leaves nothing behind but a short-lived lease.
+ * Each lease gets a random relay token: a peer that received the data connection must present it to hand the
+ * connection over (the session id alone is in every log line). It is never logged.
  */
 export async function preparePassive(session: Session): Promise<number> {
   disposeData(session);
   const { cluster, passive, settings, metrics } = session.deps;
   const clientAddress = settings.allowForeignData ? '*' : session.clientAddress;
+  const relayToken = randomBytes(16).toString('base64url');
   const lease = await cluster.ports.lease({
     sessionId: session.id,
     replicaId: settings.replicaId,
     relayAddress: settings.relayAddress,
+    relayToken,
     clientAddress,
     ttlMs: (settings.dataConnectTimeout + settings.idleTimeout) * 1000,
   });
@@ -43,7 +48,7 @@ export async function preparePassive(session: Session): Promise<number> {
       session.deps.unreleased.add(lease);
     });
   };
-  const expectation = passive.expect(lease.port, clientAddress, session.id);
+  const expectation = passive.expect(lease.port, clientAddress, session.id, relayToken);
   session.data = {
     kind: 'passive',
     port: lease.port,
@@ -96,7 +101,7 @@ async function protect(session: Session, socket: Socket): Promise<Socket> {
   const tls = session.deps.tls!;
   let secure: TLSSocket;
   try {
-    secure = await startTls(socket, tls);
+    secure = await startTls(socket, tls, session.log);
   } catch (err) {
     session.log.warn({ err: (err as Error).message }, 'TLS handshake on the data connection failed');
     throw new FtpError(522, 'TLS handshake on the data connection failed');

@@ -1,3 +1,4 @@
+import { AccessDenied } from '@ftp/session-core';
 import { StorageError, toStorageError } from '@ftp/storage';
 
 /** An error that already knows its FTP reply. Handlers throw it; the dispatcher sends it. */
@@ -22,8 +23,13 @@ const STORAGE_REPLIES: Record<StorageError['code'], [number, string]> = {
   quota: [552, 'Exceeded storage allocation'],
   'bad-name': [553, 'File name not allowed'],
   'invalid-offset': [554, 'Invalid REST offset'],
+  'path-too-long': [553, 'Path too long'],
+  'too-many-entries': [550, 'Too many entries to list'],
   io: [451, 'Local error in processing'],
 };
+
+/** Limits hit: their StorageError's message names the limit (client-safe), and the reply repeats it. */
+const LIMITS = new Set<StorageError['code']>(['path-too-long', 'too-many-entries']);
 
 /**
  * A storage failure, whatever its form: upload and download streams fail with raw fs errors (ENOSPC, EDQUOT, ...),
@@ -38,17 +44,22 @@ export function storageFailure(err: unknown): StorageError | undefined {
 /** The one place where a failure becomes a reply code. Unknown errors are 451 (local error), never a crash. */
 export function toFtpError(err: unknown): FtpError {
   if (err instanceof FtpError) return err;
+  if (err instanceof AccessDenied) return new FtpError(550, 'Permission denied');
   const storage = storageFailure(err);
   if (storage) {
     const [code, text] = STORAGE_REPLIES[storage.code];
-    return new FtpError(code, text);
+    return new FtpError(code, LIMITS.has(storage.code) ? `${text} (${storage.message})` : text);
   }
   return new FtpError(451, 'Local error in processing');
 }
 
-/** Client mistakes (a missing file, a bad name) are routine; a full disk or an unexpected error needs an operator. */
-export function failureLevel(err: unknown): 'debug' | 'error' {
-  if (err instanceof FtpError) return 'debug';
+/**
+ * Client mistakes (a missing file, a bad name) are routine; a limit hit is worth a warning (a user outgrew it, or
+ * someone probes it); a full disk or an unexpected error needs an operator.
+ */
+export function failureLevel(err: unknown): 'debug' | 'warn' | 'error' {
+  if (err instanceof FtpError || err instanceof AccessDenied) return 'debug'; // a denial was logged where it was decided
   const storage = storageFailure(err);
+  if (storage && LIMITS.has(storage.code)) return 'warn';
   return storage && !['no-space', 'quota', 'io'].includes(storage.code) ? 'debug' : 'error';
 }

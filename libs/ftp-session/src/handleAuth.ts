@@ -1,52 +1,33 @@
-import { SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
+import { nextMethods } from '@ftp/identity';
+import { attemptLogin, refuseIfBanned, type LoginResult } from '@ftp/session-core';
 import { bindTraceContext, startChildSpan } from '@ftp/telemetry';
 import { disposeData } from './dataChannel';
 import { FtpError } from './errors';
 import { controlProtectionRequired } from './handleTls';
-import { freshSessionState, withContext, type Handler, type Session } from './session';
+import { freshSessionState, type Handler, type Session } from './state';
 
-/**
- * A cluster-state call of a login, made in the session's current context (its Redis span joins the login's): while
- * the store is away the login gets 421 and the connection closes, as a new one would.
- */
-async function shared<T>(session: Session, call: () => Promise<T>): Promise<T> {
-  try {
-    return await withContext(session, call);
-  } catch (err) {
-    session.deps.metrics.clusterStateErrors.inc();
-    session.log.error({ err: (err as Error).message }, 'cluster state unavailable: login refused');
-    session.reply(421, 'Service temporarily unavailable, try again later');
+const PASSWORD_ONLY: ReadonlySet<'password'> = new Set(['password']);
+
+/** Ends a login that the core refused, the FTP way: 421 and close when the session must end, 530 otherwise. */
+function refuse(session: Session, result: Extract<LoginResult, { ok: false }>): never {
+  if (result.end) {
+    session.reply(421, result.message);
     session.end();
-    throw new FtpError(421, 'Service temporarily unavailable, try again later');
   }
+  throw new FtpError(result.end ? 421 : 530, result.message); // after end(), the dispatcher's reply is not sent again
 }
 
-async function loginFailed(session: Session, attempt: LoginAttempt, name: string, reason: string) {
-  const { cluster, settings, metrics } = session.deps;
-  metrics.loginsTotal.inc({ result: 'failure' });
-  attempt.result = 'failure';
-  attempt.span.setAttribute('ftp.login.reason', reason);
-  session.log.info({ audit: true, event: 'login', user: name, result: 'failure', reason }, 'login failed');
-  const { banned } = await shared(session, () =>
-    cluster.bans.recordFailure(session.clientAddress, { threshold: settings.banAfterFailures, banSeconds: settings.banSeconds }),
-  );
-  if (banned) {
-    metrics.bansTotal.inc();
-    attempt.result = 'banned';
-    session.log.warn({ seconds: settings.banSeconds }, 'address banned after repeated failed logins');
-    session.reply(421, 'Too many failed logins; closing connection');
-    session.end();
-    return;
-  }
-  throw new FtpError(530, 'Login incorrect');
-}
-
-const USER: Handler = (session, arg) => {
+const USER: Handler = async (session, arg) => {
   if (session.user) throw new FtpError(530, 'Already logged in; use REIN to change user');
-  if (!session.secure && controlProtectionRequired(session, arg)) {
+  // The server-wide rule is the same for every name; a per-user rule is applied at PASS, so USER answers every name
+  // alike and does not tell which accounts exist.
+  if (!session.secure && session.deps.tls && session.deps.settings.tlsRequireControl) {
     session.log.info({ user: arg }, 'login refused: TLS required on the control connection');
     throw new FtpError(530, 'TLS required: use AUTH TLS before USER');
   }
+  const banned = await refuseIfBanned(session, session.deps);
+  if (banned && !banned.ok) refuse(session, banned);
   session.pendingUser = arg;
   const anonymous = session.deps.identity.isAnonymous(arg);
   session.reply(331, anonymous ? 'Anonymous login ok, send your e-mail address as password' : `Password required for ${arg}`);
@@ -60,56 +41,40 @@ const PASS: Handler = async (session, arg) => {
   // The login attempt as a span of its own, under `ftp PASS`; it records the outcome, never the password.
   const commandContext = session.currentContext;
   const span = startChildSpan('ftp login', { attributes: { 'ftp.session.id': session.id, 'client.address': session.clientAddress } }, commandContext);
-  const attempt: LoginAttempt = { span, result: 'unavailable' };
   session.currentContext = trace.setSpan(commandContext, span);
+  let outcome = 'unavailable';
   try {
-    await login(session, attempt, name, arg);
+    const result = await attemptLogin(session, session.deps, name, { kind: 'password', password: arg }, {
+      span,
+      isClosed: () => session.closed,
+      policy: (user) => {
+        if (!session.secure && controlProtectionRequired(session, user.name)) return 'TLS required: use AUTH TLS before USER';
+        // A user who must also present an SSH key cannot log in over FTP with the password alone.
+        if (!nextMethods(user, PASSWORD_ONLY).complete) return 'This account logs in over SFTP only';
+        return undefined;
+      },
+    });
+    outcome = result.ok ? 'success' : result.reason;
+    if (!result.ok) {
+      if (result.reason === 'disconnected') return;
+      span.setAttribute('ftp.login.reason', result.reason);
+      refuse(session, result);
+    }
+    const user = result.user;
+    session.user = user;
+    session.storage = session.deps.storageFor(user);
+    session.cwd = '/';
+    session.log = session.log.child({ user: user.name });
+    session.span.setAttribute('enduser.id', user.name);
+    session.log.info({ audit: true, event: 'login', result: 'success' }, 'login');
+    session.reply(230, 'Login successful');
   } finally {
     session.currentContext = commandContext;
-    span.setAttribute('ftp.login.result', attempt.result);
-    if (attempt.result !== 'success') span.setStatus({ code: SpanStatusCode.ERROR, message: `login ${attempt.result}` });
+    span.setAttribute('ftp.login.result', outcome);
+    if (outcome !== 'success') span.setStatus({ code: SpanStatusCode.ERROR, message: `login ${outcome}` });
     span.end();
   }
 };
-
-/** One login attempt: its span and its outcome so far ('unavailable' until decided: the cluster state failed). */
-interface LoginAttempt {
-  span: Span;
-  result: 'success' | 'failure' | 'banned' | 'limited' | 'disconnected' | 'unavailable';
-}
-
-async function login(session: Session, attempt: LoginAttempt, name: string, password: string) {
-  const { identity, cluster, settings, metrics } = session.deps;
-  const result = await identity.authenticate(name, password, session.clientAddress);
-  if (!result.ok) return loginFailed(session, attempt, name, result.reason);
-  // The client hung up during the password check: its session record is gone, which bindUser would report as a limit.
-  if (session.closed) {
-    attempt.result = 'disconnected';
-    return;
-  }
-  const user = result.user;
-  const maxPerUser = user.maxSessions ?? settings.maxSessionsPerUser;
-  if (!(await shared(session, () => cluster.sessions.bindUser(session.id, user.name, maxPerUser)))) {
-    metrics.loginsTotal.inc({ result: 'limited' });
-    attempt.result = 'limited';
-    attempt.span.setAttribute('enduser.id', user.name);
-    session.log.warn({ user: user.name, limit: maxPerUser }, 'login refused: too many sessions for this user');
-    session.reply(421, 'Too many sessions for this user');
-    session.end();
-    return;
-  }
-  await shared(session, () => cluster.bans.clearFailures(session.clientAddress));
-  session.user = user;
-  session.storage = session.deps.storageFor(user);
-  session.cwd = '/';
-  session.log = session.log.child({ user: user.name });
-  metrics.loginsTotal.inc({ result: 'success' });
-  attempt.result = 'success';
-  attempt.span.setAttribute('enduser.id', user.name);
-  session.span.setAttribute('enduser.id', user.name);
-  session.log.info({ audit: true, event: 'login', result: 'success' }, 'login');
-  session.reply(230, 'Login successful');
-}
 
 const ACCT: Handler = (session) => session.reply(202, 'ACCT not needed');
 
@@ -120,6 +85,7 @@ const REIN: Handler = async (session) => {
   Object.assign(session, freshSessionState());
   session.log = session.deps.log.child({ session: session.id, client: session.clientAddress });
   bindTraceContext(session.log, () => session.currentContext);
+  session.startLoginGrace();
   session.reply(220, 'Session reset, send USER');
 };
 

@@ -1,8 +1,10 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { permString } from '@ftp/identity';
 import { formatListLine, formatMlsxLine, type ListEntry } from '@ftp/protocol';
 import { FtpError } from './errors';
-import { audit, requirePermission, resolvePath, storageOf } from './access';
-import type { Handler, Session } from './session';
+import { audit, requirePermission, requirePermissionWithin, resolvePath, storageOf } from './access';
+import type { Handler, Session } from './state';
 import { runTransfer } from './transfer';
 
 const PWD: Handler = (session) => session.reply(257, `"${session.cwd.replace(/"/g, '""')}" is the current directory`);
@@ -28,7 +30,7 @@ const MKD: Handler = async (session, arg) => {
 const RMD: Handler = async (session, arg) => {
   const path = resolvePath(session, arg);
   if (path === '/') throw new FtpError(550, 'Cannot remove the root directory');
-  requirePermission(session, path, 'rmdir');
+  requirePermissionWithin(session, path, 'rmdir');
   await storageOf(session).rmdir(path);
   audit(session, 'rmdir', { path });
   session.reply(250, 'Directory removed');
@@ -39,50 +41,57 @@ function stripListOptions(arg: string): string {
   return arg.replace(/^(\s*-[a-zA-Z]+)+\s*/, '');
 }
 
-/** The entries a listing command shows: a directory's children, or the file itself. */
-async function entriesFor(session: Session, path: string): Promise<{ entries: ListEntry[]; dir: string }> {
+/**
+ * The entries a listing command shows, in batches: a directory's children, or the file itself. Storage refuses a
+ * directory over its entry limit here, before any reply; the batches are read while they are sent.
+ */
+async function entriesFor(session: Session, path: string): Promise<{ batches: AsyncIterable<ListEntry[]>; dir: string }> {
   requirePermission(session, path, 'list');
   const storage = storageOf(session);
   const stat = await storage.stat(path);
-  if (stat.type === 'file') return { entries: [stat], dir: path.slice(0, path.lastIndexOf('/')) || '/' };
-  return { entries: await storage.list(path), dir: path };
+  if (stat.type === 'file') return { batches: Readable.from([[stat]]), dir: path.slice(0, path.lastIndexOf('/')) || '/' };
+  return { batches: await storage.listEntries(path), dir: path };
 }
 
 const childPath = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/${name}`);
 
-async function sendListing(session: Session, path: string, lines: string[]) {
-  const body = lines.length ? `${lines.join('\r\n')}\r\n` : '';
+/** One chunk of listing text per batch of entries, so a big listing is formatted and sent a piece at a time. */
+async function* listingText(batches: AsyncIterable<ListEntry[]>, lineOf: (entry: ListEntry) => string): AsyncGenerator<string> {
+  for await (const batch of batches) {
+    if (batch.length > 0) yield `${batch.map(lineOf).join('\r\n')}\r\n`;
+  }
+}
+
+/** Streams the listing over the data connection with backpressure; ABOR stops it. */
+async function sendListing(session: Session, path: string, batches: AsyncIterable<ListEntry[]>, lineOf: (entry: ListEntry) => string) {
   await runTransfer(
     session,
     { direction: 'listing', path, opening: 'Here comes the directory listing', done: 'Directory send OK' },
-    (socket) =>
-      new Promise<void>((resolve, reject) => {
-        socket.once('error', reject);
-        socket.end(body, () => resolve());
-      }),
+    (socket, signal) => pipeline(Readable.from(listingText(batches, lineOf)), socket, { signal }),
   );
 }
 
 const LIST: Handler = async (session, arg) => {
   const path = resolvePath(session, stripListOptions(arg));
-  const { entries } = await entriesFor(session, path);
+  const { batches } = await entriesFor(session, path);
   const now = new Date();
-  await sendListing(session, path, entries.map((e) => formatListLine(e, now)));
+  await sendListing(session, path, batches, (e) => formatListLine(e, now));
 };
 
 const NLST: Handler = async (session, arg) => {
   const path = resolvePath(session, stripListOptions(arg));
-  const { entries } = await entriesFor(session, path);
-  await sendListing(session, path, entries.map((e) => e.name));
+  const { batches } = await entriesFor(session, path);
+  await sendListing(session, path, batches, (e) => e.name);
 };
 
 const MLSD: Handler = async (session, arg) => {
   const path = resolvePath(session, arg);
-  const { entries, dir } = await entriesFor(session, path);
+  const { batches, dir } = await entriesFor(session, path);
   if (dir !== path) throw new FtpError(501, 'MLSD needs a directory; use MLST for a file');
   const user = session.user!;
-  const lines = entries.map((e) => formatMlsxLine(e, permString(user, childPath(dir, e.name), e.type), { facts: session.mlstFacts }));
-  await sendListing(session, path, lines);
+  await sendListing(session, path, batches, (e) =>
+    formatMlsxLine(e, permString(user, childPath(dir, e.name), e.type), { facts: session.mlstFacts }),
+  );
 };
 
 const MLST: Handler = async (session, arg) => {

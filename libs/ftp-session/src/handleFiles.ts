@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { formatMdtm, parseMdtm } from '@ftp/protocol';
-import { FtpError } from './errors';
-import { audit, requirePermission, resolvePath, storageOf } from './access';
-import type { Handler, Session } from './session';
+import { FtpError, storageFailure } from './errors';
+import { audit, requirePermission, requirePermissionWithin, resolvePath, storageOf } from './access';
+import type { Handler, Session } from './state';
 
 const DELE: Handler = async (session, arg) => {
   const path = resolvePath(session, arg);
@@ -15,7 +15,7 @@ const DELE: Handler = async (session, arg) => {
 
 const RNFR: Handler = async (session, arg) => {
   const path = resolvePath(session, arg);
-  requirePermission(session, path, 'rename');
+  requirePermissionWithin(session, path, 'rename');
   await storageOf(session).stat(path);
   session.renameFrom = path;
   session.reply(350, 'Ready for RNTO');
@@ -26,11 +26,23 @@ const RNTO: Handler = async (session, arg) => {
   session.renameFrom = undefined;
   if (!from) throw new FtpError(503, 'RNFR required first');
   const to = resolvePath(session, arg);
-  requirePermission(session, to, 'rename');
+  requirePermissionWithin(session, to, 'rename');
+  // Replacing what is there destroys it: that takes the overwrite permission, as a STOR over it would.
+  if (await exists(session, to)) requirePermission(session, to, 'overwrite');
   await storageOf(session).rename(from, to);
   audit(session, 'rename', { from, path: to });
   session.reply(250, 'Rename successful');
 };
+
+async function exists(session: Session, path: string): Promise<boolean> {
+  try {
+    const stat = await storageOf(session).stat(path);
+    return !stat.partial; // only an interrupted upload under that name: nothing published is replaced
+  } catch (err) {
+    if (storageFailure(err)?.code === 'not-found') return false;
+    throw err;
+  }
+}
 
 async function fileStat(session: Session, arg: string) {
   const path = resolvePath(session, arg);

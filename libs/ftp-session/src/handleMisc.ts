@@ -3,8 +3,7 @@ import { entriesFor } from './handleDirs';
 import { FtpError } from './errors';
 import { resolvePath } from './access';
 import { HASH_NODE_NAMES } from './handleFiles';
-import type { Handler } from './session';
-import { HANDLERS } from './handlers';
+import type { Handler } from './state';
 
 const SYST: Handler = (session) => session.reply(215, 'UNIX Type: L8');
 const NOOP: Handler = (session) => session.reply(200, 'NOOP ok');
@@ -56,8 +55,10 @@ const OPTS: Handler = (session, arg) => {
   }
 };
 
-const HELP: Handler = (session) => {
-  const verbs = Object.keys(COMMANDS).filter((v) => HANDLERS[COMMANDS[v].alias ?? v]);
+/** HELP lists the verbs of the handler table it is given (the table holds HELP itself: no import of it here). */
+export const helpFor = (handlers: () => Record<string, Handler>): Handler => (session) => {
+  const table = handlers();
+  const verbs = Object.keys(COMMANDS).filter((v) => table[COMMANDS[v].alias ?? v]);
   const rows: string[] = [];
   for (let i = 0; i < verbs.length; i += 8) rows.push(verbs.slice(i, i + 8).map((v) => v.padEnd(5)).join(' ').trimEnd());
   session.reply(214, ['The following commands are recognized:', ...rows, 'Help OK']);
@@ -76,9 +77,12 @@ const STAT: Handler = async (session, arg) => {
     return;
   }
   const path = resolvePath(session, arg.replace(/^(\s*-[a-zA-Z]+)+\s*/, ''));
-  const { entries } = await entriesFor(session, path);
+  const { batches } = await entriesFor(session, path);
   const now = new Date();
-  session.reply(213, [`Status of ${path}:`, ...entries.map((e) => formatListLine(e, now)), 'End of status']);
+  const lines = [`Status of ${path}:`];
+  for await (const batch of batches) for (const e of batch) lines.push(formatListLine(e, now));
+  lines.push('End of status');
+  session.reply(213, lines);
 };
 
-export const miscHandlers: Record<string, Handler> = { SYST, NOOP, CLNT, FEAT, OPTS, HELP, STAT };
+export const miscHandlers: Record<string, Handler> = { SYST, NOOP, CLNT, FEAT, OPTS, STAT };

@@ -1,5 +1,5 @@
 import { FtpError } from './errors';
-import type { Handler, Session } from './session';
+import type { Handler, Session } from './state';
 
 function tlsOf(session: Session) {
   if (!session.deps.tls) throw new FtpError(502, 'TLS is not enabled on this server');

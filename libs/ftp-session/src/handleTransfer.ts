@@ -12,11 +12,11 @@ import {
 import { can } from '@ftp/identity';
 import type { UploadStart } from '@ftp/storage';
 import { FtpError } from './errors';
-import { audit, requirePermission, resolvePath, storageOf } from './access';
+import { abortedEvent, completedEvent, recordTransfer, uploadContext } from '@ftp/session-core';
+import { requirePermission, resolvePath, storageOf } from './access';
 import { disposeData, preparePassive, prepareActive } from './dataChannel';
-import type { Handler, Session } from './session';
+import type { Handler, Session } from './state';
 import { runTransfer, type TransferOutcome } from './transfer';
-import { abortedEvent, completedEvent, uploadContext } from './uploadEvent';
 
 const PASV: Handler = async (session) => {
   if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
@@ -61,32 +61,8 @@ const REST: Handler = (session, arg) => {
 };
 
 /** Counts, audits and meters a finished transfer (and writes its xferlog line); only a completed one counts as an upload. */
-function recordTransfer(session: Session, direction: 'upload' | 'download', path: string, outcome: TransferOutcome) {
-  const { metrics, xferlog } = session.deps;
-  metrics.transfersTotal.inc({ direction, result: outcome.result });
-  metrics.transferBytes.inc({ direction }, outcome.bytes);
-  metrics.transferSeconds.observe({ direction }, outcome.ms / 1000);
-  const user = session.user!;
-  if (metrics.perUser) {
-    metrics.perUser.transfers.inc({ user: user.name, direction, result: outcome.result });
-    metrics.perUser.bytes.inc({ user: user.name, direction }, outcome.bytes);
-  }
-  audit(session, direction, { path, bytes: outcome.bytes, durationMs: outcome.ms, result: outcome.result, mode: session.type, data: outcome.mode });
-  // A transfer refused before any data connection (521) moved nothing and is no transfer to log, as in vsftpd.
-  if (xferlog && outcome.mode) {
-    xferlog.write({
-      at: new Date(),
-      durationMs: outcome.ms,
-      remoteHost: session.clientAddress,
-      bytes: outcome.bytes,
-      path,
-      type: session.type,
-      direction,
-      anonymous: user.anonymous,
-      user: user.name,
-      completed: outcome.ok,
-    });
-  }
+function recordFtpTransfer(session: Session, direction: 'upload' | 'download', path: string, outcome: TransferOutcome) {
+  recordTransfer(session, session.deps, { direction, path, bytes: outcome.bytes, ms: outcome.ms, result: outcome.result, channel: outcome.mode, transferType: session.type });
 }
 
 const RETR: Handler = async (session, arg) => {
@@ -108,7 +84,7 @@ const RETR: Handler = async (session, arg) => {
         : pipeline(source.stream, socket, { signal }),
   );
   if (!outcome.ok) source.stream.destroy();
-  recordTransfer(session, 'download', path, outcome);
+  recordFtpTransfer(session, 'download', path, outcome);
 };
 
 /** Uploading to a path needs `upload` for a new file and `overwrite` for an existing one; most users have both. */
@@ -132,7 +108,7 @@ async function store(session: Session, path: string, start: UploadStart, opening
   const { uploads } = session.deps;
   const startedAt = Date.now();
   const upload = await storageOf(session).openUpload(path, start);
-  const context = uploads ? uploadContext(session, path, startedAt, upload) : undefined;
+  const context = uploads ? uploadContext(session.deps, path, startedAt, upload.startOffset, { sequential: true }) : undefined;
   let committed = false;
   const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal) => {
     const between: NodeJS.ReadWriteStream[] = [];
@@ -146,11 +122,14 @@ async function store(session: Session, path: string, start: UploadStart, opening
     await upload.commit(() => !session.closed);
     committed = true;
     // One Redis round trip; never throws (while Redis is away the event waits in the publisher's outbox).
-    if (uploads && context) await uploads.publishCompleted(completedEvent(session, context));
+    if (uploads && context) await uploads.publishCompleted(completedEvent(session, session.deps, context, upload.startOffset + upload.bytesWritten()));
   });
   if (!outcome.ok) await upload.abort();
-  if (!outcome.ok && !committed && uploads && context) await uploads.publishAborted(await abortedEvent(session, context, outcome));
-  recordTransfer(session, 'upload', path, outcome);
+  if (!outcome.ok && !committed && uploads && context) {
+    const reason = session.closed ? 'disconnected' : outcome.result === 'aborted' ? 'aborted' : 'failed';
+    await uploads.publishAborted(await abortedEvent(session, session.deps, storageOf(session), context, reason));
+  }
+  recordFtpTransfer(session, 'upload', path, outcome);
 }
 
 const STOR: Handler = async (session, arg) => {

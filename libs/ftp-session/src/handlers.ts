@@ -1,8 +1,8 @@
 import { authHandlers } from './handleAuth';
 import { dirHandlers } from './handleDirs';
 import { fileHandlers } from './handleFiles';
-import { miscHandlers } from './handleMisc';
-import type { Handler } from './session';
+import { helpFor, miscHandlers } from './handleMisc';
+import type { Handler } from './state';
 import { transferHandlers } from './handleTransfer';
 import { tlsHandlers } from './handleTls';
 
@@ -14,4 +14,5 @@ export const HANDLERS: Record<string, Handler> = {
   ...transferHandlers,
   ...miscHandlers,
   ...tlsHandlers,
+  HELP: helpFor(() => HANDLERS),
 };

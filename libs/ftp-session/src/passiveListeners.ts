@@ -1,13 +1,16 @@
+import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { normalizeAddress } from '@ftp/protocol';
 import type { Logger } from '@ftp/telemetry';
 import { resolvePeer, type Peer } from './peer';
 import { readProxyHeader } from './proxyHeader';
-import { RELAY_SESSION_TLV } from './relay';
+import { RELAY_SESSION_TLV, RELAY_TOKEN_TLV } from './relay';
 
 interface Waiter {
   key: string;
   sessionId: string;
+  /** The lease's relay token: what a peer handing the connection over must present ('' = no relay accepted). */
+  relayToken: string;
   socket?: Socket;
   /** The connection was handed over by a peer replica (it reached the peer first). */
   relayed?: boolean;
@@ -26,7 +29,8 @@ export interface PassiveExpectation {
 
 export interface PassiveListeners {
   start(): Promise<void>;
-  expect(port: number, address: string, sessionId: string): PassiveExpectation;
+  /** `relayToken`: the lease's, which a peer relaying the connection must present; '' or absent = no relay accepted. */
+  expect(port: number, address: string, sessionId: string, relayToken?: string): PassiveExpectation;
   close(): Promise<void>;
   /** Data connections that reached a port nobody expected them on. */
   readonly strays: number;
@@ -42,8 +46,12 @@ export interface PassiveListenerOptions {
   relay?: (socket: Socket, port: number, peer: Peer) => Promise<boolean>;
   /** Where peers hand over connections for this replica's leases; 0 or absent = no relay listener. */
   relayPort?: number;
+  /** The address the relay listener binds to: the one peers dial (a pod IP), not a wildcard. Default `host`. */
+  relayHost?: string;
   /** Counts connections a peer handed over. */
   onRelayReceived?: () => void;
+  /** Told the client of every data connection, as read from the socket or a trusted balancer's PROXY header. */
+  onPeer?: (socket: Socket, peer: Peer) => void;
 }
 
 /** How long a peer has to send the relay header. */
@@ -72,13 +80,19 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
     socket.on('error', () => {}); // errors surface through the transfer that owns the socket
     const peer = await resolvePeer(socket, options.trustsProxy ?? (() => false), options.log);
     if (!peer) return;
+    options.onPeer?.(socket, peer);
     const waiter = waiterFor(port, peer.address);
     if (waiter) return deliver(waiter, socket);
     if (!waiter && options.relay && (await options.relay(socket, port, peer))) return;
     refuse(socket, port, peer.address, 'no session expects it on this port');
   };
 
-  /** A connection a peer relayed: the header names the client, the port and (as a capability) the lease's session. */
+  /**
+   * A connection a peer relayed: the header names the client, the port and the lease's session, and carries the
+   * lease's relay token, which only a replica that read the lease from the cluster state knows (the session id is in
+   * every log line, so it proves nothing). Without the right token the connection is refused and the waiter stays
+   * for the real client.
+   */
   const routeRelayed = async (socket: Socket) => {
     socket.on('error', () => {});
     const from = normalizeAddress(socket.remoteAddress ?? '');
@@ -90,6 +104,9 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
       const waiter = waiterFor(header.destination.port, address);
       if (!waiter || waiter.sessionId !== sessionId) {
         return refuse(socket, header.destination.port, address, `relayed by ${from} for a lease this replica does not hold`);
+      }
+      if (!sameToken(waiter.relayToken, header.tlvs.get(RELAY_TOKEN_TLV))) {
+        return refuse(socket, header.destination.port, address, `relayed by ${from} without the lease's relay token`);
       }
       options.onRelayReceived?.();
       deliver(waiter, socket, true);
@@ -110,11 +127,11 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
     waiter.resolve?.(socket);
   };
 
-  const listenOn = async (port: number, onConnection: (socket: Socket) => void) => {
+  const listenOn = async (port: number, onConnection: (socket: Socket) => void, host = options.host) => {
     const server = createServer({ noDelay: true }, onConnection);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: options.host, port, backlog: 511 }, () => resolve());
+      server.listen({ host, port, backlog: 511 }, () => resolve());
     });
     server.on('error', (err) => options.log.error({ err, port }, 'passive listener error'));
     servers.push(server);
@@ -128,11 +145,11 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
       for (let port = options.range.min; port <= options.range.max; port++) {
         await listenOn(port, (socket) => void route(port, socket));
       }
-      if (options.relayPort) await listenOn(options.relayPort, (socket) => void routeRelayed(socket));
+      if (options.relayPort) await listenOn(options.relayPort, (socket) => void routeRelayed(socket), options.relayHost);
     },
-    expect(port, address, sessionId) {
+    expect(port, address, sessionId, relayToken) {
       const key = `${port}|${address}`;
-      const waiter: Waiter = { key, sessionId };
+      const waiter: Waiter = { key, sessionId, relayToken: relayToken ?? '' };
       waiters.set(key, waiter);
       const dispose = () => {
         if (waiters.get(key) === waiter) waiters.delete(key);
@@ -165,4 +182,11 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
       waiters.clear();
     },
   };
+}
+
+/** Whether a presented relay token is the expected one, in constant time; an empty expected token matches nothing. */
+function sameToken(expected: string, presented: Buffer | undefined): boolean {
+  if (!expected || !presented) return false;
+  const wanted = Buffer.from(expected);
+  return wanted.length === presented.length && timingSafeEqual(wanted, presented);
 }

@@ -6,6 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls';
 import { encodeProxyV1, encodeProxyV2 } from '@ftp/protocol';
 import { addressAllowed } from '@ftp/identity';
+import type { Logger } from '@ftp/telemetry';
 import { generate } from 'selfsigned';
 import { createProxyTrust, ProxyHeaderError, readProxyHeader } from './proxyHeader';
 
@@ -295,4 +296,36 @@ test('proxy trust: later changes to the given array do not change who is trusted
   entries[0] = '10.0.0.3';
   assert.equal(trusts('10.0.0.1'), true);
   assert.equal(trusts('10.0.0.2'), false);
+});
+
+test('proxy trust: the first PROXY header of each trusted peer is logged once; untrusted peers are not; memory is bounded', () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = { info: (fields: object, msg: string) => lines.push({ ...fields, msg, level: 'info' }), warn: (fields: object, msg: string) => lines.push({ ...fields, msg, level: 'warn' }) };
+  const trusts = createProxyTrust(['10.0.0.0/8'], { log: log as unknown as Logger, remember: 2 });
+  const from = (address: string) => ({ remoteAddress: address }) as Socket;
+  const peer = (address: string) => ({ address, port: 50000, serverAddress: '10.9.9.9', serverPort: 21 });
+
+  trusts.headerReceived(from('10.0.0.1'), peer('203.0.113.1'));
+  trusts.headerReceived(from('::ffff:10.0.0.1'), peer('203.0.113.2'));
+  trusts.headerReceived(from('10.0.0.1'), peer('203.0.113.3'));
+  trusts.headerReceived(from('192.0.2.1'), peer('192.0.2.1')); // not a balancer: its connections carry no header
+  assert.deepEqual(lines, [
+    { balancer: '10.0.0.1', client: '203.0.113.1', clientPort: 50000, server: '10.9.9.9', serverPort: 21, msg: 'first PROXY protocol header from this trusted peer', level: 'info' },
+  ]);
+
+  trusts.headerReceived(from('10.0.0.2'), peer('203.0.113.4'));
+  trusts.headerReceived(from('10.0.0.3'), peer('203.0.113.5'));
+  trusts.headerReceived(from('10.0.0.4'), peer('203.0.113.6'));
+  assert.deepEqual(
+    lines.map((l) => [l.level, l.balancer]),
+    [
+      ['info', '10.0.0.1'],
+      ['info', '10.0.0.2'],
+      ['warn', undefined],
+    ],
+    'past the limit: one warning, then silence',
+  );
+
+  const quiet = createProxyTrust(['10.0.0.0/8']);
+  quiet.headerReceived(from('10.0.0.1'), peer('203.0.113.1')); // without a logger: nothing to do, nothing thrown
 });

@@ -2,6 +2,8 @@
 import { BlockList, isIPv4, isIPv6, type Socket } from 'node:net';
 import { normalizeAddress, parseProxyHeader, type ProxyHeader } from '@ftp/protocol';
 import { checkAddressRule } from '@ftp/identity';
+import type { Logger } from '@ftp/telemetry';
+import type { Peer } from './peer';
 
 export class ProxyHeaderError extends Error {
   override name = 'ProxyHeaderError';
@@ -60,12 +62,23 @@ export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Prox
   });
 }
 
+/** Whether a peer address is a trusted balancer; `headerReceived` records that one of its headers was accepted. */
+export interface ProxyTrust {
+  (address: string): boolean;
+  /**
+   * To be called with every connection whose real client was resolved (`resolvePeer`): with a logger, the first
+   * PROXY header of each trusted peer address is logged (info), once per process. Untrusted peers are ignored.
+   */
+  headerReceived(socket: Socket, peer: Peer): void;
+}
+
 /**
  * Whether a peer is a trusted load balancer, whose connections must start with a PROXY header. `entries` are
  * addresses or CIDRs with the syntax and matching of a user's allow-list (IPv4-mapped IPv6 peers match IPv4
  * entries); an empty list trusts nobody. Throws on an invalid entry, so a typo fails at startup.
+ * With `log`, the first header of each trusted address is logged (see `createProxyHeaderLog`).
  */
-export function createProxyTrust(entries: string[]): (address: string) => boolean {
+export function createProxyTrust(entries: string[], options: { log?: Logger; remember?: number } = {}): ProxyTrust {
   // One BlockList for the process: identity's addressAllowed rebuilds its list on every call (~35 µs for 4 entries).
   const list = new BlockList();
   for (const entry of entries) {
@@ -77,9 +90,44 @@ export function createProxyTrust(entries: string[]): (address: string) => boolea
     // A CIDR written on a mapped address (::ffff:10.0.0.0/104) is the IPv4 prefix it stands for.
     else list.addSubnet(address, Number(prefix) - (family === 'ipv4' && written.includes(':') ? 96 : 0), family);
   }
-  return (peer) => {
+  const trusts = (peer: string) => {
     const unwrapped = unwrap(peer);
     return unwrapped !== undefined && list.check(unwrapped.address, unwrapped.family);
+  };
+  const log = options.log;
+  const headerReceived = log && entries.length > 0 ? createProxyHeaderLog(trusts, log, options.remember) : () => {};
+  return Object.assign(trusts, { headerReceived });
+}
+
+/** How many trusted peers `createProxyHeaderLog` remembers; a trust list matching more is wider than any balancer. */
+const PROXY_PEERS_REMEMBERED = 1000;
+
+/**
+ * Logs (info) the first PROXY header each trusted peer address sends, once per process: a record of which addresses
+ * actually speak for clients, where a trust list wider than the balancers shows. Call it with every connection whose
+ * peer was resolved; connections from untrusted addresses are ignored. Remembers at most `limit` addresses, then
+ * says so once (warn) and logs no further first headers.
+ */
+function createProxyHeaderLog(
+  trusts: (address: string) => boolean,
+  log: Logger,
+  limit = PROXY_PEERS_REMEMBERED,
+): (socket: Socket, peer: Peer) => void {
+  const seen = new Set<string>();
+  let full = false;
+  return (socket, peer) => {
+    const balancer = normalizeAddress(socket.remoteAddress ?? '');
+    if (full || seen.has(balancer) || !trusts(balancer)) return;
+    if (seen.size >= limit) {
+      full = true;
+      log.warn({ limit }, 'more trusted PROXY protocol peers than remembered: first headers of further peers are not logged (is FTP_PROXY_PROTOCOL_FROM wider than the balancers?)');
+      return;
+    }
+    seen.add(balancer);
+    log.info(
+      { balancer, client: peer.address, clientPort: peer.port, server: peer.serverAddress, serverPort: peer.serverPort },
+      'first PROXY protocol header from this trusted peer',
+    );
   };
 }
 

@@ -5,11 +5,15 @@ import { context, ROOT_CONTEXT, SpanKind, trace, type Span } from '@opentelemetr
 import { tracer, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import type { Peer } from './peer';
 
-/**
- * PROXY v2 TLV (from the range the spec leaves to applications) carrying the session id of the lease. Only a peer
- * that read the lease from the cluster state knows it, so the relay port cannot be used to forge a client address.
- */
+/** PROXY v2 TLV (from the range the spec leaves to applications) carrying the session id of the lease. */
 export const RELAY_SESSION_TLV = 0xe0;
+
+/**
+ * PROXY v2 TLV carrying the lease's relay token: a random secret made with the lease, stored only in the cluster state
+ * and in the owner's memory, never logged. It is what authenticates a relayed connection (the session id is in every
+ * log line), so the relay port cannot be used to take over a session's data connection or forge a client address.
+ */
+export const RELAY_TOKEN_TLV = 0xe1;
 
 const RELAY_CONNECT_TIMEOUT_MS = 5000;
 
@@ -22,7 +26,8 @@ export interface RelayDeps {
 
 /**
  * Hands a data connection that reached this replica for another replica's lease over to the owner: a PROXY v2 header
- * with the real client and the session id, then the bytes untouched both ways (TLS included), with backpressure.
+ * with the real client, the session id and the lease's relay token, then the bytes untouched both ways (TLS
+ * included), with backpressure.
  * Resolves false when no peer owns such a lease; the caller then refuses the connection.
  */
 export async function relayToOwner(socket: Socket, port: number, peer: Peer, deps: RelayDeps): Promise<boolean> {
@@ -57,6 +62,11 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
     return false;
   }
   if (!lease || lease.replicaId === deps.replicaId || !lease.relayAddress) return false;
+  if (!lease.relayToken) {
+    // Its owner runs a version without relay tokens (a rollout in progress): it would be refused anyway.
+    deps.log.warn({ port, client: peer.address, owner: lease.replicaId }, 'data connection not relayed: the lease has no relay token');
+    return false;
+  }
   span.setAttributes({ 'ftp.session.id': lease.sessionId, 'ftp.relay.owner': lease.replicaId });
   const split = lease.relayAddress.lastIndexOf(':');
   const host = lease.relayAddress.slice(0, split).replace(/^\[|\]$/g, '');
@@ -87,7 +97,10 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
     encodeProxyV2({
       source: { address: peer.address, port: peer.port },
       destination: { address: peer.serverAddress, port },
-      tlvs: [[RELAY_SESSION_TLV, Buffer.from(lease.sessionId)]],
+      tlvs: [
+        [RELAY_SESSION_TLV, Buffer.from(lease.sessionId)],
+        [RELAY_TOKEN_TLV, Buffer.from(lease.relayToken)],
+      ],
     }),
   );
   splice(socket, upstream);

@@ -2,78 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
-import type { User } from '@ftp/identity';
-import { CommandLineDecoder, commandNeedsLogin, type DecodedLine, formatReply, lookupCommand, normalizeAddress, parseCommand } from '@ftp/protocol';
-import type { Storage } from '@ftp/storage';
-import { bindTraceContext, replyClass, startChildSpan, tracer, type Logger } from '@ftp/telemetry';
+import { CommandLineDecoder, type DecodedLine, formatReply, lookupCommand, normalizeAddress, parseCommand } from '@ftp/protocol';
+import { bindTraceContext, replyClass, startChildSpan, tracer } from '@ftp/telemetry';
+import { admitSession } from '@ftp/session-core';
 import { failureLevel, FtpError, toFtpError } from './errors';
 import { disposeData } from './dataChannel';
 import { HANDLERS } from './handlers';
 import { startTls } from './tls';
 import type { Peer } from './peer';
-import type { PendingData, SessionDeps } from './types';
-
-/** A running transfer: the control loop calls abort() when ABOR arrives while the transfer handler awaits. */
-export interface ActiveTransfer {
-  abort(): void;
-  aborted: boolean;
-  direction: 'upload' | 'download' | 'listing';
-  path: string;
-  startedAt: number;
-}
-
-/** Per-connection state. Plain data plus the reply function; handlers read and change it. */
-export interface Session {
-  id: string;
-  deps: SessionDeps;
-  log: Logger;
-  /** The `ftp session` span (the no-op span with tracing off): the parent of every command's span. */
-  span: Span;
-  /** The context holding `span`, for spans started outside a command (data connections, the session's end). */
-  traceContext: Context;
-  /**
-   * The context of what the session does now: the session's, a command's, or a transfer's within it. Spans started
-   * by handlers take it as parent, log lines carry its ids, and cluster-state calls made after an await run in it
-   * (withContext), so no AsyncLocalStorage is needed to follow a session across awaits.
-   */
-  currentContext: Context;
-  socket: Socket;
-  clientAddress: string;
-  startedAt: number;
-  /** Bytes moved on data connections so far, for the cluster-wide session record. */
-  bytesIn: number;
-  bytesOut: number;
-  /**
-   * The server address the client reached (the balancer's, behind PROXY protocol); PASV advertises it unless
-   * FTP_PASV_ADDRESS is set.
-   */
-  localAddress: string;
-  pendingUser?: string;
-  user?: User;
-  storage?: Storage;
-  cwd: string;
-  type: 'A' | 'I';
-  restOffset: number;
-  renameFrom?: string;
-  epsvAll: boolean;
-  hashAlgorithm: 'SHA-256' | 'SHA-1' | 'MD5';
-  mlstFacts: string[];
-  data?: PendingData;
-  transfer?: ActiveTransfer;
-  /** The control connection is TLS (after AUTH TLS, or from the start on the implicit port). */
-  secure: boolean;
-  pbszDone: boolean;
-  /** PROT level for data connections: Clear or Private (TLS). */
-  protection: 'C' | 'P';
-  /** Switches the control connection to TLS right after the 234 reply; pipelined plaintext is dropped. */
-  upgradeControl(): Promise<void>;
-  closed: boolean;
-  reply(code: number, text: string | string[]): void;
-  /** Ends the session after the replies already written have been sent. */
-  end(): void;
-}
-
-export type Handler = (session: Session, arg: string) => Promise<void> | void;
+import type { SessionDeps } from './types';
+import { freshSessionState, withContext, type Session } from './state';
 
 /** Commands clients send between REST and the transfer it applies to. */
 const KEEPS_REST_OFFSET = new Set(['REST', 'PASV', 'EPSV', 'PORT', 'EPRT', 'TYPE']);
@@ -82,20 +20,6 @@ const MAX_QUEUED_COMMANDS = 64;
 /** After our FIN, how long the client gets to close its side before the socket is destroyed. */
 const END_GRACE_MS = 5000;
 
-export function freshSessionState() {
-  return {
-    pendingUser: undefined,
-    user: undefined,
-    storage: undefined,
-    cwd: '/',
-    type: 'I' as const,
-    restOffset: 0,
-    renameFrom: undefined,
-    epsvAll: false,
-    hashAlgorithm: 'SHA-256' as const,
-    mlstFacts: ['type', 'size', 'modify', 'perm', 'unique'],
-  };
-}
 
 /**
  * Serves one control connection from greeting to close. Never throws: every failure becomes a reply or a log line.
@@ -153,6 +77,17 @@ async function serveSession(
     bytesIn: 0,
     bytesOut: 0,
     localAddress: options.peer?.serverAddress ?? normalizeAddress(socket.localAddress ?? ''),
+    get protocol() {
+      return session.secure || session.protection === 'P' ? 'ftps' : 'ftp';
+    },
+    progress() {
+      const transfer = session.transfer;
+      return {
+        transfer: transfer && { direction: transfer.direction === 'upload' ? 'upload' : 'download', path: transfer.path, startedAt: transfer.startedAt },
+        bytesIn: session.bytesIn,
+        bytesOut: session.bytesOut,
+      };
+    },
     ...freshSessionState(),
     closed: false,
     secure: Boolean(options.implicitTls),
@@ -173,6 +108,16 @@ async function serveSession(
       const timer = setTimeout(() => current.destroy(), END_GRACE_MS);
       current.once('close', () => clearTimeout(timer));
     },
+    startLoginGrace() {
+      clearTimeout(graceTimer);
+      // From connect to a successful PASS, whatever the client sends meanwhile (a trickle of NOOPs must not hold a slot).
+      graceTimer = setTimeout(() => {
+        if (session.user || session.closed) return;
+        log.info({ seconds: settings.loginGraceTime }, 'login grace time over: closing');
+        session.reply(421, 'Login timeout, closing control connection');
+        session.end();
+      }, settings.loginGraceTime * 1000);
+    },
     upgradeControl: async () => {
       const raw = session.socket;
       // Same tick as the 234 reply: nothing read from now on may be taken as a plaintext command (STARTTLS injection).
@@ -181,7 +126,7 @@ async function serveSession(
       queue.length = 0;
       decoder = new CommandLineDecoder(8192);
       try {
-        session.socket = await startTls(raw, deps.tls!);
+        session.socket = await startTls(raw, deps.tls!, log);
         session.secure = true;
         span.setAttribute('ftp.tls', true);
         listen(session.socket);
@@ -195,45 +140,25 @@ async function serveSession(
   };
   let lastReply = 0;
   let registered = false;
+  let graceTimer: NodeJS.Timeout | undefined;
   bindTraceContext(log, () => session.currentContext);
 
   const finished = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.on('error', () => {}); // logged by listen() once the session runs
 
-  try {
-    if (await cluster.bans.isBanned(clientAddress)) {
-      metrics.connectionsTotal.inc({ result: 'banned' });
-      span.setAttribute('ftp.session.refused', 'banned');
-      log.warn('connection refused: address is banned after failed logins');
-      session.reply(421, 'Too many failed logins from your address; try again later');
-      return endAndWait(session, finished);
-    }
-    const admission = await withContext(session, () =>
-      cluster.sessions.open(
-        { id, replicaId: settings.replicaId, clientAddress, startedAt: session.startedAt, bytesIn: 0, bytesOut: 0 },
-        { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp },
-      ),
-    );
-    if (!admission.ok) {
-      metrics.connectionsTotal.inc({ result: admission.reason });
-      span.setAttribute('ftp.session.refused', admission.reason);
-      log.warn({ reason: admission.reason }, 'connection refused: session limit reached');
-      session.reply(421, admission.reason === 'max-sessions' ? 'Too many users, try again later' : 'Too many connections from your address');
-      return endAndWait(session, finished);
-    }
-    registered = true;
-  } catch (err) {
-    metrics.clusterStateErrors.inc();
-    span.setAttribute('ftp.session.refused', 'cluster-state-unavailable');
-    span.setStatus({ code: SpanStatusCode.ERROR, message: 'cluster state unavailable' });
-    log.error({ err }, 'cluster state unavailable: refusing new session');
-    session.reply(421, 'Service temporarily unavailable, try again later');
+  const admission = await admitSession(session, deps, session.startedAt);
+  if (!admission.ok) {
+    span.setAttribute('ftp.session.refused', admission.reason);
+    if (admission.reason === 'unavailable') span.setStatus({ code: SpanStatusCode.ERROR, message: 'cluster state unavailable' });
+    session.reply(421, admission.message);
     return endAndWait(session, finished);
   }
+  registered = true;
 
   deps.live.add(session);
-  metrics.connectionsTotal.inc({ result: 'accepted' });
-  metrics.sessionsActive.inc();
+  // Labelled once, by how the session started: an explicit AUTH TLS later does not move it between series.
+  const gaugeLabels = { protocol: session.protocol };
+  metrics.sessionsActive.inc(gaugeLabels);
   log.debug('session opened');
   session.reply(220, settings.banner);
 
@@ -272,7 +197,7 @@ async function serveSession(
       if (!spec) throw new FtpError(500, `Unknown command "${verb.slice(0, 32)}"`);
       const handler = HANDLERS[canonical];
       if (!handler) throw new FtpError(502, `${canonical} not implemented`);
-      if (commandNeedsLogin(spec, arg) && !session.user) throw new FtpError(530, 'Please log in with USER and PASS first');
+      if (spec.needsLogin && !session.user) throw new FtpError(530, 'Please log in with USER and PASS first');
       if (spec.arg === 'required' && arg === '') throw new FtpError(501, `${canonical} needs an argument`);
       if (spec.arg === 'none' && arg !== '') throw new FtpError(501, `${canonical} takes no argument`);
       await context.with(commandContext, () => {
@@ -346,23 +271,21 @@ async function serveSession(
   }
   listen(socket);
   armIdleTimer();
+  session.startLoginGrace();
 
   await finished;
   session.closed = true;
   clearTimeout(idleTimer);
+  clearTimeout(graceTimer);
   session.transfer?.abort();
   disposeData(session);
-  metrics.sessionsActive.dec();
+  metrics.sessionsActive.dec(gaugeLabels);
   deps.live.delete(session);
   if (registered) await withContext(session, () => cluster.sessions.close(id)).catch(() => metrics.clusterStateErrors.inc());
   span.setAttributes({ 'ftp.session.bytes_in': session.bytesIn, 'ftp.session.bytes_out': session.bytesOut });
   log.debug('session closed');
 }
 
-/** Runs `call` (a cluster-state call made after an await) in the session's current context: its Redis spans join the trace. */
-export function withContext<T>(session: Session, call: () => T): T {
-  return context.with(session.currentContext, call);
-}
 
 async function endAndWait(session: Session, finished: Promise<void>) {
   session.end();

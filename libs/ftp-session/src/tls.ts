@@ -1,15 +1,21 @@
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext, type Server as TlsServer } from 'node:tls';
+import type { Logger } from '@ftp/telemetry';
 
 /** What the session needs to speak TLS; the edge owns certificates, their reload and the session cache. */
 export interface TlsProvider {
-  /** The current certificate (swapped when the files change). */
+  /**
+   * The current certificate (swapped when the files change). It should refuse client-initiated renegotiation
+   * (`secureOptions: SSL_OP_NO_RENEGOTIATION`); `startTls` closes a connection that tries it either way.
+   */
   context(): SecureContext;
   /** Holds the TLS session cache and ticket keys, so data connections can resume the control connection's session. */
   server: TlsServer;
   /** A protected data connection must resume a session (as vsftpd's require_ssl_reuse). */
   requireReuse: boolean;
   handshakeTimeoutMs: number;
+  /** Where TLS events of connections started without a logger of their own go (a refused renegotiation). */
+  log?: Logger;
 }
 
 export class TlsHandshakeError extends Error {
@@ -19,8 +25,9 @@ export class TlsHandshakeError extends Error {
 /**
  * Makes `socket` the server side of a TLS connection and waits for the handshake, bounded in time. The raw socket
  * must not have been read from since the peer was told to start TLS: no plaintext may slip past the handshake.
+ * A later attempt of the client to renegotiate closes the connection (logged on `log`).
  */
-export function startTls(socket: Socket, tls: TlsProvider): Promise<TLSSocket> {
+export function startTls(socket: Socket, tls: TlsProvider, log: Logger | undefined = tls.log): Promise<TLSSocket> {
   const secure = new TLSSocket(socket, { isServer: true, secureContext: tls.context(), server: tls.server });
   return new Promise((resolve, reject) => {
     const fail = (err: Error) => {
@@ -37,7 +44,23 @@ export function startTls(socket: Socket, tls: TlsProvider): Promise<TLSSocket> {
       clearTimeout(timer);
       secure.removeListener('error', fail);
       secure.removeListener('close', onClose);
+      secure.once('secure', () => refuseRenegotiation(secure, log));
       resolve(secure);
     });
   });
+}
+
+/**
+ * Every handshake after the first is one the client started: a TLS 1.2 renegotiation (TLS 1.3 has none; its key
+ * updates do not count as handshakes). The edge's SecureContext refuses it (SSL_OP_NO_RENEGOTIATION: a
+ * no_renegotiation alert instead of a new key exchange, so it costs no CPU), and OpenSSL and Node clients give up the
+ * connection on that alert. Closing it here as well makes the outcome the same for every client and every context:
+ * a TLSSocket made with `new TLSSocket(raw, { isServer: true })` gets neither Node's renegotiation limit
+ * (tls.CLIENT_RENEG_LIMIT) nor `disableRenegotiation()`, whose errors are dropped when no tls.Server owns the socket.
+ */
+function refuseRenegotiation(secure: TLSSocket, log: Logger | undefined) {
+  if (secure.getProtocol() === 'TLSv1.3') return;
+  log?.warn({ client: secure.remoteAddress, protocol: secure.getProtocol() }, 'TLS renegotiation refused: closing the connection');
+  // On the next turn, so that the refusal alert written during this handshake step goes out first.
+  setImmediate(() => secure.destroy());
 }

@@ -1,11 +1,11 @@
 import type { Socket } from 'node:net';
 import { context, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { reportSession } from '@ftp/session-core';
 import { startChildSpan } from '@ftp/telemetry';
 import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
 import { dataProtectionRequired } from './handleTls';
-import { reportSession } from './heartbeat';
-import type { ActiveTransfer, Session } from './session';
+import type { ActiveTransfer, Session } from './state';
 import type { DataMode } from './types';
 
 export interface TransferInfo {
@@ -97,7 +97,7 @@ async function transfer(
     return { ok: false, bytes: 0, ms: 0, result: 'failed' };
   }
   session.transfer = transfer;
-  void reportSession(session);
+  void reportSession(session, session.deps);
   session.reply(150, info.opening);
   let socket: Socket | undefined;
   let mode: DataMode | undefined;
@@ -134,7 +134,7 @@ async function transfer(
   const bytes = socket ? socket.bytesRead + socket.bytesWritten : 0;
   if (info.direction === 'upload') session.bytesIn += bytes;
   else session.bytesOut += bytes;
-  void reportSession(session);
+  void reportSession(session, session.deps);
   return { ok: result === 'ok', bytes, ms: Date.now() - started, result, mode };
 }
 

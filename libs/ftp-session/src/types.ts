@@ -1,25 +1,21 @@
 import type { Socket } from 'node:net';
-import type { ClusterState, PassiveLease } from '@ftp/cluster-state';
-import type { Identity, User } from '@ftp/identity';
+import type { PassiveLease } from '@ftp/cluster-state';
+import type { User } from '@ftp/identity';
+import type { CoreDeps, CoreSettings } from '@ftp/session-core';
 import type { Storage } from '@ftp/storage';
-import type { EdgeMetrics, Logger, Xferlog } from '@ftp/telemetry';
-import type { UploadAbortedEvent, UploadEvent } from '@ftp/upload-events';
+import type { Logger } from '@ftp/telemetry';
 import type { PassiveListeners } from './passiveListeners';
-import type { Session } from './session';
+import type { Session } from './state';
 import type { TlsProvider } from './tls';
 
 /** The server settings a session needs (a subset of FtpConfig, so the session does not depend on config loading). */
-export interface SessionSettings {
-  replicaId: string;
+export interface SessionSettings extends CoreSettings {
+  /** Seconds from connect to a successful login (traffic does not extend it). */
+  loginGraceTime: number;
   /** host:port where peers relay this replica's data connections; '' when the relay is off. */
   relayAddress: string;
   banner: string;
   pasvAddress: string;
-  maxSessions: number;
-  maxSessionsPerUser: number;
-  maxSessionsPerIp: number;
-  banAfterFailures: number;
-  banSeconds: number;
   idleTimeout: number;
   dataConnectTimeout: number;
   stallTimeout: number;
@@ -27,32 +23,16 @@ export interface SessionSettings {
   allowForeignData: boolean;
   tlsRequireControl: boolean;
   tlsRequireData: boolean;
-  /** Host folder of all user roots: upload events name files relative to it (storageKey). */
-  dataDir: string;
-  /** Hash uploads from offset 0 while receiving them, for the upload event. */
-  uploadSha256: boolean;
-}
-
-/** Where finished uploads are announced (the post-upload job queue). Neither call throws. */
-export interface UploadEvents {
-  /** Awaited after the file is published and before the 226, so that no reply goes out for an unannounced upload. */
-  publishCompleted(event: UploadEvent): Promise<void>;
-  publishAborted(event: UploadAbortedEvent): Promise<void>;
 }
 
 /** What a session is wired to. Every part is an interface, so tests and later deployments swap implementations. */
-export interface SessionDeps {
+export interface SessionDeps extends CoreDeps {
   settings: SessionSettings;
-  identity: Identity;
   storageFor(user: User): Storage;
-  cluster: ClusterState;
   passive: PassiveListeners;
   /** Absent when TLS is off: AUTH then answers 502. */
   tls?: TlsProvider;
-  metrics: EdgeMetrics;
   log: Logger;
-  /** Absent when upload events are off (no Redis, or FTP_UPLOAD_EVENTS=off). */
-  uploads?: UploadEvents;
   /** Open sessions of this process, so that a drain can tell idle ones from those mid-transfer. */
   live: Set<Session>;
   /**
@@ -60,8 +40,6 @@ export interface SessionDeps {
    * for that client again soon after Redis is back instead of at the lease's TTL.
    */
   unreleased: Set<PassiveLease>;
-  /** The xferlog audit stream (FTP_XFERLOG_FILE); absent when off. */
-  xferlog?: Pick<Xferlog, 'write'>;
 }
 
 /** A prepared data channel: a passive lease with its waiter, or an active target. */

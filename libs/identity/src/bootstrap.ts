@@ -42,6 +42,7 @@ export async function ensureUsersFile(
         allowFrom: [],
         requireTls: false,
         disabled: false,
+        publicKeys: [],
       },
     },
     anonymous: { enabled: false, home: 'pub' },

@@ -5,13 +5,21 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { createFileIdentity, type FileIdentityOptions } from './fileIdentity';
 import { hashPassword, verifyPassword } from './password';
+import { parseAuthorizedKey } from './publicKeys';
+import { sshKeygen, type GeneratedKey } from './testKeys';
 
 let dir: string;
 let hashPw: string;
 let hashOther: string;
+let keyA: GeneratedKey;
+let keyB: GeneratedKey;
+let keyC: GeneratedKey;
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'identity-file-'));
   [hashPw, hashOther] = await Promise.all([hashPassword('pw'), hashPassword('other')]);
+  keyA = sshKeygen(dir, 'ed25519');
+  keyB = sshKeygen(dir, 'ecdsa');
+  keyC = sshKeygen(dir, 'rsa', { bits: 2048 });
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
@@ -49,6 +57,7 @@ test('valid credentials give the user and create the home folder', async () => {
     requireTls: false,
     maxSessions: 3,
     anonymous: false,
+    publicKeys: [],
   });
   assert.ok((await stat(result.user.root)).isDirectory());
   identity.close();
@@ -153,4 +162,87 @@ test('reload checks are throttled by reloadCheckMs', async () => {
 
 test('an invalid file at start-up is an error', async () => {
   await assert.rejects(setup('users:\n  alice:\n    password: hunter2\n'), /plaintext/);
+});
+
+/** What an SSH client offers for a key: its type and wire blob. */
+const offer = (key: GeneratedKey) => {
+  const parsed = parseAuthorizedKey(key.line);
+  return { type: parsed.type, data: Buffer.from(parsed.data) };
+};
+const keysYaml = (...keys: GeneratedKey[]) => `    public_keys:\n${keys.map((k) => `      - ${k.line}\n`).join('')}`;
+
+test("authenticateKey: any of the user's keys is accepted and gives the user with its keys; others are refused", async () => {
+  const { identity, dataRoot, counter } = await setup(aliceYaml(hashPw, keysYaml(keyA, keyB) + '    home: homes/alice\n'));
+  for (const key of [keyA, keyB]) {
+    const result = await identity.authenticateKey('alice', offer(key), '127.0.0.1');
+    assert.ok(result.ok, key.line);
+    assert.equal(result.user.name, 'alice');
+    assert.equal(result.user.root, path.join(dataRoot, 'homes', 'alice'));
+    assert.deepEqual(
+      result.user.publicKeys?.map((k) => k.fingerprint),
+      [keyA.fingerprint, keyB.fingerprint],
+    );
+    assert.equal(result.user.authMethods, undefined);
+    assert.ok((await stat(result.user.root)).isDirectory());
+  }
+  assert.deepEqual(await identity.authenticateKey('alice', offer(keyC), '127.0.0.1'), { ok: false, reason: 'bad-key' });
+  // The blob decides, not the claimed type (an RSA key is offered as rsa-sha2-256 too).
+  assert.equal((await identity.authenticateKey('alice', { type: 'rsa-sha2-256', data: offer(keyA).data }, '127.0.0.1')).ok, true);
+  const truncated = { type: 'ssh-ed25519', data: offer(keyA).data.subarray(0, 40) };
+  assert.deepEqual(await identity.authenticateKey('alice', truncated, '127.0.0.1'), { ok: false, reason: 'bad-key' });
+  assert.equal(counter.verifications, 0, 'no scrypt for keys');
+  identity.close();
+});
+
+test('authenticateKey: unknown users, users without keys, disabled, allow_from', async () => {
+  const { identity } = await setup(
+    aliceYaml(hashPw, keysYaml(keyA) + '    allow_from: [10.0.0.0/8]\n') +
+      `  bob:\n    password: ${hashPw}\n    disabled: true\n${keysYaml(keyB)}` +
+      `  carol:\n    password: ${hashPw}\n` +
+      'anonymous:\n  enabled: true\n',
+  );
+  assert.deepEqual(await identity.authenticateKey('mallory', offer(keyA), '10.0.0.1'), { ok: false, reason: 'unknown-user' });
+  assert.deepEqual(await identity.authenticateKey('__proto__', offer(keyA), '10.0.0.1'), { ok: false, reason: 'unknown-user' });
+  assert.deepEqual(await identity.authenticateKey('anonymous', offer(keyA), '10.0.0.1'), { ok: false, reason: 'unknown-user' });
+  const zeros = { type: 'ssh-ed25519', data: Buffer.alloc(offer(keyA).data.length) };
+  assert.deepEqual(await identity.authenticateKey('mallory', zeros, '10.0.0.1'), { ok: false, reason: 'unknown-user' }, 'the dummy key never lets in');
+  assert.deepEqual(await identity.authenticateKey('carol', offer(keyA), '10.0.0.1'), { ok: false, reason: 'bad-key' });
+  assert.deepEqual(await identity.authenticateKey('bob', offer(keyB), '10.0.0.1'), { ok: false, reason: 'disabled' });
+  assert.deepEqual(await identity.authenticateKey('bob', offer(keyA), '10.0.0.1'), { ok: false, reason: 'bad-key' }, 'disabled only told to the key holder');
+  assert.deepEqual(await identity.authenticateKey('alice', offer(keyA), '192.168.0.1'), { ok: false, reason: 'address-denied' });
+  assert.deepEqual(await identity.authenticateKey('alice', offer(keyB), '192.168.0.1'), { ok: false, reason: 'bad-key' });
+  assert.equal((await identity.authenticateKey('alice', offer(keyA), '::ffff:10.1.2.3')).ok, true);
+  identity.close();
+});
+
+test('auth_methods: a method the user does not have is refused after its credential; both methods each succeed alone', async () => {
+  const { identity } = await setup(
+    aliceYaml(hashPw, keysYaml(keyA) + '    auth_methods: [publickey]\n') +
+      `  bob:\n    password: ${hashPw}\n    auth_methods: [password]\n${keysYaml(keyB)}` +
+      `  carol:\n    password: ${hashPw}\n    auth_methods: [publickey, password]\n${keysYaml(keyC)}`,
+  );
+  assert.deepEqual(await identity.authenticate('alice', 'pw', '127.0.0.1'), { ok: false, reason: 'method-not-allowed' });
+  assert.deepEqual(await identity.authenticate('alice', 'nope', '127.0.0.1'), { ok: false, reason: 'bad-password' });
+  const alice = await identity.authenticateKey('alice', offer(keyA), '127.0.0.1');
+  assert.ok(alice.ok);
+  assert.deepEqual(alice.user.authMethods, ['publickey']);
+
+  assert.deepEqual(await identity.authenticateKey('bob', offer(keyB), '127.0.0.1'), { ok: false, reason: 'method-not-allowed' });
+  assert.equal((await identity.authenticate('bob', 'pw', '127.0.0.1')).ok, true);
+
+  // Two methods: each credential is accepted on its own; nextMethods decides when the login is complete.
+  const byPassword = await identity.authenticate('carol', 'pw', '127.0.0.1');
+  assert.ok(byPassword.ok);
+  assert.deepEqual(byPassword.user.authMethods, ['publickey', 'password']);
+  assert.equal((await identity.authenticateKey('carol', offer(keyC), '127.0.0.1')).ok, true);
+  identity.close();
+});
+
+test('a key added to the file works without a restart; a removed one stops working', async () => {
+  const { identity, usersFile } = await setup(aliceYaml(hashPw, keysYaml(keyA)), { reloadCheckMs: 0 });
+  assert.deepEqual(await identity.authenticateKey('alice', offer(keyB), '127.0.0.1'), { ok: false, reason: 'bad-key' });
+  await writeFile(usersFile, aliceYaml(hashPw, keysYaml(keyB)));
+  assert.equal((await identity.authenticateKey('alice', offer(keyB), '127.0.0.1')).ok, true);
+  assert.deepEqual(await identity.authenticateKey('alice', offer(keyA), '127.0.0.1'), { ok: false, reason: 'bad-key' });
+  identity.close();
 });

@@ -1,8 +1,10 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { addressAllowed } from './addresses';
+import { allowsMethod } from './authMethods';
 import { DUMMY_HASH, verifyPassword as scryptVerify } from './password';
 import { createPasswordCache } from './passwordCache';
+import { dummyKeys, findKey } from './publicKeys';
 import type { AuthResult, Identity, User } from './types';
 import { ANONYMOUS_NAMES, loadUsersFile, type UserRecord, type UsersFileData } from './usersFile';
 
@@ -37,7 +39,7 @@ function resolveHome(dataRoot: string, home: string): string {
 }
 
 function toUser(name: string, record: UserRecord, dataRoot: string): User {
-  return {
+  const user: User = {
     name,
     root: resolveHome(dataRoot, record.home),
     permissions: record.permissions,
@@ -46,7 +48,10 @@ function toUser(name: string, record: UserRecord, dataRoot: string): User {
     requireTls: record.requireTls,
     maxSessions: record.maxSessions,
     anonymous: false,
+    publicKeys: record.publicKeys,
   };
+  if (record.authMethods) user.authMethods = record.authMethods;
+  return user;
 }
 
 /**
@@ -123,6 +128,7 @@ export async function createFileIdentity(options: FileIdentityOptions): Promise<
         allowFrom: [],
         requireTls: false,
         anonymous: true,
+        publicKeys: [],
       };
       await mkdir(user.root, { recursive: true });
       return { ok: true, user };
@@ -134,8 +140,24 @@ export async function createFileIdentity(options: FileIdentityOptions): Promise<
     }
     // Password first, so "disabled" and "address-denied" are only told to whoever knows the password.
     if (!(await passwordOk(name, record.password, password))) return { ok: false, reason: 'bad-password' };
+    return admit(name, record, clientAddress, 'password');
+  };
+
+  const authenticateKey = async (name: string, key: { type: string; data: Buffer }, clientAddress: string): Promise<AuthResult> => {
+    await maybeReload();
+    const record = Object.hasOwn(data.users, name) ? data.users[name] : undefined;
+    // An unknown user's key is compared with a dummy one: the same work as a known user with one key.
+    const match = findKey(record ? record.publicKeys : dummyKeys(key.data), key.data);
+    if (!record) return { ok: false, reason: 'unknown-user' };
+    if (!match) return { ok: false, reason: 'bad-key' };
+    return admit(name, record, clientAddress, 'publickey');
+  };
+
+  // After a right credential: what only its holder may learn, then the user.
+  const admit = async (name: string, record: UserRecord, clientAddress: string, method: 'password' | 'publickey'): Promise<AuthResult> => {
     if (record.disabled) return { ok: false, reason: 'disabled' };
     if (!addressAllowed(clientAddress, record.allowFrom)) return { ok: false, reason: 'address-denied' };
+    if (!allowsMethod(record, method)) return { ok: false, reason: 'method-not-allowed' };
     const user = toUser(name, record, dataRoot);
     await mkdir(user.root, { recursive: true });
     return { ok: true, user };
@@ -146,6 +168,7 @@ export async function createFileIdentity(options: FileIdentityOptions): Promise<
 
   return {
     authenticate,
+    authenticateKey,
     isAnonymous,
     // Unknown names answer false, the same as users without the rule: USER does not reveal who exists.
     requiresTls: (name) => Object.hasOwn(data.users, name) && data.users[name].requireTls,

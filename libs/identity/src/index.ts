@@ -1,7 +1,17 @@
 export * from './types';
 export { hashPassword, verifyPassword } from './password';
-export { can, permString, effectivePermissions, normalizeVirtualPath } from './permissions';
+export { can, canWithin, permString, effectivePermissions, normalizeVirtualPath } from './permissions';
 export { addressAllowed, checkAddressRule } from './addresses';
+export { fingerprintOf, formatAuthorizedKey, parseAuthorizedKey, findKey, PUBLIC_KEY_TYPES, MIN_RSA_BITS } from './publicKeys';
+export {
+  nextMethods,
+  allowsMethod,
+  parseAuthMethods,
+  describeAuthMethods,
+  ANY_SSH_METHODS,
+  type NextMethods,
+  type SshAuthMethod,
+} from './authMethods';
 export {
   loadUsersFile,
   saveUsersFile,

@@ -31,6 +31,21 @@ export function can(user: Pick<User, 'permissions'>, virtualPath: string, perm: 
   return effectivePermissions(user, virtualPath).includes(perm);
 }
 
+/**
+ * Whether `user` has `perm` on a folder and on everything in it: on `virtualPath` and on every folder below it that has
+ * a rule of its own. Renaming or removing a folder moves or drops what is inside, so a stricter rule deeper down (a
+ * read-only `/pub/archive` under a writable `/pub`) must not be escaped by renaming its ancestor.
+ */
+export function canWithin(user: Pick<User, 'permissions'>, virtualPath: string, perm: Permission): boolean {
+  if (!can(user, virtualPath, perm)) return false;
+  const folder = normalizeVirtualPath(virtualPath);
+  for (const [key, perms] of Object.entries(user.permissions)) {
+    const ruled = normalizeVirtualPath(key);
+    if (ruled !== folder && contains(folder, ruled) && !perms.includes(perm)) return false;
+  }
+  return true;
+}
+
 // RFC 3659 §7.5.5 `perm` fact letters and the permission each one needs, checked on the entry's own path
 // (for a folder, what its children get may differ if a longer rule exists; clients only use this as a hint).
 //  files: r=RETR (download), w=STOR over it (overwrite), a=APPE to it (upload), d=DELE (delete), f=RNFR (rename)

@@ -1,6 +1,27 @@
 export const PERMISSIONS = ['list', 'download', 'upload', 'overwrite', 'delete', 'rename', 'mkdir', 'rmdir'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
+/**
+ * An SSH public key of a user, as given by one OpenSSH `authorized_keys` line (`type base64 [comment]`). Plain data, so
+ * that any user store (file, PostgreSQL) can hold it.
+ */
+export interface PublicKey {
+  /** Key type as written in the line and inside the blob: 'ssh-ed25519', 'ecdsa-sha2-nistp256' (384, 521), 'ssh-rsa'. */
+  type: string;
+  /** The key in SSH wire format (RFC 4253 §6.6): the base64-decoded middle field, what a client sends when it offers the key. */
+  data: Buffer;
+  /** The line's trailing comment (often user@host), when it has one. */
+  comment?: string;
+  /** 'SHA256:' + base64 of sha256(data) without '=' padding, exactly as `ssh-keygen -lf` prints it. */
+  fingerprint: string;
+}
+
+/** How a user proves who they are. Keyboard-interactive (WinSCP, FileZilla) carries the password, so it counts as 'password'. */
+export const AUTH_METHODS = ['password', 'publickey'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+/** Methods a user must all complete, in any order (SSH partial success between them); no duplicates. */
+export type AuthMethodSet = readonly AuthMethod[];
+
 /** A user as the session sees it: no password material. */
 export interface User {
   name: string;
@@ -19,15 +40,41 @@ export interface User {
   /** Per-user session cap, overriding the server's FTP_MAX_SESSIONS_PER_USER when set. */
   maxSessions?: number;
   anonymous: boolean;
+  /** SSH public keys that may log in as this user (optional so that code building users by hand need not list them). */
+  publicKeys?: PublicKey[];
+  /**
+   * Methods this user must all complete. Absent: any one of password and public key. FTP can only ever complete
+   * 'password'; see `nextMethods`.
+   */
+  authMethods?: AuthMethodSet;
 }
 
 export type AuthResult =
   | { ok: true; user: User }
-  | { ok: false; reason: 'unknown-user' | 'bad-password' | 'address-denied' | 'disabled' };
+  | {
+      ok: false;
+      /**
+       * 'bad-key': the offered key is not one of the user's. 'method-not-allowed': the credential is right but the
+       * user's auth methods do not include it (a password for a key-only user, a key for a password-only user).
+       * Only whoever holds a right credential learns 'disabled', 'address-denied' or 'method-not-allowed'.
+       */
+      reason: 'unknown-user' | 'bad-password' | 'bad-key' | 'address-denied' | 'disabled' | 'method-not-allowed';
+    };
 
 export interface Identity {
-  /** Verify credentials. Takes the same time for unknown users as for wrong passwords. */
+  /**
+   * Verify a password (FTP `PASS`, SSH password and keyboard-interactive). Takes the same time for unknown users as for
+   * wrong passwords. `ok` means the password is right and the user may log in from here; whether it is enough on its
+   * own is `nextMethods(user, new Set(['password']))` (a user may require a public key too).
+   */
   authenticate(name: string, password: string, clientAddress: string): Promise<AuthResult>;
+  /**
+   * Whether `key` (its SSH wire blob; `type` is informational, the blob carries its own type) is one of the user's
+   * public keys, the user is enabled, `allow_from` admits the address and the user's auth methods include public keys.
+   * Does NOT verify a signature: the SSH transport must do that before it counts the method as done. Unknown users
+   * take the same path as known ones.
+   */
+  authenticateKey(name: string, key: { type: string; data: Buffer }, clientAddress: string): Promise<AuthResult>;
   /** Whether `name` exists and may log in without a password (anonymous). */
   isAnonymous(name: string): boolean;
   /** Whether `name` must use TLS, asked at USER so that the password never crosses a clear connection. */

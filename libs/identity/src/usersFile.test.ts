@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { hashPassword } from './password';
-import { loadUsersFile, parseUsersFile, saveUsersFile } from './usersFile';
+import { sshKeygen } from './testKeys';
+import { loadUsersFile, parseUsersFile, saveUsersFile, stringifyUsersFile } from './usersFile';
 
 let dir: string;
 let hash: string;
@@ -49,7 +50,9 @@ anonymous:
     requireTls: true,
     maxSessions: 4,
     disabled: false,
+    publicKeys: [],
   });
+  assert.equal(data.users.alice.authMethods, undefined, 'absent: any one of password and public key');
   assert.equal(data.users.bob.home, 'bob');
   assert.deepEqual(data.users.bob.permissions, { '/': ['list', 'download', 'upload', 'overwrite', 'delete', 'rename', 'mkdir', 'rmdir'] });
   assert.deepEqual(data.anonymous, { enabled: true, home: 'pub' });
@@ -113,4 +116,61 @@ test('save refuses data the loader would refuse', async () => {
   data.users.alice.password = 'plaintext';
   await assert.rejects(saveUsersFile(path.join(dir, 'never.yaml'), data), /must be a scrypt hash/);
   await assert.rejects(stat(path.join(dir, 'never.yaml')), { code: 'ENOENT' });
+});
+
+test('public_keys and auth_methods load, with fingerprints as ssh-keygen -lf prints them', () => {
+  const ed = sshKeygen(dir, 'ed25519', { comment: 'alice@laptop' });
+  const rsa = sshKeygen(dir, 'rsa', { bits: 3072 });
+  const data = parseUsersFile(userYaml(`    auth_methods: [publickey, password]\n    public_keys:\n      - ${ed.line}\n      - "${rsa.line}"\n`));
+  const alice = data.users.alice;
+  assert.deepEqual(alice.authMethods, ['publickey', 'password']);
+  assert.deepEqual(
+    alice.publicKeys.map((k) => [k.type, k.fingerprint, k.comment]),
+    [
+      ['ssh-ed25519', ed.fingerprint, 'alice@laptop'],
+      ['ssh-rsa', rsa.fingerprint, 'rsa@test'],
+    ],
+  );
+  assert.ok(Buffer.isBuffer(alice.publicKeys[0].data));
+});
+
+test('a bad key names the user, its place in the list and its line in the file; all problems at once', () => {
+  const ed = sshKeygen(dir, 'ed25519');
+  const rsa1024 = sshKeygen(dir, 'rsa', { bits: 1024 });
+  const text = userYaml(`    public_keys:\n      - ${ed.line}\n      - ${rsa1024.line}\n      - from="10.0.0.1" ${ed.line}\n      - ${ed.line}\n      - 42\n`);
+  let message = '';
+  try {
+    parseUsersFile(text, 'users.yaml');
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  // users: line 1, alice: 2, password: 3, public_keys: 4, entries from line 5
+  assert.match(message, /^users\.yaml: invalid users file:/);
+  assert.match(message, /users\.alice\.public_keys\[1\] \(line 6\): ssh-rsa: 1024-bit key is too short/);
+  assert.match(message, /users\.alice\.public_keys\[2\] \(line 7\): authorized_keys options before the key type/);
+  assert.match(message, /users\.alice\.public_keys\[3\] \(line 8\): the same key \(SHA256:.+\) is listed twice/);
+  assert.match(message, /users\.alice\.public_keys\[4\] \(line 9\): must be a string/);
+  assert.doesNotMatch(message, /public_keys\[0\]/);
+  assert.throws(() => parseUsersFile(userYaml('    public_keys: ssh-ed25519 AAAA\n')), /users\.alice\.public_keys: must be a list of authorized_keys lines/);
+});
+
+test('bad auth_methods are reported', () => {
+  assert.throws(() => parseUsersFile(userYaml('    auth_methods: [publickey, otp]\n')), /users\.alice\.auth_methods: unknown method "otp"/);
+  assert.throws(() => parseUsersFile(userYaml('    auth_methods: []\n')), /users\.alice\.auth_methods: must be a non-empty list/);
+  assert.throws(() => parseUsersFile(userYaml('    auth_methods: publickey\n')), /users\.alice\.auth_methods: must be a list/);
+  assert.throws(() => parseUsersFile(userYaml('    auth_methods: [keyboard-interactive]\n')), /write "password"/);
+});
+
+test('keys and auth methods round-trip through save: the key lines come back as given, one per line', async () => {
+  const keys = [sshKeygen(dir, 'ed25519', { comment: 'a comment with  two spaces' }), sshKeygen(dir, 'ecdsa', { bits: 521 }), sshKeygen(dir, 'rsa')];
+  const data = parseUsersFile(userYaml(`    auth_methods: [publickey]\n    public_keys:\n${keys.map((k) => `      - ${k.line}\n`).join('')}`));
+  const text = stringifyUsersFile(data);
+  for (const k of keys) assert.ok(text.includes(`\n      - ${k.line}\n`), `line kept as given:\n${text}`);
+  assert.match(text, /auth_methods: \[publickey\]/);
+  const file = path.join(dir, 'keys.yaml');
+  await saveUsersFile(file, data);
+  assert.deepEqual(await loadUsersFile(file), data);
+  await saveUsersFile(file, await loadUsersFile(file));
+  assert.equal(await readFile(file, 'utf8'), text, 'stable');
+  assert.ok(!stringifyUsersFile(parseUsersFile(userYaml(''))).includes('public_keys'), 'no key, no entry');
 });

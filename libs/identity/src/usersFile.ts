@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Document, isSeq, parse, visit } from 'yaml';
+import { Document, isPair, isScalar, isSeq, LineCounter, parse, parseDocument, visit } from 'yaml';
 import { checkAddressRule } from './addresses';
+import { parseAuthMethods } from './authMethods';
 import { parseScryptHash } from './password';
 import { normalizeVirtualPath } from './permissions';
-import { PERMISSIONS, type Permission } from './types';
+import { formatAuthorizedKey, parseAuthorizedKey } from './publicKeys';
+import { PERMISSIONS, type AuthMethodSet, type Permission, type PublicKey } from './types';
 
 /** One user as stored in the users file (camelCase here, snake_case in YAML). */
 export interface UserRecord {
@@ -19,7 +21,14 @@ export interface UserRecord {
   requireTls: boolean;
   maxSessions?: number;
   disabled: boolean;
+  /** SSH public keys (`public_keys:` authorized_keys lines), in file order. */
+  publicKeys: PublicKey[];
+  /** `auth_methods:` every listed method is required; absent = any one of password and public key. */
+  authMethods?: AuthMethodSet;
 }
+
+/** 1-based line in the users file of the node at a YAML path, when known (for error messages). */
+export type LineOf = (path: (string | number)[]) => number | undefined;
 
 export interface UsersFileData {
   users: Record<string, UserRecord>;
@@ -30,7 +39,18 @@ export const USER_NAME_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 export const ANONYMOUS_NAMES = ['anonymous', 'ftp'] as const;
 export const ALL_PERMISSIONS: Permission[] = [...PERMISSIONS];
 
-const USER_KEYS = ['password', 'home', 'permissions', 'groups', 'allow_from', 'require_tls', 'max_sessions', 'disabled'];
+const USER_KEYS = [
+  'password',
+  'home',
+  'permissions',
+  'groups',
+  'allow_from',
+  'require_tls',
+  'max_sessions',
+  'disabled',
+  'public_keys',
+  'auth_methods',
+];
 
 type Obj = Record<string, unknown>;
 const isObject = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -49,7 +69,7 @@ export function checkPermission(name: unknown): string | undefined {
 }
 
 // Collects every problem with its "users.alice.key" location so an admin can fix the file in one go.
-function validateUser(name: string, raw: unknown, at: string, errors: string[]): UserRecord | undefined {
+function validateUser(name: string, raw: unknown, at: string, errors: string[], lineOf?: LineOf): UserRecord | undefined {
   if (!isObject(raw)) {
     errors.push(`${at}: must be a mapping`);
     return undefined;
@@ -105,6 +125,13 @@ function validateUser(name: string, raw: unknown, at: string, errors: string[]):
   const maxSessions = raw.max_sessions;
   if (maxSessions !== undefined && !(Number.isInteger(maxSessions) && (maxSessions as number) > 0))
     errors.push(`${at}.max_sessions: must be a positive integer`);
+  const publicKeys = validatePublicKeys(name, raw.public_keys, `${at}.public_keys`, errors, lineOf);
+  let authMethods: AuthMethodSet | undefined;
+  if (raw.auth_methods !== undefined && raw.auth_methods !== null) {
+    const parsed = Array.isArray(raw.auth_methods) ? parseAuthMethods(raw.auth_methods) : `must be a list, e.g. [publickey, password]`;
+    if (typeof parsed === 'string') errors.push(`${at}.auth_methods: ${parsed}`);
+    else authMethods = parsed;
+  }
 
   const record: UserRecord = {
     password: String(password),
@@ -114,9 +141,39 @@ function validateUser(name: string, raw: unknown, at: string, errors: string[]):
     allowFrom,
     requireTls,
     disabled,
+    publicKeys,
   };
   if (typeof maxSessions === 'number') record.maxSessions = maxSessions;
+  if (authMethods) record.authMethods = authMethods;
   return record;
+}
+
+// Each entry is one authorized_keys line; a bad one is reported with the user, its place in the list and its file line.
+function validatePublicKeys(name: string, value: unknown, at: string, errors: string[], lineOf?: LineOf): PublicKey[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) {
+    errors.push(`${at}: must be a list of authorized_keys lines ("ssh-ed25519 AAAA… comment")`);
+    return [];
+  }
+  const keys: PublicKey[] = [];
+  value.forEach((entry, i) => {
+    const line = lineOf?.(['users', name, 'public_keys', i]);
+    const where = `${at}[${i}]${line ? ` (line ${line})` : ''}`;
+    if (typeof entry !== 'string') {
+      errors.push(`${where}: must be a string (one authorized_keys line)`);
+      return;
+    }
+    let key: PublicKey;
+    try {
+      key = parseAuthorizedKey(entry);
+    } catch (err) {
+      errors.push(`${where}: ${(err as Error).message}`);
+      return;
+    }
+    if (keys.some((k) => k.data.equals(key.data))) errors.push(`${where}: the same key (${key.fingerprint}) is listed twice`);
+    else keys.push(key);
+  });
+  return keys;
 }
 
 function stringList(value: unknown, at: string, errors: string[]): string[] {
@@ -135,7 +192,7 @@ function bool(value: unknown, fallback: boolean, at: string, errors: string[]): 
 }
 
 /** Validates parsed YAML into UsersFileData; throws one Error listing every problem. */
-export function validateUsersFile(raw: unknown, source = 'users file'): UsersFileData {
+export function validateUsersFile(raw: unknown, source = 'users file', lineOf?: LineOf): UsersFileData {
   const errors: string[] = [];
   const data: UsersFileData = { users: {}, anonymous: { enabled: false, home: 'pub' } };
   if (raw === undefined || raw === null) raw = {};
@@ -159,7 +216,7 @@ export function validateUsersFile(raw: unknown, source = 'users file'): UsersFil
       // With anonymous on, these names log in anonymously; a real account under them would be unreachable.
       if (data.anonymous.enabled && (ANONYMOUS_NAMES as readonly string[]).includes(name.toLowerCase()))
         errors.push(`${at}: name is reserved for anonymous login while anonymous.enabled is true`);
-      const record = validateUser(name, user, at, errors);
+      const record = validateUser(name, user, at, errors, lineOf);
       if (record) data.users[name] = record;
     }
   } else if (raw.users !== undefined && raw.users !== null) errors.push('users: must be a mapping of user name to settings');
@@ -176,7 +233,18 @@ export function parseUsersFile(text: string, source = 'users file'): UsersFileDa
   } catch (err) {
     throw new Error(`${source}: not valid YAML: ${(err as Error).message}`);
   }
-  return validateUsersFile(raw, source);
+  return validateUsersFile(raw, source, lineFinder(text));
+}
+
+// Only asked when something is wrong, so a good file is parsed once.
+function lineFinder(text: string): LineOf {
+  let doc: { getIn(path: unknown[], keepScalar: true): unknown } | undefined;
+  const lineCounter = new LineCounter();
+  return (at) => {
+    doc ??= parseDocument(text, { lineCounter });
+    const node = doc.getIn(at, true) as { range?: [number, number, number] } | undefined;
+    return node?.range ? lineCounter.linePos(node.range[0]).line : undefined;
+  };
 }
 
 /** Reads and validates the users file. */
@@ -194,17 +262,21 @@ export function stringifyUsersFile(data: UsersFileData): string {
     if (u.requireTls) out.require_tls = true;
     if (u.maxSessions !== undefined) out.max_sessions = u.maxSessions;
     if (u.disabled) out.disabled = true;
+    if (u.authMethods) out.auth_methods = [...u.authMethods];
+    if (u.publicKeys.length > 0) out.public_keys = u.publicKeys.map(formatAuthorizedKey);
     users[name] = out;
   }
   const header = '# FTP users. Passwords are scrypt hashes: npm run ftpctl -- hash-password\n';
   const doc = new Document({ users, anonymous: data.anonymous });
-  // Lists read best inline: "/: [list, download]".
+  // Lists read best inline: "/: [list, download]"; keys are long, one per line.
   visit(doc, {
-    Seq(_key, node) {
-      if (isSeq(node)) node.flow = true;
+    Seq(_key, node, path) {
+      const parent = path[path.length - 1];
+      const isKeys = isPair(parent) && isScalar(parent.key) && parent.key.value === 'public_keys';
+      if (isSeq(node)) node.flow = !isKeys;
     },
   });
-  return header + doc.toString({ flowCollectionPadding: false });
+  return header + doc.toString({ flowCollectionPadding: false, lineWidth: 0 });
 }
 
 /**

@@ -29,12 +29,19 @@ const MESSAGES: Record<StorageErrorCode, string> = {
   quota: 'disk quota exceeded',
   'bad-name': 'invalid file name',
   'invalid-offset': 'invalid offset',
+  'path-too-long': 'path too long',
+  'too-many-entries': 'too many entries to list',
   io: 'I/O error',
 };
 
 /** A StorageError with the standard message for `code`. */
 export function storageError(code: StorageErrorCode, cause?: unknown): StorageError {
   return new StorageError(code, MESSAGES[code], cause);
+}
+
+/** A limit was hit: `detail` names it (e.g. `path deeper than 256 levels`) and reaches the client, so no host paths. */
+export function limitError(code: 'path-too-long' | 'too-many-entries', detail: string): StorageError {
+  return new StorageError(code, detail);
 }
 
 /** The errno string of a Node error (`'ENOENT'`, ...), if any. */

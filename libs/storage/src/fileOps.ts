@@ -23,7 +23,8 @@ export interface FileOps {
   unlink(path: string): Promise<void>;
   mkdir(path: string): Promise<void>;
   rmdir(path: string): Promise<void>;
-  readdir(path: string): Promise<fs.Dirent[]>;
+  /** A directory's entries, up to `size` at a time, through one open handle (closed when the iteration ends or stops). */
+  readdirBatches(path: string, size: number): AsyncIterable<fs.Dirent[]>;
   utimes(path: string, atime: Date, mtime: Date): Promise<void>;
 }
 
@@ -40,7 +41,14 @@ export const asyncFileOps: FileOps = {
   unlink: (p) => fsp.unlink(p),
   mkdir: async (p) => void (await fsp.mkdir(p)),
   rmdir: (p) => fsp.rmdir(p),
-  readdir: (p) => fsp.readdir(p, { withFileTypes: true }),
+  async *readdirBatches(p, size) {
+    const dir = await fsp.opendir(p, { bufferSize: size });
+    try {
+      yield* batches(() => dir.read(), size);
+    } finally {
+      await dir.close();
+    }
+  },
   utimes: (p, a, m) => fsp.utimes(p, a, m),
 };
 
@@ -59,6 +67,27 @@ export const syncFileOps: FileOps = {
   unlink: async (p) => fs.unlinkSync(p),
   mkdir: async (p) => void fs.mkdirSync(p),
   rmdir: async (p) => fs.rmdirSync(p),
-  readdir: async (p) => fs.readdirSync(p, { withFileTypes: true }),
+  async *readdirBatches(p, size) {
+    const dir = fs.opendirSync(p, { bufferSize: size });
+    try {
+      yield* batches(async () => dir.readSync(), size);
+    } finally {
+      dir.closeSync();
+    }
+  },
   utimes: async (p, a, m) => fs.utimesSync(p, a, m),
 };
+
+/** Groups what `read` returns into arrays of up to `size` entries, until it returns null. */
+async function* batches(read: () => Promise<fs.Dirent | null>, size: number): AsyncGenerator<fs.Dirent[]> {
+  for (;;) {
+    const batch: fs.Dirent[] = [];
+    while (batch.length < size) {
+      const entry = await read();
+      if (!entry) break;
+      batch.push(entry);
+    }
+    if (batch.length > 0) yield batch;
+    if (batch.length < size) return; // the directory's end
+  }
+}

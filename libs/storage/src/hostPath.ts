@@ -2,7 +2,8 @@ import path from 'node:path';
 import { errnoOf, storageError, toStorageError } from './errors';
 import type { FileOps } from './fileOps';
 import { isPartialName } from './partial';
-import { resolveVirtualPath, virtualSegments } from './virtualPath';
+import type { StorageLimits } from './types';
+import { assertPathLimits, resolveVirtualPath, virtualSegments } from './virtualPath';
 
 /** Maps virtual paths to host paths that are proven to stay inside one root directory. */
 export interface PathGuard {
@@ -22,7 +23,8 @@ export function isInside(root: string, p: string): boolean {
   return p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 }
 
-export function createPathGuard(root: string, io: FileOps): PathGuard {
+/** Every path goes through here, whichever protocol asks: `limits` bound its depth and length before any file-system call. */
+export function createPathGuard(root: string, io: FileOps, limits: Pick<StorageLimits, 'maxPathDepth' | 'maxPathLength'>): PathGuard {
   let rootReal: Promise<string> | undefined;
   // Resolved once; a failure is not cached so a root created later still works.
   const getRoot = (): Promise<string> =>
@@ -33,6 +35,7 @@ export function createPathGuard(root: string, io: FileOps): PathGuard {
 
   const segmentsOf = (vpath: string): string[] => {
     const segs = virtualSegments(resolveVirtualPath('/', vpath));
+    assertPathLimits(segs, limits);
     // Partial-upload names are reserved so a client cannot clobber or publish someone's partial.
     if (segs.some(isPartialName)) throw storageError('bad-name');
     return segs;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach } from 'node:test';
-import { createLocalStorage } from './local';
+import { createLocalStorage, type LocalStorageOptions } from './local';
 import type { Storage, Upload, UploadStart } from './types';
 import { StorageError, type StorageErrorCode } from './types';
 
@@ -29,7 +29,7 @@ export function useMetadataIo(flavour: 'sync' | 'async') {
   metadataIo = flavour;
 }
 
-export async function makeFixture(options: { fsync?: boolean } = {}): Promise<Fixture> {
+export async function makeFixture(options: Pick<LocalStorageOptions, 'fsync' | 'limits'> = {}): Promise<Fixture> {
   const base = await fsp.mkdtemp(path.join(os.tmpdir(), 'ftp-storage-test-'));
   const root = path.join(base, 'root');
   const outside = path.join(base, 'outside');

@@ -28,8 +28,16 @@ export interface Upload {
   stream: Writable;
   /** Offset in the file where the first byte of `stream` lands. */
   startOffset: number;
-  /** Bytes written through `stream` so far: the file's size is `startOffset + bytesWritten()` once it finished. */
+  /** Bytes written through `stream` (and `writeAt`) so far: with `stream`, the file's size is `startOffset + bytesWritten()` once it finished. */
   bytesWritten(): number;
+  /**
+   * For protocols whose writes carry offsets (SFTP): write `data` at absolute file `offset` (not relative to
+   * `startOffset`; any offset, out of order, sparse, several at once). Resolves when all bytes reached the file; commit()
+   * and abort() wait for writes still running, and commit() rejects if one failed. Use this or `stream`, not both.
+   */
+  writeAt(offset: number, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  /** Flush what was written so far to disk (the partial stays unpublished): SFTP's fsync@openssh.com. */
+  sync(): Promise<void>;
   /**
    * After `stream` has finished: flush to disk and publish the file under its name atomically. `stillWanted` is asked
    * once the bytes are flushed, just before publishing; if it says no, the bytes stay a partial and commit rejects.
@@ -47,8 +55,14 @@ export interface Upload {
 export interface Storage {
   /** Stat a file or directory. For a file with an interrupted upload in progress, reports the partial bytes (so SIZE + REST can resume). */
   stat(path: string): Promise<FileStat>;
-  /** List a directory (hidden partial-upload files are left out). */
+  /** List a directory (hidden partial-upload files are left out), sorted by name: `listEntries` collected in one array. */
   list(path: string): Promise<FileStat[]>;
+  /**
+   * List a directory as batches, for callers that stream the listing. Resolves once the names are read and counted, so
+   * a missing directory, or one with more entries than `maxListEntries` ('too-many-entries'), fails here, before
+   * any reply went out. The batches then follow in name order; making one never holds the event loop for long.
+   */
+  listEntries(path: string): Promise<AsyncIterable<FileStat[]>>;
   /** Stream a file's bytes from `offset` up to its size at opening time (a snapshot; no stat call needed first). */
   openRead(path: string, offset?: number): Promise<Download>;
   /** Start an atomic, resumable upload. */
@@ -59,6 +73,18 @@ export interface Storage {
   rename(from: string, to: string): Promise<void>;
   setModifiedTime(path: string, mtime: Date): Promise<void>;
 }
+
+/** Bounds a Storage enforces whichever protocol asks, so one client cannot stall or exhaust the process. */
+export interface StorageLimits {
+  /** A directory with more entries (partial uploads not counted) is not listed: 'too-many-entries'. */
+  maxListEntries: number;
+  /** Bytes of a normalized virtual path (`/a/b` is 4): longer is 'path-too-long'. */
+  maxPathLength: number;
+  /** Names in a normalized virtual path (`/a/b` is 2): deeper is 'path-too-long'. */
+  maxPathDepth: number;
+}
+
+export const DEFAULT_STORAGE_LIMITS: StorageLimits = { maxListEntries: 100_000, maxPathLength: 4096, maxPathDepth: 256 };
 
 export type StorageErrorCode =
   | 'not-found'
@@ -71,6 +97,10 @@ export type StorageErrorCode =
   | 'quota'
   | 'bad-name'
   | 'invalid-offset'
+  /** Over maxPathLength or maxPathDepth; the message names the limit. */
+  | 'path-too-long'
+  /** Over maxListEntries; the message names the limit. */
+  | 'too-many-entries'
   | 'io';
 
 export class StorageError extends Error {

@@ -94,15 +94,29 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
   // autoClose off: the fd must stay open after 'finish' so commit() can fsync it before closing.
   const stream = fs.createWriteStream(partial, { fd, start: offset, highWaterMark: HIGH_WATER_MARK, autoClose: false });
   let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
+  const positional = positionalWrites(fd);
 
   return {
     stream,
     startOffset: offset,
-    bytesWritten: () => stream.bytesWritten,
+    bytesWritten: () => stream.bytesWritten + positional.bytes,
+    writeAt(position, data) {
+      if (state !== 'open') return Promise.reject(storageError('io', new Error(`upload already ${state}`)));
+      if (!Number.isSafeInteger(position) || position < 0) return Promise.reject(storageError('invalid-offset'));
+      return positional.write(position, data);
+    },
+    async sync() {
+      if (state !== 'open') throw storageError('io', new Error(`upload already ${state}`));
+      await positional.settled();
+      await io.fsync(fd).catch(rethrow);
+    },
     async commit(stillWanted) {
       if (state !== 'open') throw storageError('io', new Error(`upload already ${state}`));
       state = 'committing';
       try {
+        // Positional writes still running finish first; one that failed leaves a hole, so nothing is published.
+        await positional.settled();
+        if (positional.failure) throw positional.failure;
         if (!stream.writableEnded) stream.end();
         await finished(stream); // rejects if the stream errored or was destroyed early
         if (options.fsync) await io.fsync(fd);
@@ -121,12 +135,56 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
       state = 'aborted';
       // What reached the file is kept for a later resume. The size on disk tells whether anything did
       // (bytesWritten misses a write that was in flight when the stream was destroyed).
+      await positional.settled(); // never close the fd under a write that is still running
       await closeStream(stream).catch(() => undefined);
       const size = (await ifExists(io.stat(partial)))?.size;
       if (size === 0 && undo.unlinkIfEmpty) await io.unlink(partial).catch(() => undefined);
       else if (size !== undefined && size === undo.republishIfSize) await io.rename(partial, file).catch(() => undefined);
     },
   };
+}
+
+function writev(fd: number, chunks: Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.writev(fd, chunks, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** Writes at explicit offsets on the upload's fd (pwritev), tracked so that commit and abort can wait for them. */
+function positionalWrites(fd: number) {
+  const running = new Set<Promise<void>>();
+  const tracker = {
+    bytes: 0,
+    failure: undefined as unknown,
+    write(position: number, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+      const chunks = (data instanceof Uint8Array ? [data] : [...data]).filter((c) => c.length > 0);
+      const done = writeFully(fd, chunks, position).then(
+        (n) => void (tracker.bytes += n),
+        (err: unknown) => {
+          tracker.failure ??= toStorageError(err);
+          throw toStorageError(err);
+        },
+      );
+      running.add(done);
+      const forget = () => void running.delete(done);
+      done.then(forget, forget);
+      return done;
+    },
+    settled: async (): Promise<void> => void (await Promise.allSettled(running)),
+  };
+  return tracker;
+}
+
+/** pwritev until every byte is in: a regular file may take fewer bytes than offered (e.g. just before ENOSPC). */
+async function writeFully(fd: number, chunks: Uint8Array[], position: number): Promise<number> {
+  let total = 0;
+  while (chunks.length > 0) {
+    let n = await writev(fd, chunks, position);
+    if (n === 0) throw storageError('io', new Error('write made no progress'));
+    total += n;
+    position += n;
+    while (chunks.length > 0 && n >= chunks[0].length) n -= chunks.shift()!.length;
+    if (n > 0) chunks[0] = chunks[0].subarray(n);
+  }
+  return total;
 }
 
 /** Destroy the stream (which closes its fd) and wait until the fd is really closed. Idempotent. */

@@ -1,4 +1,5 @@
-import { storageError } from './errors';
+import { limitError, storageError } from './errors';
+import type { StorageLimits } from './types';
 
 // NUL truncates C strings, CR/LF would split FTP control replies: never valid in a name.
 const FORBIDDEN = /[\0\r\n]/;
@@ -40,4 +41,15 @@ export function basenameOf(path: string): string {
 export function dirnameOf(path: string): string {
   const i = path.lastIndexOf('/');
   return i <= 0 ? '/' : path.slice(0, i);
+}
+
+/**
+ * Throws StorageError('path-too-long') when the normalized path made of `segments` is deeper or longer (in UTF-8
+ * bytes) than `limits` allow: a deep path costs every resolution a walk of all its levels.
+ */
+export function assertPathLimits(segments: string[], limits: Pick<StorageLimits, 'maxPathDepth' | 'maxPathLength'>): void {
+  if (segments.length > limits.maxPathDepth) throw limitError('path-too-long', `path deeper than ${limits.maxPathDepth} levels`);
+  let bytes = 0;
+  for (const segment of segments) bytes += 1 + Buffer.byteLength(segment);
+  if (bytes > limits.maxPathLength) throw limitError('path-too-long', `path longer than ${limits.maxPathLength} bytes`);
 }

@@ -7,7 +7,7 @@ import { startAdminServer } from './admin';
 test('admin server answers /healthz, /readyz (following readiness), /metrics and 404', async () => {
   let ready = true;
   const metrics = createEdgeMetrics();
-  metrics.loginsTotal.inc({ result: 'success' });
+  metrics.loginsTotal.inc({ protocol: 'ftp', result: 'success' });
   const server = await startAdminServer({ host: '127.0.0.1', port: 0, registry: metrics.registry, ready: () => ready });
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   try {
@@ -16,7 +16,7 @@ test('admin server answers /healthz, /readyz (following readiness), /metrics and
     ready = false;
     assert.equal((await fetch(`${base}/readyz`)).status, 503);
     const text = await (await fetch(`${base}/metrics`)).text();
-    assert.match(text, /ftp_logins_total\{result="success"\} 1/);
+    assert.match(text, /ftp_logins_total\{protocol="ftp",result="success"\} 1/);
     assert.equal((await fetch(`${base}/nope`)).status, 404);
   } finally {
     server.close();

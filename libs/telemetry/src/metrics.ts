@@ -49,14 +49,25 @@ export function createEdgeMetrics(options: EdgeMetricsOptions = {}) {
     : undefined;
   const metrics = {
     registry,
-    sessionsActive: new Gauge({ name: 'ftp_sessions_active', help: 'Open control connections on this replica', registers: [registry] }),
-    connectionsTotal: new Counter({
-      name: 'ftp_connections_total',
-      help: 'Control connections accepted or refused',
-      labelNames: ['result'] as const,
+    // `protocol`: the front door (ftp, ftps, sftp); an FTP session counts as ftps when it started on the implicit port.
+    sessionsActive: new Gauge({
+      name: 'ftp_sessions_active',
+      help: 'Open sessions (FTP control connections, SFTP connections) on this replica',
+      labelNames: ['protocol'] as const,
       registers: [registry],
     }),
-    loginsTotal: new Counter({ name: 'ftp_logins_total', help: 'Login attempts by result', labelNames: ['result'] as const, registers: [registry] }),
+    connectionsTotal: new Counter({
+      name: 'ftp_connections_total',
+      help: 'Connections accepted or refused, by protocol',
+      labelNames: ['protocol', 'result'] as const,
+      registers: [registry],
+    }),
+    loginsTotal: new Counter({
+      name: 'ftp_logins_total',
+      help: 'Login attempts by protocol and result',
+      labelNames: ['protocol', 'result'] as const,
+      registers: [registry],
+    }),
     commandsTotal: new Counter({
       name: 'ftp_commands_total',
       help: 'Commands by verb and reply class',
@@ -72,20 +83,20 @@ export function createEdgeMetrics(options: EdgeMetricsOptions = {}) {
     }),
     transferBytes: new Counter({
       name: 'ftp_transfer_bytes_total',
-      help: 'File bytes moved by direction',
-      labelNames: ['direction'] as const,
+      help: 'File bytes moved by protocol and direction',
+      labelNames: ['protocol', 'direction'] as const,
       registers: [registry],
     }),
     transfersTotal: new Counter({
       name: 'ftp_transfers_total',
-      help: 'Data transfers by direction and result',
-      labelNames: ['direction', 'result'] as const,
+      help: 'File transfers by protocol, direction and result',
+      labelNames: ['protocol', 'direction', 'result'] as const,
       registers: [registry],
     }),
     transferSeconds: new Histogram({
       name: 'ftp_transfer_duration_seconds',
-      help: 'Data transfer duration',
-      labelNames: ['direction'] as const,
+      help: 'File transfer duration',
+      labelNames: ['protocol', 'direction'] as const,
       buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 30, 120, 600],
       registers: [registry],
     }),

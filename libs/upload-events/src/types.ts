@@ -8,7 +8,7 @@ export interface UploadEvent {
   user: string;
   /** The user's groups at upload time, for pipeline rules. */
   groups: string[];
-  /** Path as the FTP client saw it, from the user's root: `/inbox/report.csv`. */
+  /** Path as the client saw it, from the user's root: `/inbox/report.csv`. */
   path: string;
   /** Where the file is in shared storage, relative to the data root (FTP_DATA_DIR): `alice/inbox/report.csv`. */
   storageKey: string;
@@ -16,7 +16,7 @@ export interface UploadEvent {
   /** sha256 (hex) computed inline while receiving, when the edge did; absent otherwise. */
   sha256?: string;
   clientAddress: string;
-  protocol: 'ftp' | 'ftps';
+  protocol: 'ftp' | 'ftps' | 'sftp';
   /** Epoch ms. */
   startedAt: number;
   completedAt: number;

@@ -29,8 +29,16 @@ export async function createClusterState(config: FtpConfig, log: Logger): Promis
 /** host:port where peers relay data connections to this replica; '' when there are no peers (in-memory state) or no relay port. */
 export function relayAddress(config: FtpConfig, cluster: ClusterState): string {
   if (cluster.kind !== 'redis' || config.relayPort === 0) return '';
-  const host = config.advertiseHost || (isWildcard(config.host) ? firstExternalAddress() : config.host);
+  const host = relayHost(config);
   return `${host.includes(':') ? `[${host}]` : host}:${config.relayPort}`;
+}
+
+/**
+ * The address peers dial for the relay, which is also the only one the relay listener binds to: FTP_ADVERTISE_HOST
+ * (a pod IP), never the wildcard FTP_HOST of a container, so the relay is not reachable on other interfaces.
+ */
+export function relayHost(config: FtpConfig): string {
+  return config.advertiseHost || (isWildcard(config.host) ? firstExternalAddress() : config.host);
 }
 
 const isWildcard = (host: string) => host === '' || host === '0.0.0.0' || host === '::';

@@ -9,17 +9,19 @@ import {
   createProxyTrust,
   relayToOwner,
   resolvePeer,
+  retryReleases,
   runSession,
-  startHeartbeat,
   startTls,
   type Session,
   type SessionDeps,
 } from '@ftp/session';
+import { startHeartbeat } from '@ftp/session-core';
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import { createEdgeMetrics, createXferlog, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { createUploadPublisher } from '@ftp/upload-events';
 import { startAdminServer } from './admin';
-import { createClusterState, relayAddress } from './clusterSetup';
+import { createClusterState, relayAddress, relayHost } from './clusterSetup';
+import { startSftpListener } from './sftpSetup';
 import { createTlsProvider } from './tlsSetup';
 
 export interface Edge {
@@ -27,6 +29,8 @@ export interface Edge {
   port: number;
   /** Bound implicit FTPS port, 0 when off. */
   implicitPort: number;
+  /** Bound SFTP port, 0 when off. */
+  sftpPort: number;
   adminPort: number;
   metrics: EdgeMetrics;
   cluster: ClusterState;
@@ -101,7 +105,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
         : undefined;
     // Closed after the drain (every closer runs after it): the last uploads' events are out, the outbox gets flushed.
     if (uploads) closers.push(() => uploads.close());
-    const trustsProxy = createProxyTrust(config.proxyProtocolFrom);
+    const trustsProxy = createProxyTrust(config.proxyProtocolFrom, { log });
     const relay = relayAddress(config, cluster);
 
     const passive = createPassiveListeners({
@@ -111,7 +115,9 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       trustsProxy,
       relay: relay ? (socket, port, peer) => relayToOwner(socket, port, peer, { cluster, replicaId: config.replicaId, metrics, log }) : undefined,
       relayPort: relay ? config.relayPort : 0,
+      relayHost: relay ? relayHost(config) : undefined,
       onRelayReceived: () => metrics.relayedConnections.inc({ side: 'received' }),
+      onPeer: trustsProxy.headerReceived,
     });
     closers.push(() => passive.close());
     await passive.start();
@@ -125,7 +131,13 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       identity,
       storageFor:
         storageFor ??
-        ((user) => createLocalStorage({ root: user.root, fsync: config.fsyncUploads, metadataIo: config.storageMetadataIo })),
+        ((user) =>
+          createLocalStorage({
+            root: user.root,
+            fsync: config.fsyncUploads,
+            metadataIo: config.storageMetadataIo,
+            limits: { maxListEntries: config.maxListEntries, maxPathLength: config.maxPathLength, maxPathDepth: config.maxPathDepth },
+          })),
       cluster,
       passive,
       tls,
@@ -137,13 +149,17 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       xferlog,
     };
 
-    closers.push(startHeartbeat(deps, SESSION_HEARTBEAT_MS));
+    const sftp = config.sftpPort > 0 ? await startSftpListener(config, deps, deps.storageFor, trustsProxy, log) : undefined;
+    const everySession = () => (sftp ? [...live, ...sftp.live] : live);
+    closers.push(startHeartbeat(everySession, deps, SESSION_HEARTBEAT_MS, () => void retryReleases(deps)));
 
     let accepting = true;
     const control: Server = createServer({ noDelay: true }, async (socket) => {
       socket.on('error', () => {}); // a client gone before its session starts is nothing to report
       const peer = await resolvePeer(socket, trustsProxy, log);
-      if (peer) runSession(socket, deps, { peer }).catch((err) => log.error({ err }, 'session crashed'));
+      if (!peer) return;
+      trustsProxy.headerReceived(socket, peer);
+      runSession(socket, deps, { peer }).catch((err) => log.error({ err }, 'session crashed'));
     });
     control.on('error', (err) => log.error({ err }, 'control listener error'));
     await listen(control, config.host, config.port);
@@ -155,6 +171,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
         raw.on('error', () => {});
         const peer = await resolvePeer(raw, trustsProxy, log);
         if (!peer) return;
+        trustsProxy.headerReceived(raw, peer);
         startTls(raw, tls).then(
           (secure) => runSession(secure, deps, { implicitTls: true, peer }).catch((err) => log.error({ err }, 'session crashed')),
           (err: Error) => log.warn({ client: raw.remoteAddress, err: err.message }, 'implicit TLS handshake failed: closing'),
@@ -181,6 +198,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
         cluster: cluster.kind,
         relay: relay || 'off',
         replica: config.replicaId,
+        sftp: sftp ? `${config.sftpHost || config.host}:${sftp.port}` : 'off',
         uploadEvents: uploads ? config.uploadEvents : 'off',
         xferlog: config.xferlogFile || 'off',
       },
@@ -190,6 +208,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       port,
       adminPort: admin ? (admin.address() as AddressInfo).port : 0,
       implicitPort: implicit ? (implicit.address() as AddressInfo).port : 0,
+      sftpPort: sftp?.port ?? 0,
       metrics,
       cluster,
       createdUser: bootstrap.created && bootstrap.user && bootstrap.password ? { name: bootstrap.user, password: bootstrap.password } : undefined,
@@ -200,7 +219,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
         accepting = false;
         control.close();
         implicit?.close();
-        await drain(live, deadlineMs, log);
+        await Promise.all([drain(live, deadlineMs, log), sftp?.close(deadlineMs)]);
         await closeAll();
       },
     };

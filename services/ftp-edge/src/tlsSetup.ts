@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { constants as cryptoConstants, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +49,8 @@ function versionOf(files: { cert: string; key: string }): string {
 /**
  * TLS for the edge: certificate (reloaded when its files change, as a rotated Kubernetes Secret does), ticket keys
  * (shared through configuration so replicas resume each other's sessions) and a bounded session-ID cache for TLS 1.2
- * clients without tickets.
+ * clients without tickets. TLS 1.2 offers only FTP_TLS_CIPHERS (AEAD with forward secrecy by default) and refuses
+ * client-initiated renegotiation (`startTls` also closes a connection that tries it, and logs it).
  */
 export async function createTlsProvider(config: FtpConfig, log: Logger): Promise<TlsProvider & { close(): void }> {
   const files = await certificateFiles(config, log);
@@ -59,13 +60,17 @@ export async function createTlsProvider(config: FtpConfig, log: Logger): Promise
       cert: await readFile(files.cert),
       key: await readFile(files.key),
       minVersion: 'TLSv1.2',
+      ciphers: config.tlsCiphers,
       honorCipherOrder: true,
+      // A no_renegotiation alert instead of a new handshake: renegotiation costs the server a key exchange per request.
+      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
       ticketKeys,
       sessionIdContext: 'ftp-cluster',
       sessionTimeout: SESSION_TIMEOUT_S,
     });
   let context = await build();
   let version = versionOf(files);
+  logCertificate(files.cert, log);
 
   const reload = setInterval(() => {
     let current: string;
@@ -81,6 +86,7 @@ export async function createTlsProvider(config: FtpConfig, log: Logger): Promise
         context = fresh;
         version = current;
         log.info({ cert: files.cert }, 'TLS certificate reloaded');
+        logCertificate(files.cert, log);
       },
       (err: Error) => log.error({ err: err.message }, 'TLS certificate not reloaded: keeping the previous one'),
     );
@@ -102,11 +108,22 @@ export async function createTlsProvider(config: FtpConfig, log: Logger): Promise
     server,
     requireReuse: config.tlsRequireReuse,
     handshakeTimeoutMs: config.dataConnectTimeout * 1000,
+    log,
     close: () => {
       clearInterval(reload);
       cache.close();
     },
   };
+}
+
+/** The certificate's SHA-256 fingerprint, as browsers, lftp and FileZilla show it, so a first user can check it. */
+function logCertificate(file: string, log: Logger) {
+  try {
+    const cert = new X509Certificate(readFileSync(file));
+    log.info({ cert: file, subject: cert.subject, notAfter: cert.validTo, sha256: cert.fingerprint256 }, 'TLS certificate fingerprint');
+  } catch (err) {
+    log.warn({ cert: file, err: (err as Error).message }, 'TLS certificate fingerprint not available');
+  }
 }
 
 /** TLS session-ID cache for clients without tickets: what one replica stores, every replica can resume. */

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { verifyPassword } from '../password';
+import { sshKeygen } from '../testKeys';
 import { loadUsersFile } from '../usersFile';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -61,9 +62,9 @@ test('user add, list, passwd, remove', async () => {
 
   r = await ftpctl(['user', 'list']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^NAME\s+HOME\s+GROUPS\n/);
+  assert.match(r.stdout, /^NAME\s+HOME\s+GROUPS\s+AUTH\n/);
   assert.match(r.stdout, /alice\s+partners\/alice\s+partners/);
-  assert.match(r.stdout, /bob\s+bob/);
+  assert.match(r.stdout, /bob\s+bob\s+password\|publickey\n/);
   assert.ok(!r.stdout.includes('scrypt'), 'list never prints hashes');
 
   r = await ftpctl(['user', 'passwd', 'alice', '--password-stdin'], 'pw3\n');
@@ -92,3 +93,107 @@ test('usage errors exit 2', async () => {
     assert.ok(r.stderr.length > 0);
   }
 });
+
+test('user add-key, list, set-auth-methods, remove-key', async () => {
+  assert.equal((await ftpctl(['user', 'add', 'erin', '--password-stdin'], 'pw\n')).code, 0);
+  const ed = sshKeygen(dir, 'ed25519', { comment: 'erin@laptop' });
+  const ec = sshKeygen(dir, 'ecdsa', { bits: 384 });
+  const rsa = sshKeygen(dir, 'rsa', { bits: 2048 });
+
+  // Several lines at once, as in an authorized_keys file: blank lines and comments are skipped.
+  let r = await ftpctl(['user', 'add-key', 'erin'], `# erin's keys\n${ed.line}\n\n${ec.line}\r\n`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`added key ${escape(ed.fingerprint)} \\(ssh-ed25519\\) to erin`));
+  r = await ftpctl(['user', 'add-key', 'erin'], rsa.line);
+  assert.equal(r.code, 0, r.stderr);
+  let erin = (await loadUsersFile(usersFile)).users.erin;
+  assert.deepEqual(
+    erin.publicKeys.map((k) => k.fingerprint),
+    [ed.fingerprint, ec.fingerprint, rsa.fingerprint],
+  );
+  assert.ok((await readFile(usersFile, 'utf8')).includes(`      - ${ed.line}\n`), 'stored as given');
+
+  r = await ftpctl(['user', 'list']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /erin\s+erin\s+password\|publickey\n/);
+  for (const k of [ed, ec, rsa]) assert.ok(r.stdout.includes(`  key ${k.fingerprint} `), r.stdout);
+  assert.ok(r.stdout.includes(`  key ${ed.fingerprint} ssh-ed25519 erin@laptop\n`), r.stdout);
+  assert.ok(!r.stdout.includes('AAAA'), 'list shows fingerprints, not keys');
+
+  r = await ftpctl(['user', 'set-auth-methods', 'erin', 'publickey,password']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /auth methods of erin: publickey\+password/);
+  assert.deepEqual((await loadUsersFile(usersFile)).users.erin.authMethods, ['publickey', 'password']);
+  assert.match((await ftpctl(['user', 'list'])).stdout, /erin\s+erin\s+publickey\+password\n/);
+
+  // remove-key takes the fingerprint as list shows it, with or without the SHA256: prefix.
+  r = await ftpctl(['user', 'remove-key', 'erin', ec.fingerprint]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await ftpctl(['user', 'remove-key', 'erin', rsa.fingerprint.slice('SHA256:'.length)]);
+  assert.equal(r.code, 0, r.stderr);
+  erin = (await loadUsersFile(usersFile)).users.erin;
+  assert.deepEqual(
+    erin.publicKeys.map((k) => k.fingerprint),
+    [ed.fingerprint],
+  );
+  r = await ftpctl(['user', 'remove-key', 'erin', ec.fingerprint]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /user erin has no key SHA256:/);
+
+  // The last key of a user who needs one stays, until the methods change.
+  const before = await readFile(usersFile, 'utf8');
+  r = await ftpctl(['user', 'remove-key', 'erin', ed.fingerprint]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /last key of erin, whose auth methods require one/);
+  assert.equal(await readFile(usersFile, 'utf8'), before);
+  assert.equal((await ftpctl(['user', 'set-auth-methods', 'erin', 'any'])).code, 0);
+  assert.equal((await loadUsersFile(usersFile)).users.erin.authMethods, undefined);
+  assert.equal((await ftpctl(['user', 'remove-key', 'erin', ed.fingerprint])).code, 0);
+  assert.deepEqual((await loadUsersFile(usersFile)).users.erin.publicKeys, []);
+
+  // Requiring keys of a user without any would lock them out.
+  r = await ftpctl(['user', 'set-auth-methods', 'erin', 'publickey']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /erin has no public key: add one first/);
+  assert.equal((await ftpctl(['user', 'set-auth-methods', 'erin', 'password'])).code, 0);
+  assert.deepEqual((await loadUsersFile(usersFile)).users.erin.authMethods, ['password']);
+});
+
+test('user add-key refuses bad and duplicate keys, adding none of the input', async () => {
+  assert.equal((await ftpctl(['user', 'add', 'frank', '--password-stdin'], 'pw\n')).code, 0);
+  const ed = sshKeygen(dir, 'ed25519');
+  const other = sshKeygen(dir, 'ed25519');
+  const rsa1024 = sshKeygen(dir, 'rsa', { bits: 1024 });
+  assert.equal((await ftpctl(['user', 'add-key', 'frank'], ed.line)).code, 0);
+  const before = await readFile(usersFile, 'utf8');
+
+  let r = await ftpctl(['user', 'add-key', 'frank'], `${other.line}\n${ed.line}\n`);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(`no key added: user frank already has key ${escape(ed.fingerprint)}`));
+  r = await ftpctl(['user', 'add-key', 'frank'], `${other.line}\n${other.line}\n`);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /line 2: the same key \(SHA256:.+\) appears twice/);
+  r = await ftpctl(['user', 'add-key', 'frank'], `${other.line}\n# old\n${rsa1024.line}\nrestrict ${other.line}\n`);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /line 3: ssh-rsa: 1024-bit key is too short/);
+  assert.match(r.stderr, /line 4: authorized_keys options before the key type/);
+  r = await ftpctl(['user', 'add-key', 'frank'], await readFile(ed.privateFile, 'utf8'));
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /holds a private key/);
+  assert.ok(!r.stderr.includes('b3BlbnNzaC'), 'no piece of the private key echoed');
+  r = await ftpctl(['user', 'add-key', 'frank'], '\n# nothing\n');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no public key on standard input/);
+  assert.equal(await readFile(usersFile, 'utf8'), before, 'file untouched');
+
+  assert.equal((await ftpctl(['user', 'add-key', 'nobody'], other.line)).code, 1);
+  for (const args of [['user', 'add-key'], ['user', 'add-key', 'frank', 'extra'], ['user', 'remove-key', 'frank'], ['user', 'set-auth-methods', 'frank'], ['user', 'set-auth-methods', 'frank', 'publickey,otp']]) {
+    r = await ftpctl(args, other.line);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+  }
+  assert.equal(await readFile(usersFile, 'utf8'), before, 'file untouched');
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}

@@ -2,8 +2,10 @@
 // Exit codes: 0 success, 1 failure, 2 usage error.
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { describeAuthMethods, parseAuthMethods } from '../authMethods';
 import { hashPassword } from '../password';
-import type { Permission } from '../types';
+import { parseAuthorizedKey } from '../publicKeys';
+import type { Permission, PublicKey } from '../types';
 import {
   ALL_PERMISSIONS,
   USER_NAME_PATTERN,
@@ -18,8 +20,14 @@ const USAGE = `usage: ftpctl <command>   (users file: $FTP_USERS_FILE, default .
   hash-password                         read a password from stdin, print its scrypt hash
   user add NAME --password-stdin [--home DIR] [--perm /path=list,download ...] [--group G ...]
   user remove NAME
-  user list
-  user passwd NAME --password-stdin`;
+  user list                             users, their auth methods and key fingerprints (never hashes)
+  user passwd NAME --password-stdin
+  user add-key NAME                     add the authorized_keys lines read from stdin ("ssh-ed25519 AAAA… comment")
+  user remove-key NAME SHA256:…         remove the key with that fingerprint (as user list shows it)
+  user set-auth-methods NAME METHODS    METHODS: publickey,password (both required), publickey, password, or any`;
+
+// authorized_keys files are small; this only stops a mistaken pipe from filling memory.
+const MAX_STDIN_BYTES = 1 << 20;
 
 /** An error that ends the program with a message and an exit code (2 = usage). */
 function exit(code: 1 | 2, message: string): never {
@@ -40,6 +48,41 @@ async function readPasswordLine(): Promise<string> {
   const password = first.replace(/\r$/, '');
   if (password === '') exit(1, 'empty password on standard input');
   return password;
+}
+
+/** All of stdin as text (public keys: several lines). */
+async function readStdinText(): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write('Paste public keys (authorized_keys lines), then Ctrl-D:\n');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_STDIN_BYTES) exit(1, `more than ${MAX_STDIN_BYTES} bytes on standard input`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Keys of authorized_keys text: blank and # lines skipped, every bad line reported with its number. */
+function parseKeyLines(text: string): PublicKey[] {
+  // Never echo a private key, not even a piece of it in an error.
+  if (/PRIVATE KEY/.test(text)) exit(1, 'standard input holds a private key: give the public one (the .pub file)');
+  const keys: PublicKey[] = [];
+  const problems: string[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    try {
+      const key = parseAuthorizedKey(line);
+      if (keys.some((k) => k.data.equals(key.data))) problems.push(`line ${i + 1}: the same key (${key.fingerprint}) appears twice`);
+      else keys.push(key);
+    } catch (err) {
+      problems.push(`line ${i + 1}: ${(err as Error).message}`);
+    }
+  });
+  if (problems.length > 0) exit(1, `no key added, standard input has problems:\n  ${problems.join('\n  ')}`);
+  if (keys.length === 0) exit(1, 'no public key on standard input');
+  return keys;
 }
 
 function parse(args: string[]) {
@@ -96,8 +139,9 @@ function requireName(name: string | undefined, data?: UsersFileData): string {
 
 async function userCommand(file: string, args: string[]): Promise<void> {
   const { values, positionals } = parse(args);
-  const [sub, nameArg, ...extra] = positionals;
+  const [sub, nameArg, third, ...extra] = positionals;
   if (extra.length > 0) exit(2, `unexpected argument "${extra[0]}"`);
+  if (third !== undefined && sub !== 'remove-key' && sub !== 'set-auth-methods') exit(2, `unexpected argument "${third}"`);
   switch (sub) {
     case 'add': {
       const data = await load(file, true);
@@ -109,7 +153,16 @@ async function userCommand(file: string, args: string[]): Promise<void> {
       if (homeProblem) exit(2, `--home: ${homeProblem}`);
       const permissions = parsePerms(values.perm);
       const password = await hashPassword(await readPasswordLine());
-      data.users[name] = { password, home, permissions, groups: values.group ?? [], allowFrom: [], requireTls: false, disabled: false };
+      data.users[name] = {
+        password,
+        home,
+        permissions,
+        groups: values.group ?? [],
+        allowFrom: [],
+        requireTls: false,
+        disabled: false,
+        publicKeys: [],
+      };
       await saveUsersFile(file, data);
       console.log(`added user ${name} (home ${home})`);
       return;
@@ -131,14 +184,64 @@ async function userCommand(file: string, args: string[]): Promise<void> {
       console.log(`changed password of ${name}`);
       return;
     }
+    case 'add-key': {
+      const data = await load(file, false);
+      const name = requireName(nameArg, data);
+      const keys = parseKeyLines(await readStdinText());
+      const user = data.users[name];
+      for (const key of keys)
+        if (user.publicKeys.some((k) => k.data.equals(key.data))) exit(1, `no key added: user ${name} already has key ${key.fingerprint}`);
+      user.publicKeys.push(...keys);
+      await saveUsersFile(file, data);
+      for (const key of keys) console.log(`added key ${key.fingerprint} (${key.type}) to ${name}`);
+      return;
+    }
+    case 'remove-key': {
+      const data = await load(file, false);
+      const name = requireName(nameArg, data);
+      if (!third) exit(2, 'user remove-key needs the key fingerprint (SHA256:…, as user list shows it)');
+      const fingerprint = third.startsWith('SHA256:') ? third : `SHA256:${third}`;
+      const user = data.users[name];
+      const index = user.publicKeys.findIndex((k) => k.fingerprint === fingerprint);
+      if (index < 0) exit(1, `user ${name} has no key ${fingerprint}`);
+      if (user.publicKeys.length === 1 && user.authMethods?.includes('publickey'))
+        exit(1, `${fingerprint} is the last key of ${name}, whose auth methods require one; add another key or change the methods first`);
+      user.publicKeys.splice(index, 1);
+      await saveUsersFile(file, data);
+      console.log(`removed key ${fingerprint} from ${name}`);
+      return;
+    }
+    case 'set-auth-methods': {
+      const data = await load(file, false);
+      const name = requireName(nameArg, data);
+      if (!third) exit(2, 'user set-auth-methods needs METHODS: publickey,password | publickey | password | any');
+      const user = data.users[name];
+      if (third === 'any') delete user.authMethods;
+      else {
+        const methods = parseAuthMethods(third);
+        if (typeof methods === 'string') exit(2, `METHODS: ${methods}, or any`);
+        if (methods.includes('publickey') && user.publicKeys.length === 0)
+          exit(1, `${name} has no public key: add one first (user add-key ${name} < key.pub), or the user could not log in`);
+        user.authMethods = methods;
+      }
+      await saveUsersFile(file, data);
+      console.log(`auth methods of ${name}: ${describeAuthMethods(user.authMethods)}`);
+      return;
+    }
     case 'list': {
       if (nameArg) exit(2, `unexpected argument "${nameArg}"`);
       const data = await load(file, false);
-      // Never prints hashes.
-      const rows = Object.entries(data.users).map(([name, u]) => [name + (u.disabled ? ' (disabled)' : ''), u.home, u.groups.join(',')]);
-      const table = [['NAME', 'HOME', 'GROUPS'], ...rows];
-      const widths = [0, 1].map((i) => Math.max(...table.map((r) => r[i].length)));
-      for (const r of table) console.log(`${r[0].padEnd(widths[0])}  ${r[1].padEnd(widths[1])}  ${r[2]}`.trimEnd());
+      // Never prints hashes; keys by fingerprint (as ssh-keygen -lf and the SSH client show them) under their user.
+      const users = Object.entries(data.users);
+      const rows = users.map(([name, u]) => [name + (u.disabled ? ' (disabled)' : ''), u.home, u.groups.join(','), describeAuthMethods(u.authMethods)]);
+      const table = [['NAME', 'HOME', 'GROUPS', 'AUTH'], ...rows];
+      const widths = [0, 1, 2].map((i) => Math.max(...table.map((r) => r[i].length)));
+      const line = (r: string[]) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+      console.log(line(table[0]));
+      users.forEach(([, u], i) => {
+        console.log(line(rows[i]));
+        for (const k of u.publicKeys) console.log(`  key ${k.fingerprint} ${k.type}${k.comment ? ` ${k.comment}` : ''}`);
+      });
       return;
     }
     default:

@@ -41,7 +41,7 @@ export interface WebhookPayload {
     /** Where it was uploaded, relative to the data root. */
     originalStorageKey: string;
     clientAddress: string;
-    protocol: 'ftp' | 'ftps';
+    protocol: 'ftp' | 'ftps' | 'sftp';
   };
 }
 

@@ -1,0 +1,166 @@
+// eslint-disable-next-line @typescript-eslint/triple-slash-reference -- declares an untyped ssh2 module for every project that compiles this file
+/// <reference path="./ssh2-channel.d.ts" />
+/**
+ * The three things ssh2's server-side SFTP stream (1.17.0, pinned) offers no public way to do, done on its internals
+ * in this one file:
+ * 1. Extensions in the VERSION reply: ssh2 answers INIT with a fixed 9-byte VERSION (v3, no extensions). While the INIT
+ *    is processed, the write of exactly those bytes to our channel is swapped for a VERSION that lists ours, and the
+ *    channel's send window is charged for the extra bytes.
+ * 2. EXTENDED_REPLY packets (limits@openssh.com, statvfs@openssh.com): ssh2 has handle/status/data/name/attrs only.
+ *    sendPacket writes a raw packet with the same window and queueing rules as ssh2's own sendOrBuffer.
+ * 3. Backpressure: ssh2 re-opens the channel window as soon as a packet is parsed, so a client may send WRITEs faster
+ *    than the disk takes them. Our push() wrapper returns false while the session is over its bounds, which makes
+ *    ssh2 stop re-opening the window (its CHANNEL_DATA handler checks that return value); resume() re-opens it with
+ *    ssh2's own windowAdjust. Reply bytes waiting for the client's window are read from the stream's send queue.
+ * If ssh2's internals ever look different, the hooks switch themselves off (a warning, no extensions, no
+ * backpressure) instead of breaking sessions; the tests then fail loudly.
+ */
+import type { SFTPWrapper } from 'ssh2';
+import ssh2Channel from 'ssh2/lib/Channel.js';
+import type { SftpLogger } from './types';
+
+interface Ssh2SftpInternals {
+  push(data: Buffer | null): boolean | undefined;
+  _protocol: { channelData(id: number, data: Buffer): void };
+  _buffer: Buffer[];
+  _waitWindow: boolean;
+  _waitChanDrain?: boolean;
+  outgoing: { id: number; window: number; packetSize: number; state: string };
+  incoming: { window: number; state: string };
+  readable: boolean;
+}
+
+const SSH_FXP_VERSION = 2;
+const SSH_FXP_EXTENDED_REPLY = 201;
+const PLAIN_VERSION = Buffer.from([0, 0, 0, 5, SSH_FXP_VERSION, 0, 0, 0, 3]);
+
+export interface Ssh2Hooks {
+  /** False when ssh2's internals did not look as expected: no extensions, no backpressure. */
+  readonly active: boolean;
+  /** Send an EXTENDED_REPLY with `body` for request `reqid`. */
+  sendExtendedReply(reqid: number, body: Buffer): void;
+  /** Reply bytes queued because the client's window is full. */
+  outboundBacklog(): number;
+  /** Re-open the channel window if a pause (shouldPause said yes while data came in) closed it. */
+  resume(): void;
+}
+
+function looksLikeSsh2(s: Partial<Ssh2SftpInternals>): s is Ssh2SftpInternals {
+  return (
+    typeof s.push === 'function' &&
+    typeof s._protocol?.channelData === 'function' &&
+    Array.isArray(s._buffer) &&
+    typeof s.outgoing?.window === 'number' &&
+    typeof s.outgoing.packetSize === 'number' &&
+    typeof s.incoming?.window === 'number' &&
+    typeof ssh2Channel?.windowAdjust === 'function'
+  );
+}
+
+/** Install the hooks on a fresh SFTP stream, before its INIT arrives (right after `accept()`). */
+export function installSsh2Hooks(
+  sftp: SFTPWrapper,
+  options: { extensions: Array<[string, string]>; shouldPause: () => boolean; log: SftpLogger },
+): Ssh2Hooks {
+  const s = sftp as unknown as Partial<Ssh2SftpInternals>;
+  if (!looksLikeSsh2(s)) {
+    options.log.warn({ event: 'sftp-ssh2-internals' }, 'ssh2 internals changed: no SFTP extensions, no backpressure');
+    return { active: false, sendExtendedReply: () => undefined, outboundBacklog: () => 0, resume: () => undefined };
+  }
+  advertiseExtensions(s, encodeVersion(options.extensions), options.log);
+
+  const push = s.push.bind(s);
+  s.push = (data) => {
+    const ret = push(data);
+    if (ret === false || data === null) return ret;
+    return options.shouldPause() ? false : ret;
+  };
+
+  return {
+    active: true,
+    sendExtendedReply(reqid, body) {
+      const packet = Buffer.allocUnsafe(9 + body.length);
+      packet.writeUInt32BE(5 + body.length, 0);
+      packet[4] = SSH_FXP_EXTENDED_REPLY;
+      packet.writeUInt32BE(reqid, 5);
+      body.copy(packet, 9);
+      sendPacket(s, packet);
+    },
+    outboundBacklog() {
+      let bytes = 0;
+      for (const b of s._buffer) bytes += b.length;
+      return bytes;
+    },
+    resume() {
+      if (!s._waitChanDrain) return;
+      s._waitChanDrain = false;
+      if (s.incoming.window <= ssh2Channel.WINDOW_THRESHOLD) ssh2Channel.windowAdjust(s);
+    },
+  };
+}
+
+/** VERSION 3 followed by (name, data) string pairs (draft-ietf-secsh-filexfer-02 §4). */
+function encodeVersion(extensions: Array<[string, string]>): Buffer {
+  const parts: Buffer[] = [Buffer.from([SSH_FXP_VERSION, 0, 0, 0, 3])];
+  for (const [name, data] of extensions) parts.push(sshString(name), sshString(data));
+  const body = Buffer.concat(parts);
+  const length = Buffer.allocUnsafe(4);
+  length.writeUInt32BE(body.length, 0);
+  return Buffer.concat([length, body]);
+}
+
+function sshString(value: string): Buffer {
+  const bytes = Buffer.from(value, 'utf8');
+  const out = Buffer.allocUnsafe(4 + bytes.length);
+  out.writeUInt32BE(bytes.length, 0);
+  bytes.copy(out, 4);
+  return out;
+}
+
+/**
+ * Swap ssh2's plain VERSION for ours when it is written. ssh2 charged the window for 9 bytes before calling
+ * channelData; the extra bytes are charged here, and if the window or packet size cannot take them (never seen: the
+ * VERSION is the channel's first data) the plain VERSION goes out and clients do without the extensions.
+ */
+function advertiseExtensions(s: Ssh2SftpInternals, version: Buffer, log: SftpLogger): void {
+  const protocol = s._protocol;
+  const original = protocol.channelData;
+  let active = true;
+  const swap = function (this: unknown, id: number, data: Buffer) {
+    if (active && id === s.outgoing.id && data.length === PLAIN_VERSION.length && data.equals(PLAIN_VERSION)) {
+      done();
+      const extra = version.length - data.length;
+      if (s.outgoing.window >= extra && version.length <= s.outgoing.packetSize) {
+        s.outgoing.window -= extra;
+        data = version;
+      } else {
+        log.warn({ event: 'sftp-version-plain' }, 'no room for the SFTP extensions in the VERSION reply');
+      }
+    }
+    return original.call(this, id, data);
+  };
+  // Another channel of the same connection may have wrapped channelData after us: then stay as a pass-through.
+  const done = () => {
+    active = false;
+    if (protocol.channelData === swap) protocol.channelData = original;
+  };
+  protocol.channelData = swap;
+  (s as unknown as SFTPWrapper).once('ready', done).once('close', done);
+}
+
+/** ssh2's sendOrBuffer for a packet it cannot build itself: now if the window takes all of it, else after what is queued. */
+function sendPacket(s: Ssh2SftpInternals, packet: Buffer): void {
+  if (s.outgoing.state !== 'open') return;
+  // A non-empty queue means ssh2 waits for a window adjust and will drain the queue (ours included) in order.
+  if (s._buffer.length > 0 || s._waitWindow) {
+    s._buffer.push(packet);
+    return;
+  }
+  if (s.outgoing.window >= packet.length && packet.length <= s.outgoing.packetSize) {
+    s.outgoing.window -= packet.length;
+    s._protocol.channelData(s.outgoing.id, packet);
+    return;
+  }
+  // A nearly closed window and nothing queued (so ssh2 is not waiting): try again shortly. Replies here are tiny.
+  setTimeout(() => sendPacket(s, packet), 5).unref();
+}
