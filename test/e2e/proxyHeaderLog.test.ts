@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { encodeProxyV1, encodeProxyV2 } from '@ftp/protocol';
+import { encodeProxyV1, encodeProxyV2 } from '@ftp/session-core';
 import { RawClient } from '../support/rawClient';
 import { startTestServer, type TestServer } from '../support/server';
 

@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createRedisConnection } from '@ftp/cluster-state';
-import { encodeProxyV2 } from '@ftp/protocol';
+import { encodeProxyV2 } from '@ftp/session-core';
 import { freeLoopbackPort, FtpsControl } from '../support/ftpsClient';
 import { RawClient } from '../support/rawClient';
 import { readAll, sleep } from '../support/rawData';

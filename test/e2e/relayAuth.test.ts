@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { createRedisConnection } from '@ftp/cluster-state';
-import { encodeProxyV2 } from '@ftp/protocol';
+import { encodeProxyV2 } from '@ftp/session-core';
 import { freeLoopbackPort } from '../support/ftpsClient';
 import { RawClient } from '../support/rawClient';
 import { readAll } from '../support/rawData';

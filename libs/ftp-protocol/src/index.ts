@@ -31,13 +31,3 @@ export {
   type MlstFact,
 } from './listing';
 export { asciiFromNetwork, asciiToNetwork } from './ascii';
-export {
-  PROXY_TLV,
-  encodeProxyV1,
-  encodeProxyV2,
-  parseProxyHeader,
-  type ProxyEndpoint,
-  type ProxyHeader,
-  type ProxyParse,
-  type ProxyV2Input,
-} from './proxyProtocol';

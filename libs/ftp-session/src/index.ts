@@ -4,7 +4,5 @@ export { createPassiveListeners, type PassiveListeners } from './passiveListener
 export { FtpError, toFtpError } from './errors';
 export type { SessionDeps, SessionSettings } from './types';
 export { startTls, TlsHandshakeError, type TlsProvider } from './tls';
-export { resolvePeer, type Peer } from './peer';
 export { relayToOwner } from './relay';
 export { retryReleases } from './heartbeat';
-export { createProxyTrust, ProxyHeaderError, readProxyHeader } from './proxyHeader';

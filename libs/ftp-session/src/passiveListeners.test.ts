@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { encodeProxyV2 } from '@ftp/protocol';
+import { encodeProxyV2 } from '@ftp/session-core';
 import { createLogger } from '@ftp/telemetry';
 import { createPassiveListeners, type PassiveListeners } from './passiveListeners';
 import { RELAY_SESSION_TLV, RELAY_TOKEN_TLV } from './relay';

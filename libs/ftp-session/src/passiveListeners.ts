@@ -2,8 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { normalizeAddress } from '@ftp/protocol';
 import type { Logger } from '@ftp/telemetry';
-import { resolvePeer, type Peer } from './peer';
-import { readProxyHeader } from './proxyHeader';
+import { resolvePeer, type Peer } from '@ftp/session-core';
+import { readProxyHeader } from '@ftp/session-core';
 import { RELAY_SESSION_TLV, RELAY_TOKEN_TLV } from './relay';
 
 interface Waiter {

@@ -1,9 +1,9 @@
 import { connect, type Socket } from 'node:net';
 import type { ClusterState } from '@ftp/cluster-state';
-import { encodeProxyV2 } from '@ftp/protocol';
+import { encodeProxyV2 } from '@ftp/session-core';
 import { context, ROOT_CONTEXT, SpanKind, trace, type Span } from '@opentelemetry/api';
 import { tracer, type EdgeMetrics, type Logger } from '@ftp/telemetry';
-import type { Peer } from './peer';
+import type { Peer } from '@ftp/session-core';
 
 /** PROXY v2 TLV (from the range the spec leaves to applications) carrying the session id of the lease. */
 export const RELAY_SESSION_TLV = 0xe0;

@@ -9,7 +9,7 @@ import { failureLevel, FtpError, toFtpError } from './errors';
 import { disposeData } from './dataChannel';
 import { HANDLERS } from './handlers';
 import { startTls } from './tls';
-import type { Peer } from './peer';
+import type { Peer } from '@ftp/session-core';
 import type { SessionDeps } from './types';
 import { freshSessionState, withContext, type Session } from './state';
 

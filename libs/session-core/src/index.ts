@@ -5,3 +5,7 @@ export { AccessDenied, audit, requirePermission, requirePermissionWithin } from 
 export { abortedEvent, completedEvent, uploadContext, type UploadContext, type UploadHasher } from './uploads';
 export { recordTransfer, type TransferRecord } from './transfers';
 export { reportSession, startHeartbeat, type LiveSession } from './heartbeat';
+export { normalizeAddress } from './address';
+export { PROXY_TLV, encodeProxyV1, encodeProxyV2, parseProxyHeader, type ProxyEndpoint, type ProxyHeader, type ProxyParse, type ProxyV2Input } from './proxyProtocol';
+export { createProxyTrust, ProxyHeaderError, readProxyHeader } from './proxyHeader';
+export { resolvePeer, type Peer } from './peer';

@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { ROOT_CONTEXT, SpanKind, trace, type Context, type Span } from '@opentelemetry/api';
 import type { User } from '@ftp/identity';
-import { admitSession, type CoreDeps, type LiveSession } from '@ftp/session-core';
+import { admitSession, type CoreDeps, type LiveSession, type Peer } from '@ftp/session-core';
 import type { Storage } from '@ftp/storage';
 import { bindTraceContext, tracer, type Logger } from '@ftp/telemetry';
-import ssh2, { type Algorithms, type Connection, type ParsedKey } from 'ssh2';
+import ssh2, { type Algorithms, type Connection, type ParsedKey, type SFTPWrapper } from 'ssh2';
 import { handleAuthentication, type AuthState } from './sshAuth';
 import { transferHooks } from './transferEvents';
 import { serveSftp } from './session';
@@ -35,13 +35,8 @@ export interface SshDeps extends CoreDeps {
   diskSpace?(user: User): (path: string) => Promise<DiskSpace>;
 }
 
-/** Who is at the other end (after any PROXY header) and which server address they reached. */
-export interface SshPeer {
-  address: string;
-  port: number;
-  serverAddress: string;
-  serverPort: number;
-}
+/** Who is at the other end (after any PROXY header, read by the core) and which server address they reached. */
+export type SshPeer = Peer;
 
 /** One SSH connection as the shared core sees it: a sibling of the FTP session on the same seams. */
 export interface SshSession extends LiveSession {
@@ -57,7 +52,9 @@ export interface SshSession extends LiveSession {
 }
 
 // Modern algorithms only. ssh2 implements OpenSSH's strict key exchange (kex-strict-s-v00@openssh.com, the Terrapin
-// fix), so ChaCha20-Poly1305 and the ETM MACs stay. No SHA-1 anywhere, no CBC, no encrypt-and-MAC.
+// fix), so ChaCha20-Poly1305 and the ETM MACs stay. No SHA-1 anywhere, no CBC. The encrypt-and-MAC SHA-2 MACs come
+// last, for libssh2 before 1.11 (Debian 12's curl, PHP's ssh2), which has no ETM MAC and no GCM: with AES-CTR they are
+// not what Terrapin attacks (CBC-ETM, ChaCha20), and ssh-audit only warns about them.
 export const SSH_ALGORITHMS: Algorithms = {
   kex: [
     'curve25519-sha256',
@@ -70,7 +67,7 @@ export const SSH_ALGORITHMS: Algorithms = {
   ],
   serverHostKey: ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256'],
   cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'],
-  hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com'],
+  hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com', 'hmac-sha2-256', 'hmac-sha2-512'],
   compress: ['none'],
 };
 
@@ -142,7 +139,7 @@ export async function runSshConnection(socket: Socket, peer: SshPeer, deps: SshD
     session.disconnect('idle timeout');
   });
 
-  const server = new Server({ hostKeys: deps.hostKeys.map((key) => ({ key })), algorithms: SSH_ALGORITHMS, ident: 'ftp-cluster' }, (client) => {
+  const server = new Server({ hostKeys: hostKeyEntries(deps.hostKeys), algorithms: SSH_ALGORITHMS, ident: 'ftp-cluster' }, (client) => {
     connection = client;
     serveConnection(client, session, deps);
   });
@@ -185,6 +182,7 @@ function serveConnection(client: Connection, session: SshSession, deps: SshDeps)
       channel.on('sftp', (acceptSftp, reject) => {
         if (session.sftp || !session.user) return reject();
         const sftp = acceptSftp();
+        exitStatusOnEnd(sftp);
         const user = session.user;
         session.sftp = serveSftp(sftp, {
           user,
@@ -208,4 +206,39 @@ function serveConnection(client: Connection, session: SshSession, deps: SshDeps)
       channel.on('env', refuse('env'));
     });
   });
+}
+
+/**
+ * The host keys as ssh2's Server takes them. ssh2 (1.17) offers an RSA key as 'ssh-rsa' (SHA-1 signatures) too, at the
+ * end of the list, whatever `serverHostKey` says. Given the RSA key once per SHA-2 algorithm, under that algorithm's
+ * name, it offers exactly rsa-sha2-512 and rsa-sha2-256: it signs with the hash the negotiated name asks for, and the
+ * public key blob stays 'ssh-rsa' (RFC 8332).
+ */
+export function hostKeyEntries(keys: ParsedKey[]): { key: ParsedKey }[] {
+  return keys.flatMap((key) =>
+    key.type === 'ssh-rsa' ? (['rsa-sha2-512', 'rsa-sha2-256'] as const).map((type) => ({ key: Object.create(key, { type: { value: type } }) as ParsedKey })) : [{ key }],
+  );
+}
+
+interface SftpChannelInternals {
+  end(): void;
+  outgoing?: { id: number; state: string };
+  _protocol?: { exitStatus?(channel: number, status: number): void };
+}
+
+/**
+ * When the SFTP session ends, send exit-status 0 before closing the channel, as sshd's sftp-server does. ssh exits with
+ * the channel's exit status (255 without one), and OpenSSH's scp, which runs SFTP through ssh, fails on that.
+ */
+function exitStatusOnEnd(sftp: SFTPWrapper) {
+  const channel = sftp as unknown as SftpChannelInternals;
+  const end = channel.end.bind(sftp);
+  let sent = false;
+  channel.end = () => {
+    if (!sent && channel.outgoing?.state === 'open' && typeof channel._protocol?.exitStatus === 'function') {
+      sent = true;
+      channel._protocol.exitStatus(channel.outgoing.id, 0);
+    }
+    end();
+  };
 }

@@ -6,16 +6,14 @@ import type { FtpConfig } from '@ftp/config';
 import { createFileIdentity, ensureUsersFile, type User } from '@ftp/identity';
 import {
   createPassiveListeners,
-  createProxyTrust,
   relayToOwner,
-  resolvePeer,
   retryReleases,
   runSession,
   startTls,
   type Session,
   type SessionDeps,
 } from '@ftp/session';
-import { startHeartbeat } from '@ftp/session-core';
+import { createProxyTrust, resolvePeer, startHeartbeat } from '@ftp/session-core';
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import { createEdgeMetrics, createXferlog, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { createUploadPublisher } from '@ftp/upload-events';

@@ -1,9 +1,7 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { FtpConfig } from '@ftp/config';
 import type { User } from '@ftp/identity';
-import type { createProxyTrust } from '@ftp/session';
-import { resolvePeer } from '@ftp/session';
-import type { CoreDeps } from '@ftp/session-core';
+import { resolvePeer, type createProxyTrust, type CoreDeps } from '@ftp/session-core';
 import { loadHostKeys, localDiskSpace, runSshConnection, type SshSession } from '@ftp/sftp-session';
 import type { Storage } from '@ftp/storage';
 import type { Logger } from '@ftp/telemetry';

@@ -1,6 +1,7 @@
 /** Reading the PROXY protocol header a trusted load balancer sends first, and deciding whom to trust for it. */
 import { BlockList, isIPv4, isIPv6, type Socket } from 'node:net';
-import { normalizeAddress, parseProxyHeader, type ProxyHeader } from '@ftp/protocol';
+import { normalizeAddress } from './address';
+import { parseProxyHeader, type ProxyHeader } from './proxyProtocol';
 import { checkAddressRule } from '@ftp/identity';
 import type { Logger } from '@ftp/telemetry';
 import type { Peer } from './peer';

@@ -4,7 +4,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls';
-import { encodeProxyV1, encodeProxyV2 } from '@ftp/protocol';
+import { encodeProxyV1, encodeProxyV2 } from './proxyProtocol';
 import { addressAllowed } from '@ftp/identity';
 import type { Logger } from '@ftp/telemetry';
 import { generate } from 'selfsigned';

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { normalizeAddress } from '@ftp/protocol';
+import { normalizeAddress } from './address';
 import type { Logger } from '@ftp/telemetry';
 import { readProxyHeader } from './proxyHeader';
 

@@ -5,7 +5,7 @@
  * Spec: https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { normalizeAddress } from './addresses';
+import { normalizeAddress } from './address';
 
 export interface ProxyEndpoint {
   address: string;
