@@ -1,9 +1,10 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { hashPassword } from '@ftp/identity';
 import { generate } from 'selfsigned';
+import ssh2 from 'ssh2';
 import {
   findBinary,
   freeBlock,
@@ -25,7 +26,8 @@ export type { ExitInfo } from './processes';
 /**
  * A real cluster as plain processes, for end-to-end tests: its own redis-server, N edge replicas
  * (`node --import tsx services/ftp-edge/src/main.ts`) on 127.0.0.11, .12, … and HAProxy with
- * deploy/haproxy/haproxy.cfg on 127.0.0.1 in front of them. Clients connect to `host:port` only.
+ * deploy/haproxy/haproxy.cfg on 127.0.0.1 in front of them. Clients connect to `host:port` (FTP) and `host:sftpPort`
+ * (SFTP) only. Every replica serves SFTP with the same host keys, generated once per cluster.
  */
 
 export interface ClusterOptions {
@@ -74,7 +76,7 @@ export interface HaproxyServerState {
   server: string;
   /** UP, DOWN, MAINT, "UP 1/2" (going down), … */
   status: string;
-  /** Last check result (L7OK, L7STS, L4CON, …); empty in ftp_passive, whose servers track ftp_control. */
+  /** Last check result (L7OK, L7STS, L4CON, …); empty in ftp_passive and sftp, whose servers track ftp_control. */
   checkStatus: string;
   sessions: number;
 }
@@ -101,15 +103,27 @@ export interface Cluster {
   redisPrefix: string;
   replicas: ClusterReplica[];
   redis: ClusterRedis;
+  /** HAProxy's SFTP frontend (the replicas listen on the same port number, each on its own address). */
+  sftpPort: number;
+  /** The SSH host keys every replica presents (FTP_SFTP_HOST_KEYS), with their `ssh-keygen -lf` fingerprints. */
+  sftpHostKeys: SshHostKeyFile[];
   haproxy: {
     pid: number;
-    /** Server rows of `show stat` (both backends). */
+    /** Server rows of `show stat` (every backend: ftp_control, ftp_passive, sftp). */
     servers(): Promise<HaproxyServerState[]>;
     /** Resolves when `server` (edge-1 …) of ftp_control has `status` (exact, e.g. UP or DOWN); rejects after timeoutMs. */
     waitServer(server: string, status: string, timeoutMs?: number): Promise<void>;
   };
   /** Stops everything this cluster started and removes its files. Never throws. */
   close(): Promise<void>;
+}
+
+export interface SshHostKeyFile {
+  /** ssh-ed25519, ssh-rsa */
+  type: string;
+  file: string;
+  /** `SHA256:` and the unpadded base64 of the public key blob's SHA-256, as `ssh-keygen -lf` prints it. */
+  fingerprint: string;
 }
 
 const HAPROXY_CFG = join(ROOT, 'deploy', 'haproxy', 'haproxy.cfg');
@@ -278,6 +292,51 @@ async function haproxyServers(socket: string): Promise<HaproxyServerState[]> {
 
 let passwordHash: Promise<string> | undefined;
 
+/** `SHA256:…` of an SSH public key blob, as `ssh-keygen -lf` prints it. */
+export function sshFingerprint(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+/**
+ * ed25519 and RSA-3072 host keys in `dir`, made here once for the whole cluster: replicas generating their own would
+ * each present different keys, and clients that round-robin would see "host key changed".
+ */
+async function generateHostKeys(dir: string): Promise<SshHostKeyFile[]> {
+  mkdirSync(dir, { mode: 0o700 });
+  const specs = [
+    { name: 'ssh_host_ed25519_key', make: () => generateKeyPair('ed25519') },
+    { name: 'ssh_host_rsa_key', make: () => generateKeyPair('rsa', 3072) },
+  ];
+  return Promise.all(
+    specs.map(async ({ name, make }) => {
+      // ssh2 (1.17) now and then makes an ed25519 key it cannot parse back (a public key starting with a zero byte
+      // loses that byte): such a key would stop every replica, so it is made again.
+      for (let attempt = 1; ; attempt++) {
+        const pair = await make();
+        const parsed = ssh2.utils.parseKey(pair.private);
+        if (parsed instanceof Error) {
+          if (attempt < 20) continue;
+          throw new Error(`could not generate a usable ${name}: ${parsed.message}`);
+        }
+        const key = Array.isArray(parsed) ? parsed[0] : parsed;
+        const file = join(dir, name);
+        writeFileSync(file, pair.private, { mode: 0o600 });
+        writeFileSync(`${file}.pub`, `${pair.public}\n`);
+        // The fingerprint of what the edges will present: the public half of the parsed private key.
+        return { type: key.type, file, fingerprint: sshFingerprint(key.getPublicSSH()) };
+      }
+    }),
+  );
+}
+
+function generateKeyPair(type: 'ed25519' | 'rsa', bits?: number) {
+  return new Promise<{ private: string; public: string }>((resolve, reject) => {
+    const done = (err: Error | null, pair: { private: string; public: string }) => (err ? reject(err) : resolve(pair));
+    if (type === 'rsa') ssh2.utils.generateKeyPair('rsa', { bits: bits! }, done);
+    else ssh2.utils.generateKeyPair('ed25519', done);
+  });
+}
+
 /** Starts Redis, the replicas and HAProxy; retries on a fresh port block when a port was taken meanwhile. */
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const count = options.replicas ?? 3;
@@ -330,15 +389,18 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
     mkdirSync(tlsDir, { mode: 0o700 });
     writeFileSync(join(tlsDir, 'self-signed.key'), pems.private, { mode: 0o600 });
     writeFileSync(join(tlsDir, 'self-signed.crt'), pems.cert);
+    const hostKeys = await generateHostKeys(join(dir, 'ssh'));
 
-    // Block layout: passive range, then control, admin, relay and Redis ports.
+    // Block layout: passive range, then control, admin, relay, Redis and SFTP ports. HAProxy listens on 127.0.0.1, each
+    // replica on its own address, all on the same port numbers.
     const addresses = Array.from({ length: MAX_REPLICAS }, (_, i) => `127.0.0.${11 + i}`);
-    const first = await freeBlock(pasvPorts + 4, ['127.0.0.1', ...addresses]);
+    const first = await freeBlock(pasvPorts + 5, ['127.0.0.1', ...addresses]);
     const pasvRange = { min: first, max: first + pasvPorts - 1 };
     const controlPort = first + pasvPorts;
     const adminPort = controlPort + 1;
     const relayPort = controlPort + 2;
     const redisPort = controlPort + 3;
+    const sftpPort = controlPort + 4;
 
     const redisServer = startRedis(redisPort, dir, timeoutMs);
     redis = redisServer;
@@ -381,6 +443,8 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
         FTP_LOG_LEVEL: 'info',
         FTP_FSYNC_UPLOADS: 'false',
         FTP_DRAIN_SECONDS: '2',
+        FTP_SFTP_PORT: String(sftpPort),
+        FTP_SFTP_HOST_KEYS: hostKeys.map((k) => k.file).join(','),
         ...options.env,
         ...options.replicaEnv?.(index),
       };
@@ -399,6 +463,8 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
       FTP_EDGE_3: addresses[2],
       FTP_EDGE_CONTROL_PORT: String(controlPort),
       FTP_EDGE_ADMIN_PORT: String(adminPort),
+      FTP_LB_SFTP_PORT: String(sftpPort),
+      FTP_EDGE_SFTP_PORT: String(sftpPort),
       FTP_LB_BALANCE: balance,
       FTP_LB_STATS_SOCKET: statsSocket,
       // Server state changes only; "info" would log every connection.
@@ -424,6 +490,8 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
       host: '127.0.0.1',
       port: controlPort,
       pasvRange,
+      sftpPort,
+      sftpHostKeys: hostKeys,
       dataDir,
       user: 'alice',
       password: TEST_PASSWORD,

@@ -54,7 +54,8 @@ export type RequestedAttrs = Partial<Attributes>;
 
 /**
  * What SETSTAT/FSETSTAT may change: the modification time (clients preserve times with `-p`). Changing the owner is
- * refused (PERMISSION_DENIED), truncating or extending (size) is not supported (OP_UNSUPPORTED), permission bits are
+ * refused (PERMISSION_DENIED), truncating or extending (size) is not supported (OP_UNSUPPORTED; FSETSTAT on an open
+ * upload takes the size out first and cuts the partial), permission bits are
  * accepted and ignored (the server decides modes, as for FTP uploads). Checked before anything is applied.
  */
 export function settableMtime(attrs: RequestedAttrs): Date | undefined {

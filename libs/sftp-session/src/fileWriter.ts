@@ -16,6 +16,8 @@ export interface FileWriter {
   size(): number;
   /** Bytes written by this handle. */
   bytes(): number;
+  /** Once the queued writes are in, cut or extend the file to `size` bytes (FSETSTAT of the size). */
+  truncate(size: number): Promise<void>;
 }
 
 interface Pending {
@@ -85,5 +87,12 @@ export function createFileWriter(upload: Upload, options: { append: boolean; bac
     failed: () => failure !== undefined,
     size: () => end,
     bytes: () => written,
+    async truncate(size) {
+      while (running || queue.length > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+      if (failure !== undefined) throw failure;
+      await upload.truncate(size);
+      end = size;
+      appendAt = size;
+    },
   };
 }

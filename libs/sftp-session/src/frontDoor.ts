@@ -144,6 +144,7 @@ export async function runSshConnection(socket: Socket, peer: SshPeer, deps: SshD
     serveConnection(client, session, deps);
   });
   server.on('error', (err: Error) => log.warn({ err: err.message }, 'SSH protocol error: closing'));
+  coalesceWrites(socket);
   server.injectSocket(socket);
 
   await finished;
@@ -241,4 +242,25 @@ function exitStatusOnEnd(sftp: SFTPWrapper) {
     }
     end();
   };
+}
+
+/**
+ * ssh2 writes every SSH packet with its own socket.write (a 255 KiB READ reply is 8 packets of the client's 32 KiB):
+ * corking the socket for the rest of the tick turns them into one writev system call.
+ */
+function coalesceWrites(socket: Socket) {
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = ((...args: unknown[]) => {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(uncork);
+    }
+    return write(...args);
+  }) as Socket['write'];
 }

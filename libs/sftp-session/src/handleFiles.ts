@@ -133,11 +133,20 @@ async function FSTAT(s: Session, req: Request, id: Buffer): Promise<void> {
   s.sftp.attrs(req.id, attrs);
 }
 
-/** On an upload the time is applied when it is published (OpenSSH's `put -p` sets it before CLOSE); otherwise as SETSTAT. */
+/**
+ * On an upload the time is applied when it is published (OpenSSH's `put -p` sets it before CLOSE); otherwise as
+ * SETSTAT. The size may be set on an upload only: its partial is cut there (OpenSSH's scp writes in place, without
+ * TRUNC, and then sets the size, so that a shorter file replacing a longer one keeps no stale tail).
+ */
 async function FSETSTAT(s: Session, req: Request, id: Buffer, attrs: RequestedAttrs): Promise<void> {
   const handle = handleOf(s.handles, id, 'read', 'write', 'dir');
   req.path = handle.path;
-  const mtime = settableMtime(attrs);
+  const size = handle.kind === 'write' ? attrs.size : undefined;
+  const mtime = settableMtime(size === undefined ? attrs : { ...attrs, size: undefined });
+  if (size !== undefined && handle.kind === 'write') {
+    if (!Number.isSafeInteger(size) || size < 0) throw new SftpError(STATUS.FAILURE, 'Invalid size');
+    await handle.writer.truncate(size);
+  }
   if (mtime && handle.kind === 'write') {
     handle.mtime = mtime; // the uploader's own file: no permission beyond the upload's
   } else if (mtime) {

@@ -52,9 +52,17 @@ async function readHostKey(file: string): Promise<HostKey> {
   return { file, key, fingerprint: fingerprintOf(key.getPublicSSH()) };
 }
 
+/**
+ * A new private key in OpenSSH format. ssh2 (1.17) drops the first byte of an ed25519 public key that starts with a zero
+ * byte (1 key in 256), and such a key does not parse: written once, it would stop every later start. Generated again
+ * until it parses.
+ */
 function generate(spec: (typeof GENERATED)[number]): string {
-  const pair = spec.type === 'rsa' ? utils.generateKeyPairSync('rsa', { bits: spec.bits! }) : utils.generateKeyPairSync('ed25519');
-  return pair.private;
+  for (let attempt = 1; ; attempt++) {
+    const pair = spec.type === 'rsa' ? utils.generateKeyPairSync('rsa', { bits: spec.bits! }) : utils.generateKeyPairSync('ed25519');
+    if (!(utils.parseKey(pair.private) instanceof Error)) return pair.private;
+    if (attempt >= 20) throw new Error(`could not generate a usable ${spec.type} SSH host key`);
+  }
 }
 
 export function fingerprintOf(blob: Buffer): string {

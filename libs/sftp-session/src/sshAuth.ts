@@ -74,7 +74,9 @@ function keyboardInteractive(ctx: KeyboardAuthContext, client: Connection, sessi
 
 async function publicKey(ctx: PublicKeyAuthContext, client: Connection, session: SshSession, deps: SshDeps, auth: AuthState): Promise<void> {
   // RSA keys sign with SHA-2 (rsa-sha2-256/512); the SHA-1 'ssh-rsa' signature algorithm is refused, as OpenSSH 8.8+ does.
-  if (ctx.key.algo === 'ssh-rsa') {
+  // ssh2 reports every RSA key as algo 'ssh-rsa' and tells the signature algorithm by hashAlgo ('sha256'/'sha512' for
+  // rsa-sha2-256/512, none for SHA-1 'ssh-rsa').
+  if (ctx.key.algo === 'ssh-rsa' && !ctx.hashAlgo) {
     session.log.info({ user: ctx.username }, 'public key refused: ssh-rsa (SHA-1) signatures are not accepted');
     return ctx.reject(remaining(auth));
   }

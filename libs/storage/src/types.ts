@@ -39,6 +39,11 @@ export interface Upload {
   /** Flush what was written so far to disk (the partial stays unpublished): SFTP's fsync@openssh.com. */
   sync(): Promise<void>;
   /**
+   * Cut (or extend with zeros) the partial to `size` bytes, once the positional writes still running are in: SFTP's
+   * FSETSTAT of the size on an open upload, which OpenSSH's scp sends after writing a file in place.
+   */
+  truncate(size: number): Promise<void>;
+  /**
    * After `stream` has finished: flush to disk and publish the file under its name atomically. `stillWanted` is asked
    * once the bytes are flushed, just before publishing; if it says no, the bytes stay a partial and commit rejects.
    */

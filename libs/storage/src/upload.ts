@@ -110,6 +110,12 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
       await positional.settled();
       await io.fsync(fd).catch(rethrow);
     },
+    async truncate(size) {
+      if (state !== 'open') throw storageError('io', new Error(`upload already ${state}`));
+      checkOffset(size);
+      await positional.settled();
+      await io.ftruncate(fd, size).catch(rethrow);
+    },
     async commit(stillWanted) {
       if (state !== 'open') throw storageError('io', new Error(`upload already ${state}`));
       state = 'committing';
