@@ -51,7 +51,10 @@ test('keys made by ssh-keygen parse, with the fingerprint ssh-keygen -lf prints,
 
 test("keys made by ssh2's generateKeyPairSync parse too; no comment, CRLF and extra blanks are fine", () => {
   for (const [type, opts] of [['ed25519', {}], ['ecdsa', { bits: 256 }], ['rsa', { bits: 2048 }]] as const) {
-    const pair = ssh2.utils.generateKeyPairSync(type as 'ed25519', opts as object);
+    // ssh2 1.17 writes an ed25519 key whose public half starts with a zero byte short (1 in 256): such a pair is its
+    // bug, not ours, so draw another.
+    let pair = ssh2.utils.generateKeyPairSync(type as 'ed25519', opts as object);
+    while (ssh2.utils.parseKey(pair.private) instanceof Error) pair = ssh2.utils.generateKeyPairSync(type as 'ed25519', opts as object);
     const [keyType, b64] = pair.public.split(' ');
     const key = parseAuthorizedKey(`  ${keyType}\t ${b64}  \r\n`);
     assert.equal(key.type, keyType);
