@@ -51,6 +51,9 @@ export interface SshSession extends LiveSession {
   disconnect(reason: string): void;
 }
 
+/** After our SSH disconnect, how long the client gets to close its side before the socket is destroyed. */
+const END_GRACE_MS = 5000;
+
 // Modern algorithms only. ssh2 implements OpenSSH's strict key exchange (kex-strict-s-v00@openssh.com, the Terrapin
 // fix), so ChaCha20-Poly1305 and the ETM MACs stay. No SHA-1 anywhere, no CBC. The encrypt-and-MAC SHA-2 MACs come
 // last, for libssh2 before 1.11 (Debian 12's curl, PHP's ssh2), which has no ETM MAC and no GCM: with AES-CTR they are
@@ -108,9 +111,11 @@ export async function runSshConnection(socket: Socket, peer: SshPeer, deps: SshD
     progress: () => ({ bytesIn: session.bytesIn, bytesOut: session.bytesOut }),
     disconnect(reason) {
       if (session.closed) return;
-      log.info({ reason }, 'closing SSH connection');
-      if (connection) connection.end();
-      else socket.destroy();
+      session.log.info({ reason }, 'closing SSH connection');
+      if (!connection) return void socket.destroy();
+      connection.end();
+      // A client that never closes its side must not keep the connection (and its slot) alive.
+      setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
     },
   };
   const finished = new Promise<void>((resolve) => socket.once('close', () => resolve()));
@@ -160,21 +165,20 @@ export async function runSshConnection(socket: Socket, peer: SshPeer, deps: SshD
 }
 
 function serveConnection(client: Connection, session: SshSession, deps: SshDeps) {
-  const { log } = session;
   const auth: AuthState = { attempts: 0, done: new Set() };
-  client.on('error', (err: Error) => log.info({ err: err.message }, 'SSH connection failed'));
+  client.on('error', (err: Error) => session.log.info({ err: err.message }, 'SSH connection failed'));
   client.on('authentication', (ctx) => void handleAuthentication(ctx, client, session, deps, auth));
   // Port forwarding, agent forwarding and X11 ask through global requests and channels of their own: all refused.
   client.on('request', (accept, reject, name) => {
-    log.info({ request: name }, 'SSH global request refused');
+    session.log.info({ request: name }, 'SSH global request refused');
     reject?.();
   });
   client.on('tcpip', (_accept, reject, info) => {
-    log.info({ destination: `${info.destIP}:${info.destPort}` }, 'SSH port forwarding refused');
+    session.log.info({ destination: `${info.destIP}:${info.destPort}` }, 'SSH port forwarding refused');
     reject();
   });
   client.on('openssh.streamlocal', (_accept, reject) => {
-    log.info('SSH unix-socket forwarding refused');
+    session.log.info('SSH unix-socket forwarding refused');
     reject();
   });
   client.on('ready', () => {
@@ -188,14 +192,14 @@ function serveConnection(client: Connection, session: SshSession, deps: SshDeps)
         session.sftp = serveSftp(sftp, {
           user,
           storage: deps.storageFor(user),
-          log,
+          log: session.log,
           traceContext: session.currentContext,
           diskSpace: deps.diskSpace?.(user),
           ...transferHooks(session, deps),
         });
       });
       const refuse = (what: string) => (_accept: unknown, reject: (() => void) | undefined, info?: { name?: string; command?: string }) => {
-        log.info({ request: what, name: info?.name, command: info?.command }, 'SSH channel request refused: only the sftp subsystem is served');
+        session.log.info({ request: what, name: info?.name, command: info?.command }, 'SSH channel request refused: only the sftp subsystem is served');
         reject?.();
       };
       channel.on('exec', refuse('exec'));
