@@ -142,6 +142,9 @@ test('a relayed data connection: the transfer says relayed, the relaying replica
     assert.equal(parentOf(relay), '', 'a root span on the relaying replica');
 
     // Without AsyncLocalStorage, Redis calls still join the right spans: the edge runs them in the session's context.
+    // The session span ends after the session's record is removed from Redis, a moment after the client saw the close.
+    const sessionId = transfer.attributes['ftp.session.id'];
+    await tracing.waitForSpan('the session span', (s) => s.name === 'ftp session' && s.attributes['ftp.session.id'] === sessionId);
     const spans = await tracing.spans();
     const redisUnder = (name: string) => {
       const parent = one(spans.filter((s) => s.attributes['ftp.session.id'] === transfer.attributes['ftp.session.id'] || s.name === 'ftp relay'), name);
