@@ -49,6 +49,7 @@ const REPLICA_ENV: Record<string, string> = {
   FTP_LOG_LEVEL: 'warn',
   FTP_MAX_SESSIONS: '100000',
   FTP_MAX_SESSIONS_PER_IP: '0',
+  FTP_MAX_UNAUTHENTICATED_PER_IP: '0', // the load comes from a few loopback addresses, many logins at once
   FTP_MAX_SESSIONS_PER_USER: '0',
   OTEL_SDK_DISABLED: 'true',
   NODE_ENV: 'production',

@@ -143,7 +143,10 @@ export async function startOurs(options: OursOptions): Promise<RunningServer> {
     FTP_LOG_LEVEL: 'warn',
     FTP_MAX_SESSIONS: '100000',
     FTP_MAX_SESSIONS_PER_IP: '0',
+    // The load comes from one loopback address, tens of sessions logging in at once.
+    FTP_MAX_UNAUTHENTICATED_PER_IP: '0',
     FTP_MAX_SESSIONS_PER_USER: '0',
+    FTP_SFTP_PORT: '0', // measured by bench:sftp; two edges here would both claim 2222
     FTP_FSYNC_UPLOADS: String(options.fsync),
     FTP_DRAIN_SECONDS: '2',
     OTEL_TRACES_EXPORTER: 'none',
