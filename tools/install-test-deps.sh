@@ -27,16 +27,10 @@ has() {
   for dir in /usr/sbin /usr/local/sbin /sbin; do [ -x "$dir/$1" ] && return 0; done
   return 1
 }
-# paramiko for Debian's python3 or the one on PATH (a pyenv or venv python3 may lack it). Found, not imported: fast.
+# paramiko for Debian's own python3, which the SFTP tests run (test/support/sftpClient.ts SYSTEM_PYTHON): a pyenv or
+# venv python3 first on PATH may have paramiko while /usr/bin/python3 lacks it. Found, not imported: fast.
 has_paramiko() {
-  local py
-  for py in /usr/bin/python3 python3; do
-    has "$py" || continue
-    if "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("paramiko") is None)' 2>/dev/null; then
-      return 0
-    fi
-  done
-  return 1
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("paramiko") is None)' 2>/dev/null
 }
 
 all_of() { local c; for c in "$@"; do has "$c" || return 1; done; }
