@@ -2,41 +2,20 @@
 // FTP_MAX_PATH_DEPTH / FTP_MAX_PATH_LENGTH get one clear reply and a warning in the log; big listings stream whole.
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RawClient } from '../support/rawClient';
+import { passiveDownload, passiveUpload } from '../support/rawData';
 import { startTestServer, type TestServer } from '../support/server';
 
 const MAX_ENTRIES = 700;
 const MAX_DEPTH = 8;
 const MAX_LENGTH = 300;
 
-async function pasv(c: RawClient): Promise<Socket> {
-  const r = await c.command('PASV');
-  assert.equal(r.code, 227, r.text);
-  const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(r.text)!;
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: '127.0.0.1', port: Number(m[5]) * 256 + Number(m[6]) });
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
-  });
-}
-
 /** A command with a data connection: the final reply and the bytes (none when refused before 150). */
 async function fetch(c: RawClient, command: string) {
-  const data = await pasv(c);
-  const chunks: Buffer[] = [];
-  data.on('data', (b: Buffer) => chunks.push(b));
-  const closed = new Promise((resolve) => data.once('close', resolve));
-  const first = await c.command(command);
-  if (first.code !== 150) {
-    data.destroy();
-    return { code: first.code, text: first.text, body: '' };
-  }
-  const final = await c.reply(10_000);
-  await closed;
-  return { code: final.code, text: final.text, body: Buffer.concat(chunks).toString() };
+  const { final, body } = await passiveDownload(c, command);
+  return { code: final.code, text: final.text, body: body.toString() };
 }
 
 const levels = (n: number) => `/${Array.from({ length: n }, (_, i) => String(i + 1)).join('/')}`;
@@ -117,9 +96,7 @@ describe('listing and path limits', () => {
     const mkd = await c.command(`MKD ${long}`);
     assert.equal(mkd.code, 553, mkd.text);
     assert.equal(mkd.text, `Path too long (path longer than ${MAX_LENGTH} bytes)`);
-    const data = await pasv(c);
-    const stor = await c.command(`STOR ${long}`);
-    data.destroy();
+    const stor = (await passiveUpload(c, `STOR ${long}`, Buffer.alloc(0))).first;
     assert.equal(stor.code, 553, stor.text);
     // A name is at most 255 bytes on Linux: two levels reach the limit.
     const parent = `/${'a'.repeat(200)}`;

@@ -7,6 +7,7 @@ import { encodeProxyV2 } from '@ftp/session-core';
 import { freeLoopbackPort } from '../support/ftpsClient';
 import { RawClient } from '../support/rawClient';
 import { readAll } from '../support/rawData';
+import { deleteKeysUnder } from '../support/redisKeys';
 import { startTestServer, type TestServer } from '../support/server';
 
 // Relay authentication (issue 12): the relay port takes a data connection only with the lease's relay token, a
@@ -34,9 +35,8 @@ before(async () => {
 after(async () => {
   await Promise.all([owner?.close(), peer?.close()]);
   const redis = createRedisConnection(REDIS_URL);
-  await new Promise((resolve) => redis.once('ready', resolve));
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
+  await once(redis, 'ready');
+  await deleteKeysUnder(redis, prefix);
   redis.disconnect();
 });
 

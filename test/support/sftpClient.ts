@@ -259,22 +259,8 @@ export function sftpOf(client: SshClient): Promise<SFTPWrapper> {
   return new Promise((resolve, reject) => client.sftp((err, sftp) => (err ? reject(err) : resolve(sftp))));
 }
 
-/** Promise form of an ssh2 SFTP call with a node-style callback. */
-export function call<T = void>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))));
-}
-
-/** The SSH_FX_* status code of a failed ssh2 SFTP call (0 when it succeeded). */
-export async function statusOf(promise: Promise<unknown>): Promise<number> {
-  try {
-    await promise;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'number') return code;
-    throw err;
-  }
-  return 0;
-}
+// The ssh2 promise helpers of the SFTP library's own test harness.
+export { call, statusOf } from '../../libs/sftp-session/src/testServer';
 
 /** Closes an ssh2 client and waits for the socket to go. */
 export async function closeClient(client: SshClient): Promise<void> {

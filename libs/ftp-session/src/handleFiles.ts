@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { formatMdtm, parseMdtm } from '@ftp/protocol';
-import { FtpError, storageFailure } from './errors';
+import { statIfExists } from '@ftp/storage';
+import { FtpError } from './errors';
 import { audit, requirePermission, requirePermissionWithin, resolvePath, storageOf } from './access';
 import type { Handler, Session } from './state';
 
@@ -28,21 +29,13 @@ const RNTO: Handler = async (session, arg) => {
   const to = resolvePath(session, arg);
   requirePermissionWithin(session, to, 'rename');
   // Replacing what is there destroys it: that takes the overwrite permission, as a STOR over it would.
-  if (await exists(session, to)) requirePermission(session, to, 'overwrite');
+  // Only an interrupted upload under that name (a partial) is nothing published to replace.
+  const target = await statIfExists(storageOf(session), to);
+  if (target && !target.partial) requirePermission(session, to, 'overwrite');
   await storageOf(session).rename(from, to);
   audit(session, 'rename', { from, path: to });
   session.reply(250, 'Rename successful');
 };
-
-async function exists(session: Session, path: string): Promise<boolean> {
-  try {
-    const stat = await storageOf(session).stat(path);
-    return !stat.partial; // only an interrupted upload under that name: nothing published is replaced
-  } catch (err) {
-    if (storageFailure(err)?.code === 'not-found') return false;
-    throw err;
-  }
-}
 
 async function fileStat(session: Session, arg: string) {
   const path = resolvePath(session, arg);

@@ -1,6 +1,6 @@
 import type { Permission } from '@ftp/identity';
 import { requirePermission as coreRequirePermission, requirePermissionWithin } from '@ftp/session-core';
-import { resolveVirtualPath, StorageError, type FileStat } from '@ftp/storage';
+import { resolveVirtualPath } from '@ftp/storage';
 import { FLOW } from './limits';
 import type { Request, Session } from './state';
 
@@ -27,16 +27,6 @@ export function requireTreePermission(s: Session, folder: string, perm: Permissi
 /** The audit line of a file operation, the same shape as FTP's (the session logger already carries the user). */
 export function audit(s: Session, event: string, fields: Record<string, unknown>): void {
   s.ctx.log.info({ audit: true, event, ...fields }, event);
-}
-
-/** stat, or undefined when nothing is there (a name with only an interrupted upload is there: a partial). */
-export async function statIfExists(s: Session, path: string): Promise<FileStat | undefined> {
-  try {
-    return await s.ctx.storage.stat(path);
-  } catch (err) {
-    if (err instanceof StorageError && err.code === 'not-found') return undefined;
-    throw err;
-  }
 }
 
 /** Waits while replies pile up because the client does not open its window (it does not read them). */

@@ -28,8 +28,8 @@ export interface SshDeps extends CoreDeps {
   settings: CoreDeps['settings'] & SshSettings;
   storageFor(user: User): Storage;
   log: Logger;
-  /** Parsed once at start-up; every replica must present the same ones. */
-  hostKeys: ParsedKey[];
+  /** Parsed once at start-up, as ssh2's Server takes them (`hostKeyEntries`); every replica must present the same. */
+  hostKeys: { key: ParsedKey }[];
   /** Open SFTP sessions of this process (heartbeat, drain). */
   live: Set<SshSession>;
   diskSpace?(user: User): (path: string) => Promise<DiskSpace>;
@@ -144,7 +144,7 @@ export async function runSshConnection(socket: Socket, peer: SshPeer, deps: SshD
     session.disconnect('idle timeout');
   });
 
-  const server = new Server({ hostKeys: hostKeyEntries(deps.hostKeys), algorithms: SSH_ALGORITHMS, ident: 'ftp-cluster' }, (client) => {
+  const server = new Server({ hostKeys: deps.hostKeys, algorithms: SSH_ALGORITHMS, ident: 'ftp-cluster' }, (client) => {
     connection = client;
     serveConnection(client, session, deps);
   });

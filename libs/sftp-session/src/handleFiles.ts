@@ -1,5 +1,6 @@
 import type { Attributes } from 'ssh2';
-import { requirePermission, resolvePath, statIfExists, waitForOutbound, audit } from './access';
+import { statIfExists } from '@ftp/storage';
+import { requirePermission, resolvePath, waitForOutbound, audit } from './access';
 import { settableMtime, toAttrs, type RequestedAttrs } from './attrs';
 import { createFileReader } from './fileReader';
 import { createFileWriter } from './fileWriter';
@@ -32,7 +33,7 @@ async function openForRead(s: Session, path: string): Promise<ReadHandle> {
  * Writing to an existing name (a partial counts) needs `overwrite`, to a new one `upload`, as for FTP.
  */
 async function openForWrite(s: Session, path: string, flags: number): Promise<WriteHandle> {
-  const existing = await statIfExists(s, path);
+  const existing = await statIfExists(s.ctx.storage, path);
   requirePermission(s, path, existing ? 'overwrite' : 'upload');
   if (existing?.type === 'dir') throw new SftpError(STATUS.FAILURE, 'Is a directory');
   if (!existing && !(flags & OPEN_FLAGS.CREAT)) throw new SftpError(STATUS.NO_SUCH_FILE, 'No such file');
@@ -124,7 +125,7 @@ async function FSTAT(s: Session, req: Request, id: Buffer): Promise<void> {
     attrs = toAttrs({ type: 'file', size: handle.writer.size(), mtime: new Date(), mode: 0o644 });
   } else if (handle.kind === 'read') {
     // The size is the one being read (a snapshot at open); the rest from the name, unless that is now a partial.
-    const st = await statIfExists(s, handle.path);
+    const st = await statIfExists(s.ctx.storage, handle.path);
     const published = st && !st.partial && st.type === 'file' ? st : undefined;
     attrs = toAttrs({ type: 'file', size: handle.size, mtime: published?.mtime ?? handle.startedAt, mode: published?.mode ?? 0o644 });
   } else {

@@ -1,4 +1,5 @@
-import { audit, requirePermission, requireTreePermission, resolvePath, statIfExists } from './access';
+import { statIfExists } from '@ftp/storage';
+import { audit, requirePermission, requireTreePermission, resolvePath } from './access';
 import type { Request, Session } from './state';
 import { SftpError, STATUS } from './status';
 
@@ -15,7 +16,7 @@ export async function renamePath(s: Session, req: Request, fromInput: string, to
   requirePermission(s, to, 'rename');
   const source = await s.ctx.storage.stat(from);
   if (source.type === 'dir') requireTreePermission(s, from, 'rename');
-  const target = await statIfExists(s, to);
+  const target = await statIfExists(s.ctx.storage, to);
   if (target && !replace) throw new SftpError(STATUS.FAILURE, 'Target already exists');
   if (target) requirePermission(s, to, 'overwrite');
   await s.ctx.storage.rename(from, to);

@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { FtpConfig } from '@ftp/config';
 import type { User } from '@ftp/identity';
 import { resolvePeer, type createProxyTrust, type CoreDeps } from '@ftp/session-core';
-import { loadHostKeys, localDiskSpace, runSshConnection, type SshSession } from '@ftp/sftp-session';
+import { hostKeyEntries, loadHostKeys, localDiskSpace, runSshConnection, type SshSession } from '@ftp/sftp-session';
 import type { Storage } from '@ftp/storage';
 import type { Logger } from '@ftp/telemetry';
 
@@ -35,7 +35,7 @@ export async function startSftpListener(
     settings: { ...core.settings, loginGraceTime: config.loginGraceTime, idleTimeout: config.idleTimeout, maxAuthTries: config.sftpMaxAuthTries },
     storageFor,
     log,
-    hostKeys: hostKeys.map((h) => h.key),
+    hostKeys: hostKeyEntries(hostKeys.map((h) => h.key)),
     live,
     diskSpace: (user: User) => localDiskSpace(user.root),
   };
