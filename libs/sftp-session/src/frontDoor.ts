@@ -189,13 +189,14 @@ function serveConnection(client: Connection, session: SshSession, deps: SshDeps)
         const sftp = acceptSftp();
         exitStatusOnEnd(sftp);
         const user = session.user;
+        const storage = deps.storageFor(user);
         session.sftp = serveSftp(sftp, {
           user,
-          storage: deps.storageFor(user),
+          storage,
           log: session.log,
           traceContext: session.currentContext,
           diskSpace: deps.diskSpace?.(user),
-          ...transferHooks(session, deps),
+          ...transferHooks(session, deps, storage),
         });
       });
       const refuse = (what: string) => (_accept: unknown, reject: (() => void) | undefined, info?: { name?: string; command?: string }) => {

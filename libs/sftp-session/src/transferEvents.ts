@@ -1,5 +1,6 @@
 import { context, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { abortedEvent, completedEvent, recordTransfer, uploadContext } from '@ftp/session-core';
+import type { Storage } from '@ftp/storage';
 import { startChildSpan } from '@ftp/telemetry';
 import type { SshDeps, SshSession } from './frontDoor';
 import type { SftpContext, SftpTransfer } from './types';
@@ -9,7 +10,7 @@ import type { SftpContext, SftpTransfer } from './types';
  * close, never one per READ/WRITE), the upload event (built inside that span, so the worker continues its trace), the
  * transfer metrics, audit line and xferlog line.
  */
-export function transferHooks(session: SshSession, deps: SshDeps): Pick<SftpContext, 'onUploadCommitted' | 'onTransferEnded'> {
+export function transferHooks(session: SshSession, deps: SshDeps, storage: Storage): Pick<SftpContext, 'onUploadCommitted' | 'onTransferEnded'> {
   /** Spans of uploads that were published: the event was sent inside them, they end with the transfer's record. */
   const published = new Map<string, Span>();
   const key = (t: SftpTransfer) => `${t.path}\0${t.startedAt.getTime()}`;
@@ -42,7 +43,6 @@ export function transferHooks(session: SshSession, deps: SshDeps): Pick<SftpCont
       if (transfer.direction === 'upload' && transfer.result !== 'ok' && deps.uploads) {
         const reason = session.closed ? 'disconnected' : transfer.result === 'aborted' ? 'aborted' : 'failed';
         const events = uploadContext(deps, transfer.path, transfer.startedAt.getTime(), transfer.startOffset, { sequential: false });
-        const storage = deps.storageFor(session.user!);
         void abortedEvent(session, deps, storage, events, reason).then((event) => deps.uploads!.publishAborted(event));
       }
     },
