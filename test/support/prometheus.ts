@@ -50,7 +50,14 @@ export function parsePrometheus(text: string): Scrape {
 }
 
 export async function scrape(url: string): Promise<Scrape> {
-  const response = await fetch(url);
+  // One retry of a connection that failed outright (seen once in a full parallel run: undici's "fetch failed"), with
+  // its cause in the error if it fails again; a wrong status or content is never retried.
+  const response = await fetch(url).catch(async (first: Error) => {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return fetch(url).catch((err: Error) => {
+      throw new Error(`${url}: ${err.message} (${String((err.cause as Error | undefined)?.message ?? err.cause)}); first attempt: ${String((first.cause as Error | undefined)?.message ?? first.cause)}`);
+    });
+  });
   if (response.status !== 200) throw new Error(`${url} → ${response.status}`);
   return parsePrometheus(await response.text());
 }
