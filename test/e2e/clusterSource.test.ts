@@ -156,11 +156,15 @@ test('Redis restarted mid-run: a running download completes, new logins are refu
 test('SIGTERM drains: the running transfer finishes, an idle session gets 421, its lease is released, exit code 0', async () => {
   const source = '127.0.0.25';
   const payload = randomBytes(8 * 1024 * 1024);
+  // After the Redis outage HAProxy brings replicas back one check at a time; with one still DOWN, source hashing
+  // would send the two sessions below to different replicas.
+  for (const r of cluster.replicas) await cluster.haproxy.waitServer(r.id, 'UP');
   const busy = await loginFrom(cluster, source);
   await uploadFrom(busy, source, 'STOR drain.bin', payload);
   const replica = await replicaOf(source);
   const idle = await loginFrom(cluster, source);
   assert.equal((await idle.command('PASV')).code, 227);
+  await waitFor('both sessions logged in on one replica', () => replica.logs.filter((l) => l.event === 'login' && l.client === source && l.result === 'success').length === 2);
 
   const data = await passiveFrom(busy, source);
   data.pause();
