@@ -20,7 +20,7 @@ interface Profile {
 const args = process.argv.slice(2);
 const topIndex = args.indexOf('--top');
 const top = topIndex >= 0 ? Number(args[topIndex + 1]) : 30;
-const files = args.filter((a, i) => a !== '--top' && i !== topIndex + 1);
+const files = args.filter((a, i) => a !== '--top' && (topIndex < 0 || i !== topIndex + 1));
 
 function area(url: string): string {
   if (!url) return '(native/vm)';
