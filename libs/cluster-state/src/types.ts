@@ -38,8 +38,9 @@ export interface SessionRegistry {
   /** Detaches the user (REIN, or a failed login after USER). */
   unbindUser(id: string): Promise<void>;
   /**
-   * Heartbeat plus progress; called per command or per transfer, never per chunk. Resolves false when the record is
-   * gone (expired, or Redis lost its data), so the caller can register the session again.
+   * Heartbeat plus progress (last command, transfer, bytes); called by the replica's heartbeat, never per command or
+   * chunk. Resolves false when the record is gone (expired, or Redis lost its data), so the caller can register the
+   * session again.
    */
   update(id: string, patch: Partial<Pick<SessionRecord, 'command' | 'transfer' | 'bytesIn' | 'bytesOut'>>): Promise<boolean>;
   close(id: string): Promise<void>;

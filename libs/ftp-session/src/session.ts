@@ -83,6 +83,7 @@ async function serveSession(
     progress() {
       const transfer = session.transfer;
       return {
+        command: session.lastCommand,
         transfer: transfer && { direction: transfer.direction === 'upload' ? 'upload' : 'download', path: transfer.path, startedAt: transfer.startedAt },
         bytesIn: session.bytesIn,
         bytesOut: session.bytesOut,
@@ -200,10 +201,9 @@ async function serveSession(
       if (spec.needsLogin && !session.user) throw new FtpError(530, 'Please log in with USER and PASS first');
       if (spec.arg === 'required' && arg === '') throw new FtpError(501, `${canonical} needs an argument`);
       if (spec.arg === 'none' && arg !== '') throw new FtpError(501, `${canonical} takes no argument`);
-      await context.with(commandContext, () => {
-        cluster.sessions.update(id, { command: canonical }).catch(() => metrics.clusterStateErrors.inc());
-        return handler(session, arg);
-      });
+      // The record learns the command at the next heartbeat: a Redis round trip per command cost more than the command.
+      session.lastCommand = canonical;
+      await context.with(commandContext, () => handler(session, arg));
     } catch (err) {
       const ftpError = toFtpError(err);
       log[failureLevel(err)]({ err, verb: canonical, reply: ftpError.code }, 'command failed');

@@ -38,6 +38,8 @@ export interface Session extends LiveSession {
   /** Bytes moved on data connections so far, for the cluster-wide session record. */
   bytesIn: number;
   bytesOut: number;
+  /** The verb of the command being run or run last, for the session record (the heartbeat carries it). */
+  lastCommand?: string;
   /**
    * The server address the client reached (the balancer's, behind PROXY protocol); PASV advertises it unless
    * FTP_PASV_ADDRESS is set.

@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import { context, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
-import { reportSession } from '@ftp/session-core';
 import { startChildSpan } from '@ftp/telemetry';
 import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
@@ -97,7 +96,6 @@ async function transfer(
     return { ok: false, bytes: 0, ms: 0, result: 'failed' };
   }
   session.transfer = transfer;
-  void reportSession(session, session.deps);
   session.reply(150, info.opening);
   let socket: Socket | undefined;
   let mode: DataMode | undefined;
@@ -134,7 +132,6 @@ async function transfer(
   const bytes = socket ? socket.bytesRead + socket.bytesWritten : 0;
   if (info.direction === 'upload') session.bytesIn += bytes;
   else session.bytesOut += bytes;
-  void reportSession(session, session.deps);
   return { ok: result === 'ok', bytes, ms: Date.now() - started, result, mode };
 }
 

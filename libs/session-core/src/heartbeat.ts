@@ -5,7 +5,7 @@ import type { CoreDeps, CoreSession } from './types';
 export interface LiveSession extends CoreSession {
   readonly startedAt: number;
   readonly closed: boolean;
-  progress(): Pick<SessionRecord, 'transfer' | 'bytesIn' | 'bytesOut'>;
+  progress(): Pick<SessionRecord, 'command' | 'transfer' | 'bytesIn' | 'bytesOut'>;
 }
 
 /**
