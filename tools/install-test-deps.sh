@@ -63,6 +63,8 @@ check_packages() {
     need sshpass 'sshpass' has sshpass
     need python3-paramiko 'paramiko' has_paramiko
     need ssh-audit 'ssh-audit' has ssh-audit
+    # The storage tests check on real syscalls that an upload's directory is flushed after its rename.
+    need strace 'strace' has strace
   fi
 }
 

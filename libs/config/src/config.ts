@@ -47,7 +47,7 @@ export interface FtpConfig {
   allowForeignActive: boolean;
   /** FTP_ALLOW_FOREIGN_DATA: accept passive data connections from an address other than the control peer's. */
   allowForeignData: boolean;
-  /** FTP_FSYNC_UPLOADS: flush uploads to disk before replying 226 (durability over speed). */
+  /** FTP_FSYNC_UPLOADS: flush uploads to disk, their data and their new name (the directory), before replying 226. */
   fsyncUploads: boolean;
   /**
    * FTP_STORAGE_METADATA_IO: `sync` runs file-system metadata calls (open, stat, rename) on the event loop, which is

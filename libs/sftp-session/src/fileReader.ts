@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Download } from '@ftp/storage';
+import { allocWithDataHeadroom, DATA_HEADER_BYTES, dataView } from './ssh2Hooks';
 
 /** Serves READ requests of one handle from a stream that reads ahead; a READ elsewhere than where it stands reopens it. */
 export interface FileReader {
@@ -13,6 +14,48 @@ export interface FileReader {
 }
 
 export function createFileReader(first: Download, reopen: (offset: number) => Promise<Download>): FileReader {
+  return first.readAt ? positionalReader(first, first.readAt) : streamReader(first, reopen);
+}
+
+/**
+ * Each READ is one positional read straight into its reply's buffer (no read-ahead stream, no copy): the client's
+ * requests in flight are the read-ahead. Reads stop at the size the file had when it was opened, as the stream did.
+ */
+function positionalReader(download: Download, readAt: NonNullable<Download['readAt']>): FileReader {
+  let closed = false;
+  let queue: Promise<unknown> = Promise.resolve();
+  const readNow = async (offset: number, length: number): Promise<Buffer | null> => {
+    const wanted = Math.min(length, download.size - offset);
+    if (closed || wanted <= 0) return null;
+    const buffer = allocWithDataHeadroom(wanted);
+    let got = 0;
+    while (got < wanted && !closed) {
+      const bytes = await readAt(buffer, DATA_HEADER_BYTES + got, wanted - got, offset + got);
+      if (bytes === 0) break;
+      got += bytes;
+    }
+    return got === 0 || closed ? null : dataView(buffer, got);
+  };
+  return {
+    read(offset, length, ready) {
+      const result = queue
+        .then(async () => {
+          if (ready) await ready();
+          return readNow(offset, length);
+        })
+        .catch((err: unknown) => (closed ? null : Promise.reject(err)));
+      queue = result.catch(() => undefined);
+      return result;
+    },
+    close() {
+      closed = true;
+      // After the read in flight: closing its fd under it could let the number name another file meanwhile.
+      void queue.then(() => download.stream.destroy());
+    },
+  };
+}
+
+function streamReader(first: Download, reopen: (offset: number) => Promise<Download>): FileReader {
   let stream: Readable = first.stream;
   let chunks: AsyncIterator<Buffer> = stream[Symbol.asyncIterator]();
   let position = 0;

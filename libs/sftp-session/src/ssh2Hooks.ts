@@ -30,6 +30,26 @@ interface Ssh2SftpInternals {
   readable: boolean;
 }
 
+/**
+ * READ replies without a copy (patches/ssh2): a Buffer marked with this symbol owns the DATA_HEADER_BYTES before it,
+ * where ssh2's data() writes the DATA header, and the packet goes out as is. Without the patch ssh2 copies it as usual.
+ */
+const DATA_HEADROOM = Symbol.for('ssh2.sftp.dataHeadroom');
+/** uint32 length, byte type, uint32 request id, uint32 data length. */
+export const DATA_HEADER_BYTES = 13;
+
+/** A buffer to read `length` file bytes into at DATA_HEADER_BYTES; dataView() then hands them to sftp.data(). */
+export function allocWithDataHeadroom(length: number): Buffer {
+  // Its own memory (never a slice of Node's shared pool): the bytes before the data are ours to overwrite.
+  return Buffer.allocUnsafeSlow(DATA_HEADER_BYTES + length);
+}
+
+export function dataView(buffer: Buffer, length: number): Buffer {
+  const view = buffer.subarray(DATA_HEADER_BYTES, DATA_HEADER_BYTES + length);
+  (view as Buffer & Record<symbol, boolean>)[DATA_HEADROOM] = true;
+  return view;
+}
+
 const SSH_FXP_VERSION = 2;
 const SSH_FXP_EXTENDED_REPLY = 201;
 const PLAIN_VERSION = Buffer.from([0, 0, 0, 5, SSH_FXP_VERSION, 0, 0, 0, 3]);

@@ -19,6 +19,8 @@ export interface FileOps {
   fstat(fd: number): Promise<fs.Stats>;
   ftruncate(fd: number, length: number): Promise<void>;
   fsync(fd: number): Promise<void>;
+  /** Data and the metadata needed to read it back (size, allocation), not timestamps: see commit() in upload.ts. */
+  fdatasync(fd: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   mkdir(path: string): Promise<void>;
@@ -37,6 +39,7 @@ export const asyncFileOps: FileOps = {
   fstat: promisify(fs.fstat) as (fd: number) => Promise<fs.Stats>,
   ftruncate: promisify(fs.ftruncate),
   fsync: promisify(fs.fsync),
+  fdatasync: promisify(fs.fdatasync),
   rename: (a, b) => fsp.rename(a, b),
   unlink: (p) => fsp.unlink(p),
   mkdir: async (p) => void (await fsp.mkdir(p)),
@@ -61,8 +64,9 @@ export const syncFileOps: FileOps = {
   close: async (fd) => fs.closeSync(fd),
   fstat: async (fd) => fs.fstatSync(fd),
   ftruncate: async (fd, length) => fs.ftruncateSync(fd, length),
-  // fsync waits for the disk: it stays on the thread pool even here.
+  // fsync and fdatasync wait for the disk: they stay on the thread pool even here.
   fsync: promisify(fs.fsync),
+  fdatasync: promisify(fs.fdatasync),
   rename: async (a, b) => fs.renameSync(a, b),
   unlink: async (p) => fs.unlinkSync(p),
   mkdir: async (p) => void fs.mkdirSync(p),

@@ -58,6 +58,22 @@ test('openRead streams from an offset', async () => {
   await assert.rejects(fx.storage.openRead('/nope'), storageCode('not-found'));
 });
 
+test('readAt reads at any position of the open file until its stream is destroyed', async () => {
+  await fsp.writeFile(host('f'), '0123456789');
+  const download = await fx.storage.openRead('/f');
+  assert.ok(download.readAt, 'local storage offers positional reads');
+  const buffer = Buffer.alloc(8, '.');
+  assert.equal(await download.readAt(buffer, 2, 4, 6), 4);
+  assert.equal(buffer.toString(), '..6789..');
+  assert.equal(await download.readAt(buffer, 0, 3, 1), 3);
+  assert.equal(buffer.toString(), '123789..');
+  assert.equal(await download.readAt(buffer, 0, 8, 10), 0, 'nothing past the end');
+  download.stream.destroy(); // closes the file: the fixture checks no descriptor is left open
+  await assert.rejects(download.readAt(buffer, 0, 1, 0), storageCode('io'));
+  const empty = await fx.storage.openRead('/f', 10);
+  assert.equal(await empty.readAt!(buffer, 0, 8, 0), 0);
+});
+
 test('mkdir creates one level and reports exists / not-found / not-a-directory', async () => {
   await fx.storage.mkdir('/d');
   assert.ok((await fsp.stat(host('d'))).isDirectory());

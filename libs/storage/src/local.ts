@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { sharedDirectoryFlusher } from './dirFlush';
 import { errnoOf, ifExists, limitError, storageError, toStorageError } from './errors';
 import { asyncFileOps, syncFileOps, type FileOps } from './fileOps';
 import { createPathGuard, isInside } from './hostPath';
@@ -12,7 +13,7 @@ import { basenameOf, resolveVirtualPath } from './virtualPath';
 export interface LocalStorageOptions {
   /** Host directory that is `/` for the session. */
   root: string;
-  /** fsync uploads before publishing them (default true). */
+  /** Make upload commits durable (default true): fdatasync of the file before the rename, fsync of its directory after. */
   fsync?: boolean;
   /** Metadata calls on the event loop (fast on local disks) or on the thread pool (network file systems). Default async. */
   metadataIo?: 'sync' | 'async';
@@ -37,7 +38,7 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
   const io = options.metadataIo === 'sync' ? syncFileOps : asyncFileOps;
   const limits: StorageLimits = { ...DEFAULT_STORAGE_LIMITS, ...options.limits };
   const guard = createPathGuard(options.root, io, limits);
-  const uploadOptions = { fsync: options.fsync !== false, io };
+  const uploadOptions = { fsync: options.fsync !== false, io, directories: sharedDirectoryFlusher(io) };
 
   // Every public method funnels its failures through toStorageError, so callers see one error type.
   const storage: Storage = {
@@ -87,9 +88,16 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
       const highWaterMark = Math.max(MIN_READ_BUFFER, Math.min(MAX_READ_BUFFER, size - offset));
       if (offset >= size) {
         await io.close(fd);
-        return { stream: Readable.from([]), size };
+        return { stream: Readable.from([]), size, readAt: async () => 0 };
       }
-      return { stream: fs.createReadStream(file, { fd, start: offset, end: size - 1, highWaterMark }), size };
+      const stream = fs.createReadStream(file, { fd, start: offset, end: size - 1, highWaterMark });
+      const readAt = (buffer: Buffer, at: number, length: number, position: number) =>
+        new Promise<number>((resolve, reject) => {
+          // Once the stream is destroyed its fd is closed, and the number may already name another file.
+          if (stream.destroyed) return reject(storageError('io'));
+          fs.read(fd, buffer, at, length, position, (err, bytes) => (err ? reject(toStorageError(err)) : resolve(bytes)));
+        });
+      return { stream, size, readAt };
     },
 
     async openUpload(vpath, start) {

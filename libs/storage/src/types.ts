@@ -18,6 +18,12 @@ export interface Download {
   stream: Readable;
   /** Size of the whole file when it was opened. */
   size: number;
+  /**
+   * Optional: read `length` bytes at `position` of the open file into `buffer` at `offset`, without the stream (SFTP
+   * serves READs at any offset, straight into its reply). Resolves the bytes read, 0 at the end. Use this or
+   * `stream`, not both; destroying `stream` closes the file.
+   */
+  readAt?(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
 }
 
 /** How an upload starts: fresh (replace), at a byte offset of what is already there (REST n + STOR), or at its end (APPE). */
@@ -44,8 +50,9 @@ export interface Upload {
    */
   truncate(size: number): Promise<void>;
   /**
-   * After `stream` has finished: flush to disk and publish the file under its name atomically. `stillWanted` is asked
-   * once the bytes are flushed, just before publishing; if it says no, the bytes stay a partial and commit rejects.
+   * After `stream` has finished: flush to disk and publish the file under its name atomically. With fsync on (the
+   * local backend's default) it resolves only once both the bytes and the new name survive a crash. `stillWanted` is
+   * asked once the bytes are flushed, just before publishing; if it says no, the bytes stay a partial and commit rejects.
    */
   commit(stillWanted?: () => boolean): Promise<void>;
   /** The transfer broke: close the file, keep the partial bytes so that a later resume can continue them. */

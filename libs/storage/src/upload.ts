@@ -1,13 +1,18 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { finished } from 'node:stream/promises';
+import type { DirectoryFlusher } from './dirFlush';
 import { errnoOf, ifExists, storageError, toStorageError } from './errors';
 import { partialPathFor } from './partial';
 import type { FileOps } from './fileOps';
 import type { Upload, UploadStart } from './types';
 
 export interface UploadOptions {
+  /** Make commit() durable: the data flushed before the rename, the directory flushed after it. */
   fsync: boolean;
   io: FileOps;
+  /** Flushes the target's directory after the rename (shared by the commits into one directory). */
+  directories: DirectoryFlusher;
   /** The caller already knows the file does not exist (saves a stat). */
   knownMissing?: boolean;
 }
@@ -91,7 +96,7 @@ interface Undo {
 /** Wrap an open fd in the Upload contract. The write stream owns the fd and is the only one to close it. */
 function uploadOn(fd: number, offset: number, file: string, partial: string, options: UploadOptions, undo: Undo): Upload {
   const { io } = options;
-  // autoClose off: the fd must stay open after 'finish' so commit() can fsync it before closing.
+  // autoClose off: the fd must stay open after 'finish' so commit() can fdatasync it before closing.
   const stream = fs.createWriteStream(partial, { fd, start: offset, highWaterMark: HIGH_WATER_MARK, autoClose: false });
   let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
   const positional = positionalWrites(fd);
@@ -125,10 +130,20 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
         if (positional.failure) throw positional.failure;
         if (!stream.writableEnded) stream.end();
         await finished(stream); // rejects if the stream errored or was destroyed early
-        if (options.fsync) await io.fsync(fd);
+        // Durability in two flushes, nothing while writing (the partial's own name and timestamps are never flushed:
+        // a crash before the commit may lose the partial, and the client was not told it succeeded).
+        // 1. The bytes, before the name points at them: fdatasync suffices. It flushes the data and the metadata needed
+        //    to read it back (the file size, which changed, and the block allocation); it skips only timestamps, so a
+        //    crash may leave an older mtime, never a short or unreadable file. (The inode's creation is metadata too:
+        //    the directory fsync below covers it, as journaling file systems commit metadata changes in order.)
+        if (options.fsync) await io.fdatasync(fd);
         if (stillWanted && !stillWanted()) throw storageError('io', new Error('upload no longer wanted'));
-        // The atomic publish. Renaming an open file is fine on POSIX, so the close need not come first.
-        await Promise.all([closeStream(stream), io.rename(partial, file)]);
+        // 2. The atomic publish, then its directory: a rename lives in the directory, not in the file, and only an
+        //    fsync of the directory that started after the rename completed makes the new name survive a crash.
+        //    Commits into one directory share that flush (dirFlush.ts). Renaming an open file is fine on POSIX, so
+        //    the close need not come first.
+        const publish = io.rename(partial, file).then(() => (options.fsync ? options.directories.flush(path.dirname(file)) : undefined));
+        await Promise.all([closeStream(stream), publish]);
         state = 'committed';
       } catch (err) {
         state = 'aborted';
