@@ -67,6 +67,41 @@ test('with REDIS_URL, a TLS session made on one replica resumes on another (clie
   redis.disconnect();
 });
 
+/** A TLS 1.3 connection (with tickets), resuming `session` if given; resolves with the newest session once the greeting came. */
+async function dialTls13(port: number, session?: Buffer): Promise<{ resumed: boolean; session: Buffer }> {
+  const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false, minVersion: 'TLSv1.3', session });
+  let latest: Buffer | undefined;
+  socket.on('session', (s: Buffer) => (latest = s));
+  await once(socket, 'secureConnect');
+  await once(socket, 'data');
+  const resumed = socket.isSessionReused();
+  socket.destroy();
+  // A resumed session gets no new ticket unless FTP_TLS_RENEW_TICKETS is on: the one it came with stays valid.
+  const newest = latest ?? session;
+  assert.ok(newest, 'the server sent a ticket');
+  return { resumed, session: newest };
+}
+
+test('with REDIS_URL, TLS 1.3 sessions are not stored (they resume from their tickets); TLS 1.2 ones without tickets are', async () => {
+  const own = `${prefix}tls13:`;
+  const server = await startWithImplicitTls({ env: { REDIS_URL, FTP_REDIS_PREFIX: own } });
+  servers.push(server);
+  const redis = await redisClient();
+  try {
+    const stored = async () => (await redis.keys(`${own}tls:session:*`)).length;
+    const first = await dialTls13(server.edge.implicitPort);
+    assert.equal(first.resumed, false);
+    const second = await dialTls13(server.edge.implicitPort, first.session);
+    assert.equal(second.resumed, true, 'TLS 1.3 resumes without the cache');
+    assert.equal((await dialTls13(server.edge.implicitPort, second.session)).resumed, true, 'and again');
+    assert.equal(await stored(), 0, 'no TLS 1.3 session in Redis');
+    assert.equal(await resumedAcross(server, server), true, 'a TLS 1.2 client without tickets still resumes');
+    assert.ok((await stored()) >= 1, 'its session is in Redis');
+  } finally {
+    redis.disconnect();
+  }
+});
+
 test('without Redis, the same client gets a full handshake on the other replica', async () => {
   const [one, two] = await Promise.all([startWithImplicitTls(), startWithImplicitTls()]);
   servers.push(one, two);

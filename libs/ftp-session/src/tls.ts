@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext, type Server as TlsServer } from 'node:tls';
 import type { Logger } from '@ftp/telemetry';
+import { renewTicketsOnResumption } from './tlsTickets';
 
 /** What the session needs to speak TLS; the edge owns certificates, their reload and the session cache. */
 export interface TlsProvider {
@@ -13,6 +14,8 @@ export interface TlsProvider {
   server: TlsServer;
   /** A protected data connection must resume a session (as vsftpd's require_ssl_reuse). */
   requireReuse: boolean;
+  /** A resumed TLS 1.3 handshake issues a fresh ticket (FTP_TLS_RENEW_TICKETS, see tlsTickets.ts). */
+  renewTickets?: boolean;
   handshakeTimeoutMs: number;
   /** Where TLS events of connections started without a logger of their own go (a refused renegotiation). */
   log?: Logger;
@@ -28,7 +31,11 @@ export class TlsHandshakeError extends Error {
  * A later attempt of the client to renegotiate closes the connection (logged on `log`).
  */
 export function startTls(socket: Socket, tls: TlsProvider, log: Logger | undefined = tls.log): Promise<TLSSocket> {
-  const secure = new TLSSocket(socket, { isServer: true, secureContext: tls.context(), server: tls.server });
+  const secureContext = tls.context();
+  // A resumed handshake must end with a message of ours (a fresh ticket), or a client with Nagle's algorithm holds
+  // its first upload bytes until our delayed ACK, ~40 ms later (see tlsTickets.ts).
+  if (tls.renewTickets && !renewTicketsOnResumption(secureContext)) warnNoRenewal(log);
+  const secure = new TLSSocket(socket, { isServer: true, secureContext, server: tls.server });
   return new Promise((resolve, reject) => {
     const fail = (err: Error) => {
       clearTimeout(timer);
@@ -63,4 +70,12 @@ function refuseRenegotiation(secure: TLSSocket, log: Logger | undefined) {
   log?.warn({ client: secure.remoteAddress, protocol: secure.getProtocol() }, 'TLS renegotiation refused: closing the connection');
   // On the next turn, so that the refusal alert written during this handshake step goes out first.
   setImmediate(() => secure.destroy());
+}
+
+let warnedNoRenewal = false;
+
+function warnNoRenewal(log: Logger | undefined) {
+  if (warnedNoRenewal) return;
+  warnedNoRenewal = true;
+  log?.warn('TLS session tickets cannot be renewed on resumption with this Node.js: small FTPS uploads from clients with Nagle on (ftplib) wait ~40 ms each');
 }

@@ -97,6 +97,10 @@ export async function createTlsProvider(config: FtpConfig, log: Logger): Promise
   const server = createServer({ minVersion: 'TLSv1.2', ticketKeys });
   const cache = config.redisUrl ? await redisSessionCache(config, log) : memorySessionCache();
   server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
+    // OpenSSL reports every TLS 1.3 ticket here (one more per resumed data connection, now that resumption renews the
+    // ticket), but TLS 1.3 resumes from the ticket alone and never looks the cache up: storing them would only cost a
+    // Redis write per handshake and push TLS 1.2 sessions out of the memory cache.
+    if (isTls13Session(data)) return done();
     cache.set(id.toString('hex'), data).finally(done);
   });
   server.on('resumeSession', (id: Buffer, done: (err: Error | null, data?: Buffer | null) => void) => {
@@ -107,6 +111,7 @@ export async function createTlsProvider(config: FtpConfig, log: Logger): Promise
     context: () => context,
     server,
     requireReuse: config.tlsRequireReuse,
+    renewTickets: config.tlsRenewTickets,
     handshakeTimeoutMs: config.dataConnectTimeout * 1000,
     log,
     close: () => {
@@ -124,6 +129,16 @@ function logCertificate(file: string, log: Logger) {
   } catch (err) {
     log.warn({ cert: file, err: (err as Error).message }, 'TLS certificate fingerprint not available');
   }
+}
+
+/** The DER that starts every OpenSSL session of TLS 1.3: SEQUENCE { version 1, ssl_version 0x0304, … }, after the SEQUENCE header. */
+const TLS13_SESSION = Buffer.from([0x02, 0x01, 0x01, 0x02, 0x02, 0x03, 0x04]);
+
+/** Whether `der` (a session as the `newSession` event gives it) is a TLS 1.3 one; anything unexpected counts as not. */
+function isTls13Session(der: Buffer): boolean {
+  if (der.length < 2 || der[0] !== 0x30) return false;
+  const header = der[1] < 0x80 ? 2 : 2 + (der[1] & 0x7f);
+  return der.subarray(header, header + TLS13_SESSION.length).equals(TLS13_SESSION);
 }
 
 /** TLS session-ID cache for clients without tickets: what one replica stores, every replica can resume. */
