@@ -13,6 +13,7 @@ import {
 } from '@opentelemetry/api';
 import type { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { threadedExporterModule, ThreadedSpanExporter } from './threadedExporter';
 
 /**
  * The tracer every part of the service uses. It is a proxy: the no-op tracer (spans that record nothing, cost next to
@@ -48,10 +49,14 @@ export function startTracing(
   env.OTEL_METRICS_EXPORTER ??= 'none';
   env.OTEL_LOGS_EXPORTER ??= 'none';
   const redis = createRedisInstrumentation();
+  // OTLP over HTTP is encoded and sent from a worker thread (OTEL_TRACES_EXPORT_THREAD=false keeps it on the main
+  // thread); the SDK's BatchSpanProcessor, built from the same OTEL_BSP_* variables, feeds it either way.
+  const exporterModule = env.OTEL_TRACES_EXPORT_THREAD === 'false' ? undefined : threadedExporterModule(env);
   const sdk = new NodeSDK({
     serviceName: env.OTEL_SERVICE_NAME ?? serviceName,
     instrumentations: [redis],
     contextManager: options.context === 'sync' ? new SyncContextManager() : undefined,
+    traceExporter: exporterModule ? new ThreadedSpanExporter(exporterModule) : undefined,
   });
   sdk.start();
   patchRedis(redis);
