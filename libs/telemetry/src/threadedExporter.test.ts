@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
@@ -85,6 +86,29 @@ test('an unreachable collector fails the export (the batch processor drops it), 
   assert.equal(result.code, ExportResultCode.FAILED);
   await threaded.shutdown();
   assert.equal((await exportWith(threaded, makeSpans())).code, ExportResultCode.FAILED);
+});
+
+test('a process with nothing else to do, started as ESM with a loader, exports its last batch through the worker', async () => {
+  // The worker's source is CommonJS: before it was started without the process's execArgv, --input-type=module made
+  // it ESM ("require is not defined") and every export failed. The process also has no other work left once it
+  // has called export(): the batch must still leave (the exporter holds its worker while a call is in flight).
+  bodies.length = 0;
+  const child = String.raw`
+    import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+    import { threadedExporterModule, ThreadedSpanExporter } from './libs/telemetry/src/threadedExporter.ts';
+    const memory = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(memory)] });
+    provider.getTracer('t').startSpan('last span').end();
+    new ThreadedSpanExporter(threadedExporterModule(process.env)).export(memory.getFinishedSpans(), (r) => console.log('result', r.code, r.error?.message));
+  `;
+  const env = { ...process.env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' };
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', child], { env, cwd: new URL('../../..', import.meta.url).pathname, timeout: 30_000 }, (err, out, errOut) =>
+      err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out),
+    ),
+  );
+  assert.match(stdout, /result 0/, 'the export completed');
+  assert.equal(bodies.length, 1, 'the receiver got the batch');
 });
 
 test('only a single OTLP/HTTP exporter moves to the worker', () => {

@@ -143,11 +143,15 @@ export class ThreadedSpanExporter implements SpanExporter {
   private stopped = false;
 
   constructor(exporterModule: string) {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { exporterModule } });
-    this.worker.unref(); // never what keeps the process alive
+    // No execArgv of the process (--input-type=module would make the source ESM; a loader such as tsx is not needed).
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { exporterModule }, execArgv: [] });
+    // Idle, it never keeps the process alive; with a call in flight it does, so the last batch of a process that
+    // is shutting down (SIGTERM: sockets closed, then the SDK flushed) is sent before the process runs out of work.
+    this.worker.unref();
     this.worker.on('message', (done: Done) => {
       this.pending.get(done.id)?.(done);
       this.pending.delete(done.id);
+      if (this.pending.size === 0) this.worker.unref();
     });
     const failAll = (error: string) => {
       this.stopped = true;
@@ -190,11 +194,13 @@ export class ThreadedSpanExporter implements SpanExporter {
     const id = this.nextId++;
     return new Promise<Done>((resolve) => {
       this.pending.set(id, resolve);
+      this.worker.ref();
       try {
         this.worker.postMessage({ ...message, id });
       } catch (err) {
         // A value that cannot be cloned (an exotic attribute): this batch is lost, not the process.
         this.pending.delete(id);
+        if (this.pending.size === 0) this.worker.unref();
         resolve({ type: 'done', id, code: ExportResultCode.FAILED, error: (err as Error).message });
       }
     });
