@@ -101,7 +101,8 @@ test('a process with nothing else to do, started as ESM with a loader, exports i
     provider.getTracer('t').startSpan('last span').end();
     new ThreadedSpanExporter(threadedExporterModule(process.env)).export(memory.getFinishedSpans(), (r) => console.log('result', r.code, r.error?.message));
   `;
-  const env = { ...process.env, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' };
+  // npm test exports OTEL_TRACES_EXPORTER=none for every test process: this one asks for OTLP itself.
+  const env = { ...process.env, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' };
   const stdout = await new Promise<string>((resolve, reject) =>
     execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', child], { env, cwd: new URL('../../..', import.meta.url).pathname, timeout: 30_000 }, (err, out, errOut) =>
       err ? reject(new Error(`${err.message}\n${errOut}`)) : resolve(out),
