@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { envInt, MiB } from './env';
 import { backgroundLoad, type CpuSample } from './cpu';
 import { median, renderCpu, renderResults, verdict, ratioOf, TARGET, type CpuRow, type Row } from './report';
-import { checkRangeFree, freePort, killNow, parseRange, startOurs, startVsftpd, stopServer, REPO_ROOT, type RunningServer } from './servers';
+import { checkRangeFree, codeVersion, freePort, killNow, parseRange, startOurs, startVsftpd, stopServer, REPO_ROOT, type RunningServer } from './servers';
 import { bigFile, connectBurst, sessions, smallFiles, smallPayloads, type Limits } from './workloads';
 
 
@@ -73,17 +73,6 @@ function vsftpdVersion(): string {
   // vsftpd -v writes its version to file descriptor 0.
   const r = spawnSync('sh', ['-c', '/usr/sbin/vsftpd -v 0>&1'], { encoding: 'utf8', timeout: 5000 });
   return `${r.stdout}${r.stderr}`.trim().split('\n')[0] || 'vsftpd';
-}
-
-/** Which code was measured: HEAD and the files changed outside test/bench (other work in progress counts too). */
-function codeVersion(): { commit: string; dirty: string[] } {
-  const git = (args: string[]) => spawnSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 }).stdout?.trimEnd() ?? '';
-  const commit = git(['log', '-1', '--format=%h %s']) || 'unknown';
-  const dirty = git(['status', '--porcelain', '--untracked-files=no'])
-    .split('\n')
-    .map((l) => l.slice(3))
-    .filter((f) => f && !f.startsWith('test/'));
-  return { commit, dirty };
 }
 
 function preflight() {

@@ -110,16 +110,17 @@ export interface OursOptions {
  * the image runs (`npm run build --workspace @ftp/edge` first), which is what production costs look like: no loader
  * hooks, no source maps.
  */
-function edgeEntry(): string[] {
+export function edgeEntry(): string[] {
   if (process.env.BENCH_EDGE !== 'bundle') return ['--import', 'tsx', 'services/ftp-edge/src/main.ts'];
   const bundle = join(REPO_ROOT, 'services/ftp-edge/dist/main.js');
   if (!existsSync(bundle)) throw new Error(`BENCH_EDGE=bundle: ${bundle} is missing; run npm run build --workspace @ftp/edge`);
   return [bundle];
 }
 
-export async function startOurs(options: OursOptions): Promise<RunningServer> {
-  const dataDir = join(options.dir, 'data');
-  const usersFile = join(options.dir, 'users.yaml');
+/** A data folder and a users file under `dir` with user `bench` and a fresh password, made with `ftpctl user add`. */
+export function createBenchUser(dir: string): { dataDir: string; usersFile: string; password: string } {
+  const dataDir = join(dir, 'data');
+  const usersFile = join(dir, 'users.yaml');
   mkdirSync(dataDir, { recursive: true });
   const password = randomBytes(12).toString('base64url');
   const ftpctl = spawnSync(process.execPath, ['--import', 'tsx', 'libs/identity/src/cli/ftpctl.ts', 'user', 'add', 'bench', '--password-stdin'], {
@@ -130,6 +131,22 @@ export async function startOurs(options: OursOptions): Promise<RunningServer> {
     timeout: 60_000,
   });
   if (ftpctl.status !== 0) throw new Error(`ftpctl user add failed (${ftpctl.status}): ${ftpctl.stderr}${ftpctl.stdout}`);
+  return { dataDir, usersFile, password };
+}
+
+/** Which code was measured: HEAD and the files changed outside test/ (other work in progress counts too). */
+export function codeVersion(): { commit: string; dirty: string[] } {
+  const git = (args: string[]) => spawnSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 }).stdout?.trimEnd() ?? '';
+  const commit = git(['log', '-1', '--format=%h %s']) || 'unknown';
+  const dirty = git(['status', '--porcelain', '--untracked-files=no'])
+    .split('\n')
+    .map((l) => l.slice(3))
+    .filter((f) => f && !f.startsWith('test/'));
+  return { commit, dirty };
+}
+
+export async function startOurs(options: OursOptions): Promise<RunningServer> {
+  const { dataDir, usersFile, password } = createBenchUser(options.dir);
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,

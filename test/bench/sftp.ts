@@ -12,8 +12,8 @@ import { envInt, MiB } from './env';
 import { CpuGroup, describeAccounting, machineTicks, startWindow, type Window } from './sftpCgroup';
 import { negotiated, percentile, runSftpOk, sessionLoop, writeBatch, type ClientOptions } from './sftpClient';
 import { median, renderCpu, renderRows, rowControl, rowRatio, verdict, type CpuLine, type SftpRow } from './sftpReport';
+import { codeVersion, freePort } from './servers';
 import {
-  edgeHasSftp,
   killNow,
   publicKeyOf,
   REPO_ROOT,
@@ -26,7 +26,6 @@ import {
   waitReady,
   type SftpServer,
 } from './sftpServers';
-import { createServer } from 'node:net';
 
 const quick = process.env.BENCH_QUICK === '1';
 const settings = {
@@ -38,7 +37,7 @@ const settings = {
   only: new Set((process.env.BENCH_SFTP_ONLY || 'big,small,sessions').split(',').map((s) => s.trim())),
   ciphers: (process.env.BENCH_SFTP_CIPHERS || 'default,aes128-gcm@openssh.com').split(',').map((s) => s.trim()).filter(Boolean),
   kex: process.env.BENCH_SFTP_KEX ?? 'curve25519-sha256',
-  ours: (process.env.BENCH_SFTP_OURS || 'auto') as 'auto' | 'edge' | 'testserver',
+  ours: (process.env.BENCH_SFTP_OURS || 'edge') as 'edge' | 'testserver',
   control: process.env.BENCH_SFTP_CONTROL !== '0',
   fsyncVariant: process.env.BENCH_SFTP_FSYNC !== '0',
   verify: process.env.BENCH_SFTP_VERIFY !== '0',
@@ -53,7 +52,7 @@ const settings = {
 for (const phase of settings.only) {
   if (!['big', 'small', 'sessions'].includes(phase)) throw new Error(`BENCH_SFTP_ONLY: unknown phase "${phase}" (big, small, sessions)`);
 }
-if (!['auto', 'edge', 'testserver'].includes(settings.ours)) throw new Error('BENCH_SFTP_OURS must be auto, edge or testserver');
+if (!['edge', 'testserver'].includes(settings.ours)) throw new Error('BENCH_SFTP_OURS must be edge or testserver');
 const bigBytes = settings.bigMiB * MiB;
 const MB = 1e6;
 const SMALL_BYTES = 4096;
@@ -88,34 +87,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.once('error', () => res(false));
-    s.listen({ host: '127.0.0.1', port, exclusive: true }, () => s.close(() => res(true)));
-  });
-}
 const taken = new Set<number>();
-async function freePort(start: number): Promise<number> {
-  for (let port = start; port < start + 500; port++) {
-    if (taken.has(port)) continue;
-    if (await portFree(port)) {
-      taken.add(port);
-      return port;
-    }
-  }
-  throw new Error(`no free port in ${start}-${start + 499}`);
-}
-
-function codeVersion(): { commit: string; dirty: string[] } {
-  const git = (args: string[]) => spawnSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 }).stdout?.trimEnd() ?? '';
-  const commit = git(['log', '-1', '--format=%h %s']) || 'unknown';
-  const dirty = git(['status', '--porcelain', '--untracked-files=no'])
-    .split('\n')
-    .map((l) => l.slice(3))
-    .filter((f) => f && !f.startsWith('test/'));
-  return { commit, dirty };
-}
 
 function nativeCrypto(): string {
   try {
@@ -231,7 +203,7 @@ async function main() {
   clientGroup.joinSelf();
 
   // One client key for all servers; with the stand-in, the harness generates it and accepts only that one.
-  let useEdge = settings.ours === 'edge' || (settings.ours === 'auto' && edgeHasSftp());
+  const useEdge = settings.ours === 'edge';
   const hostKey = join(tmp, 'ssh_host_ed25519_key');
   sshKeygen(hostKey, 'bench host key');
   const profileDir = join(dirname(settings.out), 'profiles');
@@ -246,30 +218,20 @@ async function main() {
     sshKeygen(keyFile, 'bench client key');
     const pub = publicKeyOf(keyFile);
     log('starting ours: the edge (FTP_SFTP_PORT)');
-    const started = await (settings.ours === 'edge' ? (f: () => Promise<SftpServer>) => f() : (f: () => Promise<SftpServer>) => attempt('starting the edge', f))(async () => {
-      const server = await startEdge(
-        { name: 'ours', dir: join(tmp!, 'ours'), sftpPort: await freePort(22220), ftpPort: await freePort(21220), pasv: '32000-32009', hostKey, clientPublicKey: pub, fsync: false, nodeArgs },
-        baseClient(keyFile),
-      );
-      servers.push(server);
-      return server;
-    });
-    if (!started) {
-      log('the edge does not serve SFTP (yet): falling back to the stand-in (BENCH_SFTP_OURS=edge makes this fatal)');
-      failures.pop();
-      useEdge = false;
-    } else ours = started;
-  }
-  if (useEdge) {
+    ours = await startEdge(
+      { name: 'ours', dir: join(tmp, 'ours'), sftpPort: await freePort(22220, taken), ftpPort: await freePort(21220, taken), pasv: '32000-32009', hostKey, clientPublicKey: pub, fsync: false, nodeArgs },
+      baseClient(keyFile),
+    );
+    servers.push(ours);
     if (settings.fsyncVariant && (settings.only.has('big') || settings.only.has('small'))) {
       oursFsync = await startEdge(
-        { name: 'ours-fsync', dir: join(tmp, 'ours-fsync'), sftpPort: await freePort(22320), ftpPort: await freePort(21320), pasv: '32010-32019', hostKey, clientPublicKey: publicKeyOf(keyFile), fsync: true },
+        { name: 'ours-fsync', dir: join(tmp, 'ours-fsync'), sftpPort: await freePort(22320, taken), ftpPort: await freePort(21320, taken), pasv: '32010-32019', hostKey, clientPublicKey: publicKeyOf(keyFile), fsync: true },
         baseClient(keyFile),
       );
       servers.push(oursFsync);
     }
   } else {
-    log('starting ours: STAND-IN libs/sftp-session/src/testServer.ts (the edge has no SFTP listener yet)');
+    log('starting ours: STAND-IN libs/sftp-session/src/testServer.ts (BENCH_SFTP_OURS=testserver)');
     const t = await startTestServerProcess('ours', nodeArgs);
     ours = t.server;
     servers.push(ours);
@@ -279,11 +241,11 @@ async function main() {
   }
   const clientPub = publicKeyOf(keyFile);
   const client = baseClient(keyFile);
-  const openssh = await startSshd({ name: 'openssh', dir: join(tmp, 'openssh'), port: await freePort(22420), hostKey, clientPublicKey: clientPub }, client);
+  const openssh = await startSshd({ name: 'openssh', dir: join(tmp, 'openssh'), port: await freePort(22420, taken), hostKey, clientPublicKey: clientPub }, client);
   servers.push(openssh);
   let opensshB: SftpServer | undefined;
   if (settings.control) {
-    opensshB = await startSshd({ name: 'openssh-b', dir: join(tmp, 'openssh-b'), port: await freePort(22520), hostKey, clientPublicKey: clientPub }, client);
+    opensshB = await startSshd({ name: 'openssh-b', dir: join(tmp, 'openssh-b'), port: await freePort(22520, taken), hostKey, clientPublicKey: clientPub }, client);
     servers.push(opensshB);
   }
   const measured = [ours, openssh, ...(opensshB ? [opensshB] : [])];

@@ -6,16 +6,16 @@
  * Stopped by PID (SIGTERM, then SIGKILL), and whatever is left in their group, by PID.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { parse, stringify } from 'yaml';
+import { createBenchUser, edgeEntry, REPO_ROOT } from './servers';
 import { CpuGroup } from './sftpCgroup';
 import { runSftp, writeBatch, type ClientOptions, type SftpTarget } from './sftpClient';
 
 export const HOST = '127.0.0.1';
-export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
+export { REPO_ROOT };
 
 export interface SftpServer extends SftpTarget {
   /** 'openssh' | 'ours-edge' | 'ours-testserver' */
@@ -191,38 +191,8 @@ export interface EdgeOptions {
   nodeArgs?: string[];
 }
 
-/** How the edge is started: its sources through tsx (default), or BENCH_EDGE=bundle: services/ftp-edge/dist/main.js. */
-export function edgeEntry(): string[] {
-  if (process.env.BENCH_EDGE !== 'bundle') return ['--import', 'tsx', 'services/ftp-edge/src/main.ts'];
-  const bundle = join(REPO_ROOT, 'services/ftp-edge/dist/main.js');
-  if (!existsSync(bundle)) throw new Error(`BENCH_EDGE=bundle: ${bundle} is missing; run npm run build --workspace @ftp/edge`);
-  return [bundle];
-}
-
-/** True once the edge's configuration knows an SFTP port and the edge's sources use it (the front door exists). */
-export function edgeHasSftp(): boolean {
-  try {
-    if (!readFileSync(join(REPO_ROOT, 'libs/config/src/config.ts'), 'utf8').includes('sftpPort')) return false;
-    const dir = join(REPO_ROOT, 'services/ftp-edge/src');
-    return readdirSync(dir).some((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && readFileSync(join(dir, f), 'utf8').includes('sftpPort'));
-  } catch {
-    return false;
-  }
-}
-
 export async function startEdge(options: EdgeOptions, client: ClientOptions): Promise<SftpServer> {
-  const dataDir = join(options.dir, 'data');
-  const usersFile = join(options.dir, 'users.yaml');
-  mkdirSync(dataDir, { recursive: true });
-  const password = randomBytes(12).toString('base64url');
-  const ftpctl = spawnSync(process.execPath, ['--import', 'tsx', 'libs/identity/src/cli/ftpctl.ts', 'user', 'add', 'bench', '--password-stdin'], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, FTP_USERS_FILE: usersFile },
-    input: `${password}\n`,
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  if (ftpctl.status !== 0) throw new Error(`ftpctl user add failed (${ftpctl.status}): ${ftpctl.stderr}${ftpctl.stdout}`);
+  const { dataDir, usersFile } = createBenchUser(options.dir);
   // The bench user's public key (authorized_keys line format), as `ftpctl user add-key` would add it.
   const doc = parse(readFileSync(usersFile, 'utf8')) as { users: Record<string, Record<string, unknown>> };
   doc.users.bench.public_keys = [options.clientPublicKey];

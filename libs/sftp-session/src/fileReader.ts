@@ -23,7 +23,6 @@ export function createFileReader(first: Download, reopen: (offset: number) => Pr
  */
 function positionalReader(download: Download, readAt: NonNullable<Download['readAt']>): FileReader {
   let closed = false;
-  let queue: Promise<unknown> = Promise.resolve();
   const readNow = async (offset: number, length: number): Promise<Buffer | null> => {
     const wanted = Math.min(length, download.size - offset);
     if (closed || wanted <= 0) return null;
@@ -36,22 +35,36 @@ function positionalReader(download: Download, readAt: NonNullable<Download['read
     }
     return got === 0 || closed ? null : dataView(buffer, got);
   };
+  const turns = oneAtATime(readNow, () => closed);
   return {
-    read(offset, length, ready) {
+    read: turns.read,
+    close() {
+      closed = true;
+      // After the read in flight: closing its fd under it could let the number name another file meanwhile.
+      void turns.settled().then(() => download.stream.destroy());
+    },
+  };
+}
+
+/**
+ * Runs `readNow` for one read at a time, in call order, awaiting the read's `ready` at the start of its turn. A read
+ * cut short by close() (its file closed under it) is an end (null), not an error.
+ */
+function oneAtATime(readNow: (offset: number, length: number) => Promise<Buffer | null>, closed: () => boolean) {
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    read(offset: number, length: number, ready?: () => Promise<void>): Promise<Buffer | null> {
       const result = queue
         .then(async () => {
           if (ready) await ready();
           return readNow(offset, length);
         })
-        .catch((err: unknown) => (closed ? null : Promise.reject(err)));
+        .catch((err: unknown) => (closed() ? null : Promise.reject(err)));
       queue = result.catch(() => undefined);
       return result;
     },
-    close() {
-      closed = true;
-      // After the read in flight: closing its fd under it could let the number name another file meanwhile.
-      void queue.then(() => download.stream.destroy());
-    },
+    /** Resolves once no read is in flight or queued. */
+    settled: () => queue,
   };
 }
 
@@ -61,7 +74,6 @@ function streamReader(first: Download, reopen: (offset: number) => Promise<Downl
   let position = 0;
   let leftover: Buffer | undefined;
   let closed = false;
-  let queue: Promise<unknown> = Promise.resolve();
 
   const moveTo = async (offset: number) => {
     stream.destroy();
@@ -103,16 +115,7 @@ function streamReader(first: Download, reopen: (offset: number) => Promise<Downl
   };
 
   return {
-    read(offset, length, ready) {
-      // A read cut short by close() (the stream destroyed under it) is an end, not an error.
-      const result = queue
-        .then(async () => {
-          if (ready) await ready();
-          return readNow(offset, length);
-        }).catch((err: unknown) => (closed ? null : Promise.reject(err)));
-      queue = result.catch(() => undefined);
-      return result;
-    },
+    read: oneAtATime(readNow, () => closed).read,
     close() {
       closed = true;
       leftover = undefined;
