@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { Queue } from 'bullmq';
@@ -104,11 +104,23 @@ const startWorker = () => {
   return worker;
 };
 
-const archiveDir = () => {
-  const now = new Date();
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return join(server.dataDir, 'alice', 'archive', String(now.getUTCFullYear()), pad(now.getUTCMonth() + 1), pad(now.getUTCDate()));
+// The move step files by the upload's UTC day; a run that crosses midnight spreads one batch over two days,
+// so the tests look at every day folder, not at today's.
+const archived = (): Map<string, string> => {
+  const root = join(server.dataDir, 'alice', 'archive');
+  const found = new Map<string, string>();
+  if (!existsSync(root)) return found;
+  for (const entry of readdirSync(root, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const dir = entry.parentPath ?? entry.path;
+    assert.match(relative(root, dir), /^\d{4}\/\d{2}\/\d{2}$/, 'archived under yyyy/mm/dd');
+    assert.equal(found.has(entry.name), false, `${entry.name} archived twice`);
+    found.set(entry.name, join(dir, entry.name));
+  }
+  return found;
 };
+const archivedNames = () => [...archived().keys()].sort();
+const archivedPath = (name: string) => archived().get(name) ?? join(server.dataDir, 'alice', 'archive', 'missing', name);
 
 const sha256 = (text: string | Buffer) => createHash('sha256').update(text).digest('hex');
 const uploadIdOf = (name: string) => receiver.deliveries.find((d) => (d.body.data as { path: string }).path.endsWith(`/${name}`))?.id;
@@ -137,13 +149,13 @@ test('1,000 uploads → exactly 1,000 processed jobs, each effect once (2 worker
   const counts = await queue.getJobCounts('waiting', 'active', 'failed', 'completed', 'delayed');
   assert.deepEqual(counts, { waiting: 0, active: 0, failed: 0, completed: 1200, delayed: 0 });
 
-  const archived = readdirSync(archiveDir());
-  assert.equal(archived.filter((n) => n.endsWith('.txt')).length, 1200, 'every file moved to the archive once');
-  assert.equal(archived.filter((n) => n.endsWith('.txt.sha256')).length, 1200, 'one checksum sidecar each');
+  const names = archivedNames();
+  assert.equal(names.filter((n) => n.endsWith('.txt')).length, 1200, 'every file moved to the archive once');
+  assert.equal(names.filter((n) => n.endsWith('.txt.sha256')).length, 1200, 'one checksum sidecar each');
   assert.deepEqual(readdirSync(join(server.dataDir, 'alice', 'inbox')), [], 'the inbox is empty');
   const sample = 'bulk-7.txt';
-  const content = readFileSync(join(archiveDir(), sample), 'utf8');
-  assert.equal(readFileSync(join(archiveDir(), `${sample}.sha256`), 'utf8'), `${sha256(content)}  ${sample}\n`);
+  const content = readFileSync(archivedPath(sample), 'utf8');
+  assert.equal(readFileSync(archivedPath(`${sample}.sha256`), 'utf8'), `${sha256(content)}  ${sample}\n`);
   const delivery = receiver.deliveries.find((d) => d.id === uploadIdOf(sample))!;
   assert.equal((delivery.body.data as { sha256: string }).sha256, sha256(content));
 });
@@ -170,9 +182,9 @@ test('a worker killed mid-job: another picks the job up, effects still once', as
     [0, 200],
     'the attempt cut by the crash, then exactly one successful delivery',
   );
-  assert.equal(readdirSync(archiveDir()).filter((n) => n === 'held.txt').length, 1, 'moved once');
-  assert.equal(readFileSync(join(archiveDir(), 'held.txt'), 'utf8'), 'held\n');
-  assert.ok(existsSync(join(archiveDir(), 'held.txt.sha256')));
+  assert.equal(archivedNames().filter((n) => n === 'held.txt').length, 1, 'moved once');
+  assert.equal(readFileSync(archivedPath('held.txt'), 'utf8'), 'held\n');
+  assert.ok(archived().has('held.txt.sha256'));
   assert.equal(existsSync(join(server.dataDir, 'alice', 'inbox', 'held.txt')), false);
 });
 
@@ -186,7 +198,7 @@ test('an EICAR upload is quarantined and never announced', async () => {
   await waitFor('the job to complete', async () => (await queue.getJob(uploadId))?.finishedOn !== undefined, 10_000);
   assert.equal(readFileSync(join(quarantine, uploadId, 'eicar.txt'), 'utf8'), EICAR);
   assert.equal(existsSync(join(server.dataDir, 'alice', 'inbox', 'eicar.txt')), false);
-  assert.equal(existsSync(join(archiveDir(), 'eicar.txt')), false);
+  assert.equal(archived().has('eicar.txt'), false);
   assert.equal(receiver.deliveries.filter((d) => d.id === uploadId).length, 0, 'no webhook for an infected file');
 });
 
@@ -223,7 +235,7 @@ test('a job that fails for good lands in the failed set; the operator lists it a
   await waitFor('the retried delivery', () => receiver.successes().get(failed.id) === 1, 30_000);
   assert.equal((await queue.getJobCounts('failed')).failed, 0);
   assert.deepEqual(
-    readdirSync(archiveDir()).filter((n) => n.startsWith('rejected')),
+    archivedNames().filter((n) => n.startsWith('rejected')),
     ['rejected.txt', 'rejected.txt.sha256'],
     'the move done before the failure is not repeated by the retry',
   );
