@@ -154,15 +154,34 @@ export function clusterStateContract(
     // A connection opened before the ban fails again: the count goes on from where it was (it is not reset to 1).
     assert.equal((await state.bans.recordFailure('10.0.0.5', 'victim', policy)).failures, 5);
 
+    // A login is the session's bindUser: it forgives the failures of the account that logged in, from that address.
+    const login = async (id: string, user: string) => {
+      assert.deepEqual(await state.sessions.open(record(id, '10.0.0.3'), { maxSessions: 0, maxPerAddress: 0 }), { ok: true });
+      assert.equal(await state.sessions.bindUser(id, user, 0), true);
+    };
     await state.bans.recordFailure('10.0.0.3', 'victim', policy);
     await state.bans.recordFailure('10.0.0.3', 'victim', policy);
     await state.bans.recordFailure('10.0.0.3', 'mallory', policy);
-    await state.bans.clearFailures('10.0.0.3', 'mallory'); // the attacker logs in with an account of its own
+    await state.bans.recordFailure('10.0.0.4', 'victim', policy);
+    await login('m1', 'mallory'); // the attacker logs in with an account of its own
     assert.equal((await state.bans.recordFailure('10.0.0.3', 'victim', policy)).failures, 3, "the victim's failures stay");
-    await state.bans.clearFailures('10.0.0.3', 'victim'); // the real partner logs in after typos
+    await login('v1', 'victim'); // the real partner logs in after typos
     assert.equal((await state.bans.recordFailure('10.0.0.3', 'victim', policy)).failures, 1, 'its own failures are forgiven');
-    await state.bans.clearFailures('10.0.0.3', 'nobody'); // nothing to forgive
+    assert.equal((await state.bans.recordFailure('10.0.0.4', 'victim', policy)).failures, 2, "another address's failures stay");
+    await login('n1', 'nobody'); // nothing to forgive
     assert.equal((await state.bans.recordFailure('10.0.0.3', 'other', policy)).failures, 2);
+    await state.close();
+  });
+
+  test(`${name}: a new connection from a banned address is refused by open, until the ban ends`, async () => {
+    const { state, advance } = await setup();
+    const limits = { maxSessions: 0, maxPerAddress: 0 };
+    for (let i = 0; i < 2; i++) await state.bans.recordFailure('10.0.0.6', 'bob', { threshold: 2, banSeconds: 60 });
+    assert.deepEqual(await state.sessions.open(record('x', '10.0.0.6'), limits), { ok: false, reason: 'banned' });
+    assert.deepEqual(await state.sessions.open(record('y', '10.0.0.7'), limits), { ok: true }, 'other addresses are not affected');
+    assert.deepEqual(await state.sessions.list().then((all) => all.map((r) => r.id)), ['y'], 'the refused one is not registered');
+    advance(60_001);
+    assert.deepEqual(await state.sessions.open(record('x', '10.0.0.6'), limits), { ok: true });
     await state.close();
   });
 

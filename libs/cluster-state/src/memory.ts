@@ -14,17 +14,18 @@ import type {
 /** Single-process cluster state for the embedded default. JavaScript runs one step at a time, so each method is atomic. */
 export function createMemoryClusterState(options: { pasvRange: { min: number; max: number }; now?: () => number }): ClusterState {
   const now = options.now ?? Date.now;
+  const bans = memoryBans(now);
   return {
     kind: 'memory',
     available: () => true,
-    sessions: memorySessions(),
+    sessions: memorySessions(bans),
     ports: memoryPorts(options.pasvRange, now),
-    bans: memoryBans(now),
+    bans,
     close: async () => {},
   };
 }
 
-function memorySessions(): SessionRegistry {
+function memorySessions(bans: MemoryBans): SessionRegistry {
   const records = new Map<string, SessionRecord>();
   /** Sessions that have not logged in since they opened. */
   const preLogin = new Set<string>();
@@ -35,6 +36,7 @@ function memorySessions(): SessionRegistry {
   };
   return {
     async open(record: SessionRecord, limits: AdmissionLimits): Promise<Admission> {
+      if (await bans.isBanned(record.clientAddress)) return { ok: false, reason: 'banned' };
       if (limits.maxSessions > 0 && records.size >= limits.maxSessions) return { ok: false, reason: 'max-sessions' };
       if (limits.maxPerAddress > 0 && count((r) => r.clientAddress === record.clientAddress) >= limits.maxPerAddress) {
         return { ok: false, reason: 'max-per-address' };
@@ -53,6 +55,7 @@ function memorySessions(): SessionRegistry {
       if (maxPerUser > 0 && count((r) => r.user === user && r.id !== id) >= maxPerUser) return false;
       record.user = user;
       preLogin.delete(id);
+      bans.forgive(record.clientAddress, user);
       return true;
     },
     async unbindUser(id) {
@@ -124,7 +127,9 @@ function memoryPorts(range: { min: number; max: number }, now: () => number): Pa
   };
 }
 
-function memoryBans(now: () => number): BanList {
+type MemoryBans = BanList & { forgive(address: string, user: string): void };
+
+function memoryBans(now: () => number): MemoryBans {
   /** address → failures within the current window, in all and per target user. */
   const failures = new Map<string, { count: number; windowEnds: number; byUser: Map<string, number> }>();
   const bannedUntil = new Map<string, number>();
@@ -153,7 +158,7 @@ function memoryBans(now: () => number): BanList {
       if (banned) bannedUntil.set(address, now() + policy.banSeconds * 1000);
       return { banned, failures: entry.count };
     },
-    async clearFailures(address, user) {
+    forgive(address, user) {
       const entry = current(address);
       const own = entry?.byUser.get(user);
       if (!entry || own === undefined) return;

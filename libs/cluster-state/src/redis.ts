@@ -5,7 +5,6 @@ import {
   findScript,
   inUseScript,
   activeBansScript,
-  clearFailuresScript,
   leaseScript,
   listScript,
   openScript,
@@ -182,11 +181,19 @@ function redisSessions(
       for (const [name, value] of Object.entries(record)) if (value !== undefined) fields.push(name, encodeField(name, value));
       const result = await openScript.run(
         redis,
-        [keys.sessions, keys.sessionsByAddress(record.clientAddress), keys.session(record.id), keys.sessionsPreLogin(record.clientAddress)],
+        [
+          keys.sessions,
+          keys.sessionsByAddress(record.clientAddress),
+          keys.session(record.id),
+          keys.sessionsPreLogin(record.clientAddress),
+          keys.ban(record.clientAddress),
+        ],
         [...head(), limits.maxSessions, limits.maxPerAddress, record.id, record.user ?? '', limits.maxUnauthenticatedPerAddress ?? 0, ...fields],
       );
       if (result === 'ok') return { ok: true };
-      if (result === 'max-sessions' || result === 'max-per-address' || result === 'max-unauthenticated') return { ok: false, reason: result };
+      if (result === 'banned' || result === 'max-sessions' || result === 'max-per-address' || result === 'max-unauthenticated') {
+        return { ok: false, reason: result };
+      }
       throw new Error(`unexpected reply from the open script: ${String(result)}`);
     },
     async bindUser(id, user, maxPerUser) {
@@ -294,9 +301,6 @@ function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: numbe
         user,
       ])) as [number, number];
       return { banned: banned === 1, failures };
-    },
-    async clearFailures(address, user) {
-      await clearFailuresScript.run(redis, [keys.failures(address)], [user]);
     },
     async active() {
       return Number(await activeBansScript.run(redis, [keys.bans], [now()]));

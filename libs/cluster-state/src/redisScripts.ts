@@ -51,6 +51,15 @@ local function extend(key, ms)
   local ttl = redis.call('PTTL', key)
   if ttl == -1 or (ttl >= 0 and ttl < ms) then redis.call('PEXPIRE', key, ms) end
 end
+
+-- A login of user forgets that user's failures in the failure hash (and takes them off the address's count).
+local function forgive(failKey, user)
+  local own = tonumber(redis.call('HGET', failKey, 'u:' .. user))
+  if not own then return 0 end
+  redis.call('HDEL', failKey, 'u:' .. user)
+  if redis.call('HINCRBY', failKey, 'count', -own) <= 0 then redis.call('DEL', failKey) end
+  return own
+end
 `;
 
 /**
@@ -68,6 +77,7 @@ local function sessionKey(id) return prefix .. 'session:' .. id end
 local function addrKey(a) return prefix .. 'sessions:addr:' .. a end
 local function userKey(u) return prefix .. 'sessions:user:' .. u end
 local function preLoginKey(a) return prefix .. 'sessions:prelogin:' .. a end
+local function failKey(a) return prefix .. 'fail:' .. a end
 
 -- Forget sessions whose heartbeat stopped (a crashed replica's): their record and index entries go too.
 local function prune(sessions)
@@ -109,13 +119,16 @@ end
 `;
 
 /**
- * KEYS: sessions, address zset, record, address pre-login zset. ARGV[5] maxSessions, [6] maxPerAddress, [7] id,
- * [8] user or '', [9] maxUnauthenticatedPerAddress, [10..] record fields.
+ * KEYS: sessions, address zset, record, address pre-login zset, the address's ban key. ARGV[5] maxSessions,
+ * [6] maxPerAddress, [7] id, [8] user or '', [9] maxUnauthenticatedPerAddress, [10..] record fields.
+ * A banned address is refused before any limit is looked at (the ban check of a new connection, in the same call).
  */
 export const openScript = new LuaScript(
   'open',
   `${SESSIONS}
 local id = ARGV[7]
+local bannedUntil = redis.call('GET', KEYS[5])
+if bannedUntil and tonumber(bannedUntil) > now then return 'banned' end
 prune(KEYS[1])
 local maxSessions = tonumber(ARGV[5])
 local maxPerAddress = tonumber(ARGV[6])
@@ -151,7 +164,10 @@ return 'ok'
 `,
 );
 
-/** KEYS: sessions, record, user zset. ARGV[5] id, [6] user, [7] maxPerUser. Returns 1 when bound. */
+/**
+ * KEYS: sessions, record, user zset. ARGV[5] id, [6] user, [7] maxPerUser. Returns 1 when bound. Binding is the login's
+ * success: it forgives that user's failures from the session's address (no other user's), in the same call.
+ */
 export const bindUserScript = new LuaScript(
   'bindUser',
   `${SESSIONS}
@@ -171,6 +187,7 @@ if f[2] and f[2] ~= user then redis.call('ZREM', userKey(f[2]), id) end
 if f[1] then redis.call('ZREM', preLoginKey(f[1]), id) end
 redis.call('HSET', KEYS[2], 'user', user)
 touch(KEYS[1], id, f[1], user)
+if f[1] then forgive(failKey(f[1]), user) end
 return 1
 `,
 );
@@ -362,18 +379,6 @@ if threshold > 0 and count >= threshold then
   return {1, count}
 end
 return {0, count}
-`,
-);
-
-/** KEYS: failure hash. ARGV[1] user. Forgets that user's failures and takes them off the address's count. */
-export const clearFailuresScript = new LuaScript(
-  'clearFailures',
-  `
-local own = tonumber(redis.call('HGET', KEYS[1], 'u:' .. ARGV[1]))
-if not own then return 0 end
-redis.call('HDEL', KEYS[1], 'u:' .. ARGV[1])
-if redis.call('HINCRBY', KEYS[1], 'count', -own) <= 0 then redis.call('DEL', KEYS[1]) end
-return own
 `,
 );
 

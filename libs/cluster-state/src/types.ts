@@ -28,12 +28,15 @@ export interface AdmissionLimits {
   maxUnauthenticatedPerAddress?: number;
 }
 
-export type Admission = { ok: true } | { ok: false; reason: 'max-sessions' | 'max-per-address' | 'max-unauthenticated' };
+export type Admission = { ok: true } | { ok: false; reason: 'banned' | 'max-sessions' | 'max-per-address' | 'max-unauthenticated' };
 
 export interface SessionRegistry {
-  /** Registers a new connection unless a limit is reached, atomically. */
+  /** Registers a new connection unless its address is banned or a limit is reached, atomically (one round trip). */
   open(record: SessionRecord, limits: AdmissionLimits): Promise<Admission>;
-  /** Attaches a logged-in user to a session unless that user already has `maxPerUser` sessions (0 = unlimited). */
+  /**
+   * Attaches a logged-in user to a session unless that user already has `maxPerUser` sessions (0 = unlimited). Binding
+   * is the login's success, so it also forgives that user's failed logins from the session's address (see BanList).
+   */
   bindUser(id: string, user: string, maxPerUser: number): Promise<boolean>;
   /** Detaches the user (REIN, or a failed login after USER). */
   unbindUser(id: string): Promise<void>;
@@ -94,15 +97,14 @@ export interface BanPolicy {
 
 /**
  * Failed logins are counted per address, and within it per target user: the address is banned when the sum reaches
- * the threshold. A successful login forgives only the failures against the account that logged in, so an attacker
- * cannot reset the count by logging in with an account of their own (SFTPGo's defender, fail2ban's findtime).
+ * the threshold. A successful login (`SessionRegistry.bindUser`) forgives only the failures against the account that
+ * logged in, so an attacker cannot reset the count by logging in with an account of their own (SFTPGo's defender,
+ * fail2ban's findtime). A new connection from a banned address is refused by `SessionRegistry.open`.
  */
 export interface BanList {
   isBanned(address: string): Promise<boolean>;
   /** Counts a failed login of `user` from `address`; returns whether the address is now banned and its failures so far. */
   recordFailure(address: string, user: string, policy: BanPolicy): Promise<{ banned: boolean; failures: number }>;
-  /** A successful login of `user` forgets that user's failures from `address` (and no other user's). */
-  clearFailures(address: string, user: string): Promise<void>;
   /** How many addresses are banned right now, cluster-wide (for the bans-active gauge, read at scrape time). */
   active(): Promise<number>;
 }

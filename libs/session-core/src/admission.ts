@@ -16,7 +16,7 @@ export const REFUSAL_MESSAGES: Record<RefusalReason, string> = {
 
 /**
  * Admits a new connection: not from a banned address, within the cluster-wide limits (total, per address, and not yet
- * logged in per address), registered in the session registry. Logs and counts a refusal; the caller tells the client
+ * logged in per address), registered in the session registry — all in one call of the cluster state. Logs and counts a refusal; the caller tells the client
  * and closes. A session admitted here must be closed with `deps.cluster.sessions.close(id)`.
  */
 export async function admitSession(session: CoreSession, deps: CoreDeps, startedAt: number): Promise<AdmissionResult> {
@@ -27,16 +27,13 @@ export async function admitSession(session: CoreSession, deps: CoreDeps, started
   };
   try {
     return await context.with(session.currentContext, async () => {
-      if (await cluster.bans.isBanned(session.clientAddress)) {
-        session.log.warn('connection refused: address is banned after failed logins');
-        return refuse('banned');
-      }
       const admission = await cluster.sessions.open(
         { id: session.id, replicaId: settings.replicaId, clientAddress: session.clientAddress, startedAt, bytesIn: 0, bytesOut: 0 },
         { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp, maxUnauthenticatedPerAddress: settings.maxUnauthenticatedPerIp },
       );
       if (!admission.ok) {
-        session.log.warn({ reason: admission.reason }, 'connection refused: session limit reached');
+        if (admission.reason === 'banned') session.log.warn('connection refused: address is banned after failed logins');
+        else session.log.warn({ reason: admission.reason }, 'connection refused: session limit reached');
         return refuse(admission.reason);
       }
       metrics.connectionsTotal.inc({ protocol: session.protocol, result: 'accepted' });

@@ -76,8 +76,9 @@ export async function verifyCredential(session: CoreSession, deps: CoreDeps, nam
 }
 
 /**
- * The second half: the front door's policy, the cluster-wide per-user session limit, then forgiving this user's
- * failures. The session counts as logged in (no longer pre-login) from here.
+ * The second half: the front door's policy, then binding the user within the cluster-wide per-user session limit,
+ * which also forgives this user's failures from this address. The session counts as logged in (no longer pre-login)
+ * from here.
  */
 export async function completeLogin(session: CoreSession, deps: CoreDeps, user: User, options: LoginOptions = {}): Promise<LoginResult> {
   const { cluster, settings, metrics } = deps;
@@ -96,7 +97,6 @@ export async function completeLogin(session: CoreSession, deps: CoreDeps, user: 
       session.log.warn({ user: user.name, limit: maxPerUser }, 'login refused: too many sessions for this user');
       return fail('limited', 'Too many sessions for this user', true);
     }
-    await context.with(session.currentContext, () => cluster.bans.clearFailures(session.clientAddress, user.name));
   } catch (err) {
     return unavailable(session, deps, err);
   }
