@@ -4,7 +4,7 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FtpClient } from './ftpClient';
@@ -102,6 +102,10 @@ export interface OursOptions {
   /** Extra node flags, e.g. --cpu-prof. */
   nodeArgs?: string[];
   env?: Record<string, string>;
+  /** What node runs instead of edgeEntry(), e.g. another commit's bundle (bench:session-rate's baseline). */
+  entry?: string[];
+  /** Pins the edge to these CPUs (`taskset -c`, which keeps the PID), e.g. '1'. */
+  cpus?: string;
 }
 
 /** Our edge: `node --import tsx services/ftp-edge/src/main.ts` (what `npm start` runs, without the npm/tsx wrappers, so the PID is the server), or its bundle (edgeEntry). */
@@ -111,6 +115,7 @@ export interface OursOptions {
  * hooks, no source maps.
  */
 export function edgeEntry(): string[] {
+  if (process.env.BENCH_EDGE_ENTRY) return [process.env.BENCH_EDGE_ENTRY]; // e.g. another commit's bundle
   if (process.env.BENCH_EDGE !== 'bundle') return ['--import', 'tsx', 'services/ftp-edge/src/main.ts'];
   const bundle = join(REPO_ROOT, 'services/ftp-edge/dist/main.js');
   if (!existsSync(bundle)) throw new Error(`BENCH_EDGE=bundle: ${bundle} is missing; run npm run build --workspace @ftp/edge`);
@@ -171,7 +176,9 @@ export async function startOurs(options: OursOptions): Promise<RunningServer> {
     NODE_ENV: 'production',
     ...options.env,
   };
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...edgeEntry()], {
+  const command = [process.execPath, ...(options.nodeArgs ?? []), ...(options.entry ?? edgeEntry())];
+  if (options.cpus) command.unshift('taskset', '-c', options.cpus);
+  const child = spawn(command[0], command.slice(1), {
     cwd: REPO_ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -351,4 +358,21 @@ export function killNow(server: RunningServer) {
       // already gone
     }
   }
+}
+
+/** A private, unpersisted redis-server on loopback `port` (optionally pinned with `taskset -c`); kill() it when done. */
+export async function startRedisServer(port: number, cpus?: string): Promise<ChildProcess> {
+  const command = ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  if (cpus) command.unshift('taskset', '-c', cpus);
+  const redis = spawn(command[0], command.slice(1), { stdio: 'ignore' });
+  for (let i = 0; i < 50; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = createConnection(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (up) return redis;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  redis.kill();
+  throw new Error('redis-server did not start');
 }

@@ -14,11 +14,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FtpClient } from './ftpClient';
-import { freePort, startOurs, stopServer, type RunningServer } from './servers';
+import { freePort, startOurs, startRedisServer, stopServer, type RunningServer } from './servers';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 300);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 50);
@@ -88,20 +87,6 @@ function processCpuMs(pid: number): number {
   return ticks * 10; // USER_HZ is 100 on Linux
 }
 
-async function startRedis(port: number): Promise<ChildProcess> {
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  for (let i = 0; i < 50; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = createConnection(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (up) return redis;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  redis.kill();
-  throw new Error('redis-server did not start');
-}
-
 /** Redis MONITOR lines: `<unix s.µs> [db addr] "cmd" …`; Lua's inner calls say `[0 lua]`. */
 function monitor(port: number) {
   const child = spawn('redis-cli', ['-p', String(port), 'monitor']);
@@ -162,7 +147,7 @@ async function runMode(mode: string) {
   let redisPort = 0;
   if (mode === 'cluster') {
     redisPort = await freePort(23900, taken);
-    redis = await startRedis(redisPort);
+    redis = await startRedisServer(redisPort);
     env.REDIS_URL = `redis://127.0.0.1:${redisPort}`;
   }
   const server = await startOurs({

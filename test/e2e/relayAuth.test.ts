@@ -105,7 +105,7 @@ test('a relayed transfer presents the lease token, which is in no log line of ei
   const { client, port } = await leased();
   const lease = await owner.edge.cluster.ports.find(port, '127.0.0.1');
   assert.ok(lease);
-  assert.match(lease.relayToken, /^[A-Za-z0-9_-]{22}$/, '16 random bytes, base64url');
+  assert.match(lease.relayToken, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a random (v4) UUID: 122 random bits');
   const data = await viaPeer(port);
   const listing = readAll(data);
   assert.equal((await client.command('LIST')).code, 150);
