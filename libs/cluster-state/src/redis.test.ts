@@ -233,6 +233,29 @@ test('redis: keys follow the documented layout and all carry a garbage-collectio
   await state.close();
 });
 
+test('redis: releases in the same few milliseconds go to Redis as one script call, and each still frees only its own lease', async () => {
+  const state = await make({ prefix: newPrefix(), pasvRange: { min: 41000, max: 41019 } });
+  const leases = [];
+  for (let i = 0; i < 6; i++) {
+    leases.push((await state.ports.lease({ sessionId: `s${i}`, replicaId: 'r1', relayAddress: '', clientAddress: `10.3.0.${i}`, ttlMs: 30_000 }))!);
+  }
+  const stale = { ...leases[0], sessionId: 'someone-else' }; // a late release by an old owner
+  await state.ports.release({ ...stale, port: 41019 }); // the script is cached from here: EVALSHA only
+  const monitor = await admin.monitor();
+  const scripts: string[][] = [];
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (args[0].toLowerCase() === 'evalsha') scripts.push(args);
+  });
+  await Promise.all([state.ports.release(stale), ...leases.slice(1).map((lease) => state.ports.release(lease))]);
+  await new Promise((resolve) => setTimeout(resolve, 100)); // MONITOR reports a command after it ran
+  monitor.disconnect();
+  assert.equal(scripts.length, 1, 'one round trip for six releases');
+  assert.equal(scripts[0][2], '6', 'six port keys in it');
+  assert.equal(await state.ports.inUse(), 1, "the stale release did not free the new owner's lease");
+  assert.equal((await state.ports.find(leases[0].port, '10.3.0.0'))?.sessionId, 's0');
+  await state.close();
+});
+
 test('redis: with Redis unreachable every method rejects quickly', async () => {
   const started = Date.now();
   const state = await make({ url: 'redis://127.0.0.1:1', prefix: newPrefix() });

@@ -114,11 +114,12 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
   await firstConnection(redis, options.readyTimeoutMs ?? 5000);
 
   const keys = redisKeys(prefix);
+  const ports = redisPorts(redis, keys, prefix, { min, max }, now, gcGraceMs);
   return {
     kind: 'redis',
     available: () => redis.status === 'ready',
     sessions: redisSessions(redis, keys, prefix, now, sessionTtlMs, gcGraceMs),
-    ports: redisPorts(redis, keys, prefix, { min, max }, now, gcGraceMs),
+    ports,
     bans: redisBans(redis, keys, now, gcGraceMs),
     close: async () => {
       // Only the connection made here; once (ioredis arms a 2 s timer when an ended connection is disconnected again).
@@ -127,6 +128,7 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
       if (redis.status === 'end') return;
       if (redis.status === 'ready') {
         try {
+          await ports.drainReleases();
           await redis.quit();
           return;
         } catch {
@@ -228,6 +230,41 @@ function redisSessions(
   };
 }
 
+/**
+ * Releases are on no client's path (the data connection has arrived, or the session is gone), so they are gathered for
+ * a few milliseconds and sent as one script call: a busy replica pays one round trip for many transfers, and the port
+ * is free again a few milliseconds later, which the moving lease cursor never notices.
+ */
+const RELEASE_BATCH_MS = 10;
+const RELEASE_BATCH_MAX = 100;
+
+/** Gathers items for up to `ms` (or `max` items) and hands them to `send` at once; each add settles with its batch. */
+function batcher<T>(ms: number, max: number, send: (batch: T[]) => Promise<void>) {
+  let pending: Array<{ item: T; resolve: () => void; reject: (err: unknown) => void }> = [];
+  let timer: NodeJS.Timeout | undefined;
+  const flush = (): Promise<void> => {
+    clearTimeout(timer);
+    timer = undefined;
+    const batch = pending;
+    pending = [];
+    if (batch.length === 0) return Promise.resolve();
+    return send(batch.map((p) => p.item)).then(
+      () => batch.forEach((p) => p.resolve()),
+      (err) => batch.forEach((p) => p.reject(err)),
+    );
+  };
+  return {
+    /** Sends what is gathered now (at close). */
+    drain: flush,
+    add: (item: T) =>
+      new Promise<void>((resolve, reject) => {
+        pending.push({ item, resolve, reject });
+        if (pending.length >= max) flush();
+        else timer ??= setTimeout(flush, ms);
+      }),
+  };
+}
+
 function redisPorts(
   redis: Redis,
   keys: Keys,
@@ -235,7 +272,7 @@ function redisPorts(
   range: { min: number; max: number },
   now: () => number,
   gcGraceMs: number,
-): PassivePortPool {
+): PassivePortPool & { drainReleases(): Promise<void> } {
   const parse = (port: number, json: unknown): PassiveLease | null => {
     if (typeof json !== 'string') return null;
     const stored = JSON.parse(json) as Omit<PassiveLease, 'port'>;
@@ -249,6 +286,11 @@ function redisPorts(
       expiresAt: stored.expiresAt,
     };
   };
+  const releases = batcher<PassiveLease>(RELEASE_BATCH_MS, RELEASE_BATCH_MAX, async (batch) => {
+    const args: string[] = [];
+    for (const lease of batch) args.push(lease.clientAddress, lease.sessionId);
+    await releaseScript.run(redis, batch.map((lease) => keys.port(lease.port)), args);
+  });
   return {
     async lease(request: LeaseRequest) {
       const t = now();
@@ -271,9 +313,10 @@ function redisPorts(
       ]);
       return typeof port === 'number' ? { port, ...stored } : null;
     },
-    async release(lease) {
-      await releaseScript.run(redis, [keys.port(lease.port)], [lease.clientAddress, lease.sessionId]);
+    release(lease) {
+      return releases.add(lease);
     },
+    drainReleases: releases.drain,
     async find(port, clientAddress) {
       return parse(port, await findScript.run(redis, [keys.port(port)], [prefix, now(), clientAddress]));
     },

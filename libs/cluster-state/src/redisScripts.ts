@@ -319,16 +319,22 @@ return false
 `,
 );
 
-/** KEYS: port hash. ARGV[1] client address, [2] session id: a late release must not free a new owner's lease. */
+/**
+ * KEYS: one port hash per lease. ARGV: client address and session id per lease, in the same order: a late release
+ * must not free a new owner's lease. Returns how many were released.
+ */
 export const releaseScript = new LuaScript(
   'release',
   `
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and cjson.decode(v).sessionId == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return 1
+local n = 0
+for i, key in ipairs(KEYS) do
+  local v = redis.call('HGET', key, ARGV[2 * i - 1])
+  if v and cjson.decode(v).sessionId == ARGV[2 * i] then
+    redis.call('HDEL', key, ARGV[2 * i - 1])
+    n = n + 1
+  end
 end
-return 0
+return n
 `,
 );
 
