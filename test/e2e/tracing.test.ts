@@ -150,10 +150,11 @@ test('a relayed data connection: the transfer says relayed, the relaying replica
       const parent = one(spans.filter((s) => s.attributes['ftp.session.id'] === transfer.attributes['ftp.session.id'] || s.name === 'ftp relay'), name);
       return spans.filter((s) => parentOf(s) === parent.spanContext().spanId && s.attributes['db.system.name'] === 'redis').length;
     };
-    assert.ok(redisUnder('ftp session') >= 2, 'ban check and admission under the session');
-    assert.ok(redisUnder('ftp login') >= 2, 'bind user and clear failures (after the password check awaited) under the login');
+    assert.ok(redisUnder('ftp session') >= 2, 'admission (with its ban check) and the close under the session');
+    assert.ok(redisUnder('ftp login') >= 2, 'the ban check and the bind (after the password check awaited) under the login');
     assert.ok(redisUnder('ftp EPSV') >= 1, 'the lease under EPSV');
-    assert.ok(redisUnder('ftp transfer') >= 1, 'the lease release under the transfer');
+    // Lease releases of many sessions go to Redis together, a few milliseconds later: in no session's trace.
+    assert.equal(redisUnder('ftp transfer'), 0, 'nothing in Redis during the transfer');
     assert.ok(redisUnder('ftp relay') >= 1, 'the lease lookup under the relay');
     const send = one(spans, `send ${UPLOAD_QUEUE}`);
     assert.equal(parentOf(send), transfer.spanContext().spanId, 'the publish is a child of the transfer (parent from the event)');
