@@ -6,28 +6,33 @@
  *     (direct), to replica 2 (relayed to replica 1), and everything through HAProxy (reference).
  * See test/bench/README.md ("Cluster benchmark") for what is timed and how to read it.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes, randomFillSync } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, statSync, statfsSync, unlinkSync } from 'node:fs';
 import { connect, type NetConnectOpts, type Socket } from 'node:net';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCluster, type Cluster } from '../support/cluster';
-import { envInt, MiB } from './env';
+import { envInt, envList, MiB } from './env';
 import { backgroundLoad } from './cpu';
+import {
+  clusterPids,
+  clusterVersions,
+  ownPct,
+  relayCounts,
+  relayDelta,
+  REPLICA_ENV,
+  startClusterCpuMeter as startCpuMeter,
+  writeRandomFile,
+  type CpuShare,
+  type RelayCounts,
+} from './clusterBench';
 import { FtpProtocolError, ReplyQueue, type Reply } from './ftpClient';
-import { median } from './report';
-import { REPO_ROOT } from './servers';
-import { percentile } from './workloads';
+import { fmt, median, table } from './report';
+import { edgeEntry } from './servers';
+import { closedLoop, deadline, percentile, syncDisks } from './workloads';
 
 /** Source address of every benchmark connection: not 127.0.0.1, which the replicas take for HAProxy (PROXY header expected). */
 const SOURCE = '127.0.0.50';
-
-function envList(name: string, fallback: string, allowed: string[]): string[] {
-  const items = (process.env[name] || fallback).split(',').map((s) => s.trim()).filter(Boolean);
-  for (const item of items) if (!allowed.includes(item)) throw new Error(`${name}: unknown "${item}" (${allowed.join(', ')})`);
-  return items;
-}
 
 const settings = {
   sessions: envInt('BENCH_SESSIONS', 2000),
@@ -35,25 +40,13 @@ const settings = {
   repeat: envInt('BENCH_REPEAT', 3),
   rampMs: envInt('BENCH_RAMP_MS', 1000, 0),
   mib: envInt('BENCH_MIB', 512),
-  replicas: envList('BENCH_REPLICAS', '1,2,3', ['1', '2', '3']).map(Number),
+  replicas: envList('BENCH_REPLICAS', '1,2,3', ['1', '2', '3', '4']).map(Number),
   only: new Set(envList('BENCH_CLUSTER_ONLY', 'sessions,transfers', ['sessions', 'transfers'])),
   opTimeoutMs: envInt('BENCH_OP_TIMEOUT_S', 30) * 1000,
   phaseTimeoutMs: envInt('BENCH_PHASE_TIMEOUT_S', 240) * 1000,
 };
 const bigBytes = settings.mib * MiB;
 const warmBytes = Math.min(32, settings.mib) * MiB;
-
-/** Settings of every replica, on top of the harness's (which include FTP_FSYNC_UPLOADS=false); as bench.ts runs ours. */
-const REPLICA_ENV: Record<string, string> = {
-  FTP_FSYNC_UPLOADS: 'false',
-  FTP_LOG_LEVEL: 'warn',
-  FTP_MAX_SESSIONS: '100000',
-  FTP_MAX_SESSIONS_PER_IP: '0',
-  FTP_MAX_UNAUTHENTICATED_PER_IP: '0', // the load comes from a few loopback addresses, many logins at once
-  FTP_MAX_SESSIONS_PER_USER: '0',
-  OTEL_SDK_DISABLED: 'true',
-  NODE_ENV: 'production',
-};
 
 const started = Date.now();
 /** How long each cluster's idle CPU is sampled before its session rounds. */
@@ -62,76 +55,7 @@ function log(message: string) {
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
 }
 
-/** Throws once the deadline has passed: every loop is bounded in time as well as in count. */
-function deadline(ms: number, what: string) {
-  const end = Date.now() + ms;
-  return () => {
-    if (Date.now() > end) throw new Error(`${what}: did not finish within ${ms / 1000} s (BENCH_PHASE_TIMEOUT_S)`);
-  };
-}
-
-/** Flushes dirty pages (earlier uploads, the big file) so they are not written back during a measurement. */
-const syncDisks = () => execFileSync('sync', { timeout: 300_000 });
 const seconds = (startNs: bigint) => Number(process.hrtime.bigint() - startNs) / 1e9;
-
-// ---------------------------------------------------------------------------------------------------------------
-// CPU: the machine, this process (the client) and each process of the cluster, in percent of one core.
-
-interface CpuShare {
-  wallMs: number;
-  machinePct: number;
-  clientPct: number;
-  /** Per cluster process: edge-1…, haproxy, redis. */
-  processes: Record<string, number>;
-}
-
-function machineBusyTicks(): number {
-  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
-  return user + nice + system + irq + softirq + (steal ?? 0);
-}
-
-function processTicks(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime + stime
-  } catch {
-    return NaN;
-  }
-}
-
-/** The cluster's processes by name: the replicas by their pids, HAProxy's, and redis-server (a child of this process). */
-function clusterPids(cluster: Cluster): Record<string, number> {
-  const pids: Record<string, number> = { haproxy: cluster.haproxy.pid };
-  for (const r of cluster.replicas) pids[r.id] = r.pid;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid && stat.includes('(redis-server)')) pids.redis = Number(entry);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-function startCpuMeter(pids: Record<string, number>) {
-  const TICK_MS = 10; // USER_HZ = 100 on Linux
-  const wall0 = process.hrtime.bigint();
-  const client0 = process.cpuUsage();
-  const machine0 = machineBusyTicks();
-  const procs0 = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, processTicks(pid)]));
-  return (): CpuShare => {
-    const wallMs = Number(process.hrtime.bigint() - wall0) / 1e6;
-    const pct = (ms: number) => Math.round((1000 * ms) / wallMs) / 10;
-    const client = process.cpuUsage(client0);
-    const processes: Record<string, number> = {};
-    for (const [name, pid] of Object.entries(pids)) processes[name] = pct((processTicks(pid) - procs0[name]) * TICK_MS);
-    return { wallMs, machinePct: pct((machineBusyTicks() - machine0) * TICK_MS), clientPct: pct((client.user + client.system) / 1000), processes };
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // A control connection and data connections from SOURCE. The reply parsing is the bench client's ReplyQueue;
@@ -307,59 +231,28 @@ async function oneSession(host: string, port: number, cluster: Cluster): Promise
   }
 }
 
-/**
- * The closed loop of bench.ts's sessions phase: `concurrency` workers started over BENCH_RAMP_MS run sessions back
- * to back; the first `warmup` sessions, and any that start before the last worker has joined, are not measured; the
- * window runs from the start of the first measured session to the end of the last one.
- */
+/** The closed loop of bench.ts's sessions phase (workloads.ts closedLoop), with the cluster's CPU over its window. */
 async function sessions(cluster: Cluster, host: string, port: number): Promise<SessionsResult> {
   const total = settings.sessions;
-  const warmup = Math.max(20, Math.min(200, Math.floor(total / 10)));
-  const workers = Math.min(settings.concurrency, total);
-  const check = deadline(settings.phaseTimeoutMs, `sessions to ${host}:${port}`);
   const pids = clusterPids(cluster);
-  const latencies: number[] = [];
-  const firstErrors: string[] = [];
-  let errors = 0;
-  let warmupErrors = 0;
-  let startedCount = 0;
-  let measuredStarted = 0;
-  let rampDone = false;
-  let windowStart: bigint | undefined;
-  let windowEnd = 0n;
   let stopMeter: (() => CpuShare) | undefined;
-  const worker = async (w: number) => {
-    await new Promise((r) => setTimeout(r, Math.floor((w * settings.rampMs) / workers)));
-    if (w === workers - 1) rampDone = true;
-    while (measuredStarted < total) {
-      check();
-      const measured = rampDone && startedCount++ >= warmup;
-      const start = process.hrtime.bigint();
-      if (measured && measuredStarted++ === 0) {
-        windowStart = start;
-        stopMeter = startCpuMeter(pids);
-      }
-      try {
-        await oneSession(host, port, cluster);
-        if (measured) latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
-      } catch (err) {
-        if (measured) errors++;
-        else warmupErrors++;
-        if (firstErrors.length < 5) firstErrors.push(`${measured ? '' : 'warm-up: '}${(err as Error).message}`);
-      }
-      if (measured) windowEnd = process.hrtime.bigint();
-    }
-  };
-  await Promise.all(Array.from({ length: workers }, (_, w) => worker(w)));
-  if (!stopMeter || windowStart === undefined) throw new Error('no measured session ran');
-  const cpu = stopMeter();
-  const sorted = latencies.sort((a, b) => a - b);
+  const run = await closedLoop({
+    total,
+    warmup: Math.max(20, Math.min(200, Math.floor(total / 10))),
+    workers: settings.concurrency,
+    rampMs: settings.rampMs,
+    check: deadline(settings.phaseTimeoutMs, `sessions to ${host}:${port}`),
+    session: () => oneSession(host, port, cluster),
+    onWindowStart: () => (stopMeter = startCpuMeter(pids)),
+  });
+  const cpu = stopMeter!();
+  const sorted = run.latencies.sort((a, b) => a - b);
   return {
-    sessionsPerSec: sorted.length / (Number(windowEnd - windowStart) / 1e9),
+    sessionsPerSec: sorted.length / run.seconds,
     latencyMs: { p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) },
-    errors,
-    warmupErrors,
-    firstErrors,
+    errors: run.errors,
+    warmupErrors: run.warmupErrors,
+    firstErrors: run.firstErrors,
     cpu,
   };
 }
@@ -381,38 +274,6 @@ function routeTargets(cluster: Cluster, route: Route): { control: string; data?:
   if (route === 'direct') return { control: one.address, data: one.address };
   if (route === 'relayed') return { control: one.address, data: two.address };
   return { control: cluster.host };
-}
-
-type RelayCounts = Record<string, { sent: number; received: number }>;
-
-const counter = (text: string, side: string) => Number(new RegExp(`^ftp_relayed_data_connections_total\\{side="${side}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-
-async function relayCounts(cluster: Cluster): Promise<RelayCounts> {
-  const entries = await Promise.all(
-    cluster.replicas.map(async (r) => {
-      const text = await r.metrics();
-      return [r.id, { sent: counter(text, 'sent'), received: counter(text, 'received') }] as const;
-    }),
-  );
-  return Object.fromEntries(entries);
-}
-
-function relayDelta(before: RelayCounts, after: RelayCounts): RelayCounts {
-  return Object.fromEntries(Object.keys(after).map((id) => [id, { sent: after[id].sent - before[id].sent, received: after[id].received - before[id].received }]));
-}
-
-/** The big file to download, written once in 1 MiB chunks of fresh random bytes (never the whole file in memory). */
-function writeRandomFile(path: string, bytes: number) {
-  const chunk = Buffer.allocUnsafe(MiB);
-  const fd = openSync(path, 'w');
-  try {
-    for (let written = 0; written < bytes; written += chunk.length) {
-      randomFillSync(chunk);
-      writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - written));
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 interface TransferSample {
@@ -488,19 +349,6 @@ interface Row {
   vs?: string;
 }
 
-const fmt = (n: number | undefined, digits = 1) => {
-  if (n === undefined || Number.isNaN(n)) return 'n/a';
-  if (Math.abs(n) >= 100) return n.toFixed(0);
-  if (Math.abs(n) >= 10) return n.toFixed(digits);
-  return n.toFixed(Math.max(digits, 2));
-};
-
-function table(headers: string[], rows: string[][], right: boolean[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
 function renderRows(rows: Row[]): string {
   const byMetric = new Map(rows.map((r) => [r.metric, r]));
   const body = rows.map((row) => {
@@ -513,9 +361,6 @@ function renderRows(rows: Row[]): string {
   return table(['metric', 'unit', 'median', 'min-max', 'ratio', 'ratio = median / median of'], body, [false, false, true, true, true, false]);
 }
 
-/** CPU of the benchmark's own processes: the client and every process of the cluster. */
-const ownPct = (c: CpuShare) => c.clientPct + Object.values(c.processes).reduce((a, b) => a + (Number.isNaN(b) ? 0 : b), 0);
-
 /** Mean CPU shares of several windows, as one table row; "others" is the rest of the machine (other work: noise). */
 function cpuRow(label: string, shares: CpuShare[], names: string[]): string[] {
   const mean = (pick: (c: CpuShare) => number) => (shares.length ? shares.reduce((a, c) => a + pick(c), 0) / shares.length : NaN);
@@ -527,14 +372,6 @@ function cpuRow(label: string, shares: CpuShare[], names: string[]): string[] {
     pct(mean((c) => c.clientPct)),
     ...names.map((n) => pct(mean((c) => c.processes[n] ?? NaN))),
   ];
-}
-
-function versions(): string {
-  const first = (cmd: string) => spawnSync('sh', ['-c', cmd], { encoding: 'utf8', timeout: 5000 }).stdout?.split('\n')[0]?.trim() ?? '';
-  const haproxy = first('PATH="$PATH:/usr/sbin:/usr/local/sbin" haproxy -v').replace(/ - https.*$/, '');
-  const redis = first('redis-server --version').replace(/ sha=.*$/, '');
-  const commit = spawnSync('git', ['log', '-1', '--format=%h %s'], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 }).stdout?.trim();
-  return `${haproxy || 'HAProxy ?'}; ${redis || 'redis ?'}; code ${commit || 'unknown'}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -599,7 +436,7 @@ async function main(): Promise<number> {
 
   const counts = [...new Set([...(settings.only.has('sessions') ? settings.replicas : []), ...(settings.only.has('transfers') ? [2] : [])])].sort();
   for (const count of counts) {
-    const cluster = await attempt(`starting a cluster of ${count} replica(s)`, () => startCluster({ replicas: count, balance: 'roundrobin', env: REPLICA_ENV, pasvPorts: 20 }));
+    const cluster = await attempt(`starting a cluster of ${count} replica(s)`, () => startCluster({ replicas: count, balance: 'roundrobin', env: REPLICA_ENV, pasvPorts: 20, edgeArgs: edgeEntry() }));
     if (!cluster) continue;
     try {
       log(`cluster up: HAProxy ${cluster.host}:${cluster.port} (pid ${cluster.haproxy.pid}), ${cluster.replicas.map((r) => `${r.id} ${r.address} pid ${r.pid}`).join(', ')}`);
@@ -675,8 +512,8 @@ async function main(): Promise<number> {
   // -------------------------------------------------------------------------------------------------------------
   console.log('');
   console.log(`FTP cluster benchmark — loopback, os.cpus().length = ${cores} (${cpus()[0]?.model ?? '?'}), node ${process.version}, kernel ${release()}`);
-  console.log(`${versions()}`);
-  console.log(`Cluster: test/support/cluster.ts (redis-server, replicas on 127.0.0.11-13, HAProxy on 127.0.0.1, balance roundrobin); client source ${SOURCE}.`);
+  console.log(`${clusterVersions()}`);
+  console.log(`Cluster: test/support/cluster.ts (redis-server, replicas on 127.0.0.11-14, HAProxy on 127.0.0.1, balance roundrobin); client source ${SOURCE}.`);
   console.log(`Replicas: ${Object.entries(REPLICA_ENV).map(([k, v]) => `${k}=${v}`).join(' ')} (FTP_FSYNC_UPLOADS=false is the harness default: no fsync before 226).`);
   console.log(`All ${cores} cores are shared by the client, HAProxy, Redis and every replica: more replicas add no CPU, only processes.`);
   console.log(`Each figure is the median of ${settings.repeat} round(s); min-max of the rounds beside it.`);
@@ -690,7 +527,7 @@ async function main(): Promise<number> {
   console.log(renderRows(rows));
 
   if (sessionCpu.length > 0) {
-    const names = ['edge-1', 'edge-2', 'edge-3', 'haproxy', 'redis'];
+    const names = [...Array.from({ length: Math.max(...settings.replicas) }, (_, i) => `edge-${i + 1}`), 'haproxy', 'redis'];
     console.log('');
     console.log('CPU during the measured session windows (mean over rounds; % of one core; others = the rest of the machine, i.e. noise):');
     const perSession = (s: (typeof sessionCpu)[number]) => {

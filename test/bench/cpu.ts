@@ -26,7 +26,8 @@ function machineTicks(): { busy: number; total: number } {
   return { busy, total: busy + idle + iowait };
 }
 
-function processTicks(pid: number): number | undefined {
+/** utime + stime of process `pid` (all its threads) in clock ticks (10 ms), from /proc/PID/stat; undefined once it is gone. */
+export function processTicks(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -1,5 +1,6 @@
 /**
- * A lean FTP client for benchmarks: raw `net` sockets, EPSV passive mode, TYPE I, no parsing beyond reply codes.
+ * A lean FTP client for benchmarks: raw `net` sockets, EPSV (or PASV) passive mode, TYPE I, no parsing beyond reply
+ * codes. Every connection may come from a chosen local address (`localAddress`), as cluster benchmarks need.
  * Every wait is bounded by `timeoutMs`. Nothing is hashed or copied on the hot path: uploads write caller-owned
  * buffers, downloads only count bytes unless the caller asks to keep them (used for a few spot checks).
  */
@@ -21,10 +22,18 @@ interface Waiter {
 }
 
 const EPSV_PORT = /\(\|\|\|(\d+)\|\)/;
+const PASV_ADDRESS = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/;
+
+export interface FtpClientOptions {
+  /** Source address of the control and every data connection (default: the kernel's choice). */
+  localAddress?: string;
+  /** How data connections are set up. Default EPSV (the data connection goes to the control connection's host). */
+  passive?: 'EPSV' | 'PASV';
+}
 
 /** Opens a TCP connection, bounded by timeoutMs. */
-export function dial(host: string, port: number, timeoutMs: number): Promise<Socket> {
-  return settle(connect({ host, port, noDelay: true }), host, port, timeoutMs);
+export function dial(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<Socket> {
+  return settle(connect({ host, port, noDelay: true, localAddress }), host, port, timeoutMs);
 }
 
 function settle<T extends Socket>(socket: T, host: string, port: number, timeoutMs: number): Promise<T> {
@@ -54,11 +63,12 @@ const SCRATCH = Buffer.allocUnsafe(1024 * 1024);
 /** A data connection that counts (and, with `keep`, copies) what it receives from the moment it connects. */
 type DataSocket = Socket & { received: number; kept?: Buffer[] };
 
-function dialData(host: string, port: number, timeoutMs: number, keep: boolean): Promise<DataSocket> {
+function dialData(host: string, port: number, timeoutMs: number, keep: boolean, localAddress?: string): Promise<DataSocket> {
   const holder: { socket?: DataSocket } = {};
   const socket = connect({
     host,
     port,
+    localAddress,
     noDelay: true,
     onread: {
       buffer: SCRATCH,
@@ -202,6 +212,7 @@ export class FtpClient {
     readonly socket: Socket,
     readonly host: string,
     readonly timeoutMs: number,
+    readonly options: FtpClientOptions,
   ) {
     this.replies = new ReplyQueue(timeoutMs, () => this.last);
     socket.on('data', (chunk: Buffer) => this.replies.feed(chunk));
@@ -210,8 +221,8 @@ export class FtpClient {
   }
 
   /** Connects and reads the 220 greeting. */
-  static async open(host: string, port: number, timeoutMs = 30_000): Promise<FtpClient> {
-    const client = new FtpClient(await dial(host, port, timeoutMs), host, timeoutMs);
+  static async open(host: string, port: number, timeoutMs = 30_000, options: FtpClientOptions = {}): Promise<FtpClient> {
+    const client = new FtpClient(await dial(host, port, timeoutMs, options.localAddress), host, timeoutMs, options);
     try {
       client.expect(await client.read(), 220, 'greeting');
     } catch (err) {
@@ -247,12 +258,23 @@ export class FtpClient {
     await this.command(`PASS ${password}`, 230);
   }
 
-  /** EPSV, then opens the data connection the server announced. */
+  /** EPSV (or PASV), then opens the data connection the server announced. */
   private async passive(keep = false): Promise<{ socket: Promise<DataSocket> }> {
-    const reply = await this.command('EPSV', 229);
-    const match = EPSV_PORT.exec(reply.text);
-    if (!match) throw new FtpProtocolError(`EPSV reply without a port: ${reply.text}`);
-    const socket = dialData(this.host, Number(match[1]), this.timeoutMs, keep);
+    let host = this.host;
+    let port: number;
+    if (this.options.passive === 'PASV') {
+      const reply = await this.command('PASV', 227);
+      const m = PASV_ADDRESS.exec(reply.text);
+      if (!m) throw new FtpProtocolError(`PASV reply without an address: ${reply.text}`);
+      host = m.slice(1, 5).join('.');
+      port = Number(m[5]) * 256 + Number(m[6]);
+    } else {
+      const reply = await this.command('EPSV', 229);
+      const match = EPSV_PORT.exec(reply.text);
+      if (!match) throw new FtpProtocolError(`EPSV reply without a port: ${reply.text}`);
+      port = Number(match[1]);
+    }
+    const socket = dialData(host, port, this.timeoutMs, keep, this.options.localAddress);
     socket.catch(() => undefined); // surfaced by whoever awaits it
     return { socket }; // wrapped: an async function would otherwise wait for the connection here
   }

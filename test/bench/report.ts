@@ -38,14 +38,16 @@ export interface CpuRow {
   cpu: CpuSample;
 }
 
-const fmt = (n: number | undefined, digits = 1) => {
+/** A figure with about three significant digits ('n/a' for none). */
+export const fmt = (n: number | undefined, digits = 1) => {
   if (n === undefined || Number.isNaN(n)) return 'n/a';
   if (Math.abs(n) >= 100) return n.toFixed(0);
   if (Math.abs(n) >= 10) return n.toFixed(digits);
   return n.toFixed(Math.max(digits, 2));
 };
 
-function table(headers: string[], rows: string[][], rightAlign: boolean[]): string {
+/** A plain-text table: a header, a rule, the rows; `rightAlign` per column. */
+export function table(headers: string[], rows: string[][], rightAlign: boolean[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => (rightAlign[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { envInt, MiB } from './env';
-import { CpuGroup, describeAccounting, machineTicks, startWindow, type Window } from './sftpCgroup';
+import { CpuGroup, describeAccounting, machineTicks, startWindow, type Window } from './cgroup';
 import { negotiated, percentile, runSftpOk, sessionLoop, writeBatch, type ClientOptions } from './sftpClient';
 import { median, renderCpu, renderRows, rowControl, rowRatio, verdict, type CpuLine, type SftpRow } from './sftpReport';
 import { codeVersion, freePort } from './servers';

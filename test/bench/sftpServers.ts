@@ -1,5 +1,5 @@
 /**
- * The servers of `npm run bench:sftp`, each a child process on 127.0.0.1 inside its own CPU group (sftpCgroup.ts):
+ * The servers of `npm run bench:sftp`, each a child process on 127.0.0.1 inside its own CPU group (cgroup.ts):
  *   - OpenSSH's sshd with internal-sftp (generated config from sshd_config.template, its own host key, `-D -e -f`);
  *   - ours: the edge's SFTP listener (FTP_SFTP_PORT), or, while the edge has none, the SFTP request layer's test
  *     harness (sftpTestServer.ts).
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { parse, stringify } from 'yaml';
 import { createBenchUser, edgeEntry, REPO_ROOT } from './servers';
-import { CpuGroup } from './sftpCgroup';
+import { CpuGroup } from './cgroup';
 import { runSftp, writeBatch, type ClientOptions, type SftpTarget } from './sftpClient';
 
 export const HOST = '127.0.0.1';
@@ -260,16 +260,6 @@ function kill(pid: number, signal: NodeJS.Signals) {
   }
 }
 
-/** PIDs still inside the server's group (only processes the server forked). */
-function groupPids(server: SftpServer): number[] {
-  if (!server.group.dir) return [];
-  try {
-    return readFileSync(join(server.group.dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
 /** SIGTERM by PID, SIGKILL after `graceMs`, then any process left in its group (by PID); removes the group. */
 export async function stopServer(server: SftpServer, graceMs = 5000): Promise<void> {
   const { child } = server;
@@ -282,7 +272,7 @@ export async function stopServer(server: SftpServer, graceMs = 5000): Promise<vo
       await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
     }
   }
-  for (const pid of groupPids(server)) kill(pid, 'SIGKILL');
+  for (const pid of server.group.pids()) kill(pid, 'SIGKILL');
   await new Promise((r) => setTimeout(r, 100));
   server.group.remove();
 }
@@ -290,6 +280,6 @@ export async function stopServer(server: SftpServer, graceMs = 5000): Promise<vo
 /** Synchronous last resort for process 'exit'. */
 export function killNow(server: SftpServer) {
   if (alive(server.child)) kill(server.pid, 'SIGKILL');
-  for (const pid of groupPids(server)) kill(pid, 'SIGKILL');
+  for (const pid of server.group.pids()) kill(pid, 'SIGKILL');
   server.group.remove();
 }

@@ -21,7 +21,7 @@ export interface Limits {
 }
 
 /** Throws once the deadline has passed: keeps every loop bounded in time as well as in count. */
-function deadline(ms: number, what: string) {
+export function deadline(ms: number, what: string) {
   const end = Date.now() + ms;
   return () => {
     if (Date.now() > end) throw new Error(`${what}: did not finish within ${ms / 1000} s (BENCH_PHASE_TIMEOUT_S)`);
@@ -29,7 +29,7 @@ function deadline(ms: number, what: string) {
 }
 
 /** Flushes dirty pages left by earlier phases so that they are not written back during a measurement. */
-function syncDisks() {
+export function syncDisks() {
   execFileSync('sync', { timeout: 300_000 });
 }
 
@@ -252,8 +252,8 @@ async function oneSession(server: RunningServer, limits: Limits, payloadBytes: n
   }
 }
 
-interface SessionRun {
-  /** Latencies of the measured sessions (the ones after the warm-up), in ms. */
+export interface LoopRun {
+  /** Latencies of the measured sessions (the ones after the warm-up), in ms, in completion order. */
   latencies: number[];
   /** Failed measured sessions, and failed warm-up ones. */
   errors: number;
@@ -261,25 +261,35 @@ interface SessionRun {
   firstErrors: string[];
   /** From the start of the first measured session to the end of the last one. */
   seconds: number;
-  cpu: CpuSample;
+}
+
+export interface LoopOptions {
+  /** Measured sessions. */
+  total: number;
+  /** Sessions before the measured ones. */
+  warmup: number;
+  workers: number;
+  /** Spread of the workers' start. */
+  rampMs: number;
+  /** Throws once the phase has run out of time (see deadline). */
+  check: () => void;
+  /** One session of worker `w` (0 … workers-1); a throw counts as a failed session. */
+  session: (w: number) => Promise<unknown>;
+  /** Called as the first measured session starts: where a caller starts its CPU meters. */
+  onWindowStart?: () => void;
 }
 
 /**
- * A closed loop of `concurrency` workers, started over `rampMs` (a burst of simultaneous connects overflows
+ * A closed loop of `workers` workers, started over `rampMs` (a burst of simultaneous connects overflows
  * vsftpd's listen backlog of 32, see connectBurst), running sessions back to back. The first `warmup` sessions,
  * and any that start before the last worker has joined, are not measured; the next `total` are. So the servers
  * are warm and at full concurrency from the first measured session on. The window closes when the last measured
  * session ends (the tail, where concurrency drains, is about one latency long for either server).
+ * Shared by bench.ts (sessions), cluster.ts and scale.ts.
  */
-async function runSessions(
-  server: RunningServer,
-  warmup: number,
-  total: number,
-  concurrency: number,
-  rampMs: number,
-  limits: Limits,
-  payloadBytes: number,
-): Promise<SessionRun> {
+export async function closedLoop(options: LoopOptions): Promise<LoopRun> {
+  const { total, warmup, rampMs, check } = options;
+  const workers = Math.max(1, Math.min(options.workers, total));
   const latencies: number[] = [];
   const firstErrors: string[] = [];
   let errors = 0;
@@ -289,9 +299,6 @@ async function runSessions(
   let rampDone = false;
   let windowStart: bigint | undefined;
   let windowEnd = 0n;
-  let meter: ReturnType<typeof startCpuMeter> | undefined;
-  const check = deadline(limits.phaseTimeoutMs, `${server.name} sessions`);
-  const workers = Math.min(concurrency, total);
   const worker = async (w: number) => {
     await new Promise((r) => setTimeout(r, Math.floor((w * rampMs) / workers)));
     if (w === workers - 1) rampDone = true;
@@ -301,14 +308,12 @@ async function runSessions(
       const index = started++;
       const measured = rampDone && index >= warmup;
       const start = process.hrtime.bigint();
-      if (measured) {
-        if (measuredStarted++ === 0) {
-          windowStart = start;
-          meter = startCpuMeter(server);
-        }
+      if (measured && measuredStarted++ === 0) {
+        windowStart = start;
+        options.onWindowStart?.();
       }
       try {
-        await oneSession(server, limits, payloadBytes);
+        await options.session(w);
         if (measured) latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
       } catch (err) {
         if (measured) errors++;
@@ -319,9 +324,33 @@ async function runSessions(
     }
   };
   await Promise.all(Array.from({ length: workers }, (_, w) => worker(w)));
-  if (!meter || windowStart === undefined) throw new Error(`${server.name}: no measured session ran`);
-  const cpu = meter.stop();
-  return { latencies, errors, warmupErrors, firstErrors, seconds: Number(windowEnd - windowStart) / 1e9, cpu };
+  if (windowStart === undefined) throw new Error('no measured session ran');
+  return { latencies, errors, warmupErrors, firstErrors, seconds: Number(windowEnd - windowStart) / 1e9 };
+}
+
+/** The closed loop of oneSession against `server`, with the CPU of the measured window. */
+async function runSessions(
+  server: RunningServer,
+  warmup: number,
+  total: number,
+  concurrency: number,
+  rampMs: number,
+  limits: Limits,
+  payloadBytes: number,
+): Promise<LoopRun & { cpu: CpuSample }> {
+  let meter: ReturnType<typeof startCpuMeter> | undefined;
+  const run = await closedLoop({
+    total,
+    warmup,
+    workers: concurrency,
+    rampMs,
+    check: deadline(limits.phaseTimeoutMs, `${server.name} sessions`),
+    session: () => oneSession(server, limits, payloadBytes),
+    onWindowStart: () => (meter = startCpuMeter(server)),
+  }).catch((err: Error) => {
+    throw new Error(`${server.name}: ${err.message}`);
+  });
+  return { ...run, cpu: meter!.stop() };
 }
 
 export async function sessions(

@@ -24,14 +24,17 @@ import { TEST_PASSWORD } from './server';
 export type { ExitInfo } from './processes';
 
 /**
- * A real cluster as plain processes, for end-to-end tests: its own redis-server, N edge replicas
- * (`node --import tsx services/ftp-edge/src/main.ts`) on 127.0.0.11, .12, … and HAProxy with
+ * A real cluster as plain processes, for end-to-end tests and the cluster benchmarks: its own redis-server, N edge
+ * replicas (`node --import tsx services/ftp-edge/src/main.ts`, or `edgeArgs`) on 127.0.0.11, .12, … and HAProxy with
  * deploy/haproxy/haproxy.cfg on 127.0.0.1 in front of them. Clients connect to `host:port` (FTP) and `host:sftpPort`
  * (SFTP) only. Every replica serves SFTP with the same host keys, generated once per cluster.
  */
 
 export interface ClusterOptions {
-  /** Edge replicas, 1 to 3 (the HAProxy config has three servers; absent ones are simply down). Default 3. */
+  /**
+   * Edge replicas, 1 to 4. Default 3. HAProxy has three servers (absent replicas are simply down), and a fourth,
+   * edge-4 (FTP_EDGE_4), only in a cluster of four.
+   */
   replicas?: number;
   /** HAProxy balance algorithm. Default roundrobin. */
   balance?: 'roundrobin' | 'source';
@@ -46,6 +49,16 @@ export interface ClusterOptions {
   anonymous?: boolean;
   /** Bound on every start-up wait (Redis, each replica, HAProxy). Default 30 s. */
   startTimeoutMs?: number;
+  /**
+   * Node's arguments that start an edge (its entry point and any flags before it), e.g. a bundle's path. Default
+   * `--import tsx services/ftp-edge/src/main.ts`.
+   */
+  edgeArgs?: string[];
+  /**
+   * Called right after each replica process is spawned (at start and at every restart), before it is waited for, with
+   * its new pid; e.g. to move it into a cgroup before any load. A throw fails the start (and stops that replica).
+   */
+  onReplicaSpawn?: (replica: ClusterReplica) => void;
 }
 
 export interface ClusterReplica {
@@ -84,6 +97,8 @@ export interface HaproxyServerState {
 export interface ClusterRedis {
   url: string;
   port: number;
+  /** Pid of the current redis-server (0 when stopped). */
+  readonly pid: number;
   /** Stops redis-server (SIGTERM, then SIGKILL); nothing is saved. */
   stop(): Promise<void>;
   /** Starts it again on the same port, empty; resolves when it answers PING. */
@@ -127,7 +142,10 @@ export interface SshHostKeyFile {
 }
 
 const HAPROXY_CFG = join(ROOT, 'deploy', 'haproxy', 'haproxy.cfg');
-const MAX_REPLICAS = 3;
+const MAX_REPLICAS = 4;
+/** Server lines HAProxy always has (deploy/haproxy/haproxy.cfg); edge-4 is there only when FTP_EDGE_4 is set. */
+const BASE_SERVERS = 3;
+const DEFAULT_EDGE_ARGS = ['--import', 'tsx', 'services/ftp-edge/src/main.ts'];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Probes.
@@ -183,6 +201,9 @@ function startRedis(port: number, dir: string, timeoutMs: number): ClusterRedis 
   const redis = {
     url: `redis://127.0.0.1:${port}`,
     port,
+    get pid() {
+      return proc && !proc.exit ? (proc.child.pid ?? 0) : 0;
+    },
     proc: () => proc,
     async start() {
       if (proc && !proc.exit) return;
@@ -207,7 +228,19 @@ interface ReplicaInternal extends ClusterReplica {
   start(): Promise<void>;
 }
 
-function createReplica(index: number, env: Record<string, string>, adminPort: number, timeoutMs: number, haproxyUp: (id: string) => Promise<void>): ReplicaInternal {
+interface ReplicaLaunch {
+  edgeArgs: string[];
+  onSpawn?: (replica: ClusterReplica) => void;
+}
+
+function createReplica(
+  index: number,
+  env: Record<string, string>,
+  adminPort: number,
+  timeoutMs: number,
+  launch: ReplicaLaunch,
+  haproxyUp: (id: string) => Promise<void>,
+): ReplicaInternal {
   const id = `edge-${index}`;
   const address = `127.0.0.${10 + index}`;
   let proc: Proc | undefined;
@@ -232,11 +265,19 @@ function createReplica(index: number, env: Record<string, string>, adminPort: nu
     proc: () => proc,
     async start() {
       if (proc && !proc.exit) return;
-      proc = startProcess(id, process.execPath, ['--import', 'tsx', 'services/ftp-edge/src/main.ts'], {
+      proc = startProcess(id, process.execPath, launch.edgeArgs, {
         env: childEnv(env),
         onStdout: (line) => logs.push(parseLogLine(line)),
         onStderr: (line) => stderr.push(line),
       });
+      if (launch.onSpawn && proc.child.pid) {
+        try {
+          launch.onSpawn(replica);
+        } catch (err) {
+          await stopProcess(proc);
+          throw new Error(`replica ${id}: onReplicaSpawn failed: ${(err as Error).message}`);
+        }
+      }
       const ready = async () => {
         const status = await httpStatus(readyz).catch((err: Error) => {
           lastReadyz = (err.cause as Error)?.message ?? err.message;
@@ -448,7 +489,8 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
         ...options.env,
         ...options.replicaEnv?.(index),
       };
-      return createReplica(index, env, adminPort, timeoutMs, (id) => waitServer(id, 'UP'));
+      const launch = { edgeArgs: options.edgeArgs ?? DEFAULT_EDGE_ARGS, onSpawn: options.onReplicaSpawn };
+      return createReplica(index, env, adminPort, timeoutMs, launch, (id) => waitServer(id, 'UP'));
     });
 
     await Promise.all(replicas.map((r) => r.start()));
@@ -461,6 +503,7 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
       FTP_EDGE_1: addresses[0],
       FTP_EDGE_2: addresses[1],
       FTP_EDGE_3: addresses[2],
+      ...(count > BASE_SERVERS ? { FTP_EDGE_4: addresses[3] } : {}),
       FTP_EDGE_CONTROL_PORT: String(controlPort),
       FTP_EDGE_ADMIN_PORT: String(adminPort),
       FTP_LB_SFTP_PORT: String(sftpPort),
@@ -474,7 +517,7 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
     haproxyState.proc = haproxy;
     await waitFor('HAProxy stats socket', haproxy, async () => (await haproxyServers(statsSocket)).length > 0, { timeoutMs });
     // Servers of absent replicas must have been checked DOWN, or HAProxy would still send them connections.
-    for (let i = 0; i < MAX_REPLICAS; i++) await waitServer(`edge-${i + 1}`, i < count ? 'UP' : 'DOWN');
+    for (let i = 0; i < Math.max(BASE_SERVERS, count); i++) await waitServer(`edge-${i + 1}`, i < count ? 'UP' : 'DOWN');
     let greeting = '';
     const greeted = async () => {
       greeting = await exchange({ host: '127.0.0.1', port: controlPort, timeoutMs: 2000, done: (t) => t.includes('\r\n') }).catch((err: Error) => err.message);
@@ -500,6 +543,9 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
       redis: {
         url: redisServer.url,
         port: redisServer.port,
+        get pid() {
+          return redisServer.pid;
+        },
         stop: () => redisServer.stop(),
         start: () => redisServer.start(),
       },
