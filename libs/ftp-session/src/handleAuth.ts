@@ -48,7 +48,9 @@ const PASS: Handler = async (session, arg) => {
       span,
       isClosed: () => session.closed,
       policy: (user) => {
-        if (!session.secure && controlProtectionRequired(session, user.name)) return 'TLS required: use AUTH TLS before USER';
+        // user.requireTls too: a user store that learns of users only at login (the identity hook) cannot say it at USER.
+        if (!session.secure && (controlProtectionRequired(session, user.name) || (Boolean(session.deps.tls) && user.requireTls)))
+          return 'TLS required: use AUTH TLS before USER';
         // A user who must also present an SSH key cannot log in over FTP with the password alone.
         if (!nextMethods(user, PASSWORD_ONLY).complete) return 'This account logs in over SFTP only';
         return undefined;

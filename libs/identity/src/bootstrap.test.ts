@@ -26,7 +26,7 @@ test('creates a demo user with a random password once', async () => {
   const data = await loadUsersFile(usersFile);
   assert.deepEqual(Object.keys(data.users), ['demo']);
   assert.equal(data.users.demo.home, 'demo');
-  assert.equal(data.users.demo.permissions['/'].length, 8);
+  assert.equal(data.users.demo.permissions?.['/'].length, 8);
   assert.equal(await verifyPassword(first.password ?? '', data.users.demo.password), true);
   assert.equal(data.anonymous.enabled, false);
   assert.ok(!(await readFile(usersFile, 'utf8')).includes(first.password ?? ''), 'only the hash is stored');

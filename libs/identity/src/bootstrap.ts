@@ -39,12 +39,11 @@ export async function ensureUsersFile(
         home: user,
         permissions: { '/': [...ALL_PERMISSIONS] },
         groups: [],
-        allowFrom: [],
-        requireTls: false,
         disabled: false,
         publicKeys: [],
       },
     },
+    groups: {},
     anonymous: { enabled: false, home: 'pub' },
   };
   try {

@@ -13,16 +13,30 @@ export {
   type SshAuthMethod,
 } from './authMethods';
 export {
-  loadUsersFile,
-  saveUsersFile,
-  parseUsersFile,
-  stringifyUsersFile,
-  validateUsersFile,
+  parseUserDocument,
+  parseGroupDocument,
+  userDocument,
+  groupDocument,
+  parseProtocols,
+  checkHome,
+  checkPermission,
   USER_NAME_PATTERN,
+  GROUP_NAME_PATTERN,
   ALL_PERMISSIONS,
   ANONYMOUS_NAMES,
-  type UsersFileData,
+  USER_KEYS,
+  GROUP_KEYS,
   type UserRecord,
-} from './usersFile';
-export { createFileIdentity, type FileIdentity, type FileIdentityOptions } from './fileIdentity';
+  type GroupRecord,
+  type SharedSettings,
+  type ParseContext,
+} from './records';
+export { effectiveSettings, protocolAllowed, type EffectiveSettings } from './resolve';
+export { loadUsersFile, saveUsersFile, parseUsersFile, stringifyUsersFile, validateUsersFile, emptyUsersFile, type UsersFileData } from './usersFile';
+export { admitUser, createVerifier, type Directory, type VerifierOptions } from './verify';
+export * from './store';
+export { createFileStore, type FileStore, type FileStoreOptions } from './fileStore';
+export { createPostgresStore, type PostgresStore, type PostgresStoreOptions } from './pgStore';
+export { migrateUserStore, MIGRATIONS_DIR, SCHEMA_VERSION_TABLE, type MigrationResult } from './pgMigrate';
+export { createHookStore, type HookRequest, type HookStoreOptions } from './hookStore';
 export { ensureUsersFile, randomPassword } from './bootstrap';

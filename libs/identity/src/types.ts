@@ -22,6 +22,25 @@ export type AuthMethod = (typeof AUTH_METHODS)[number];
 /** Methods a user must all complete, in any order (SSH partial success between them); no duplicates. */
 export type AuthMethodSet = readonly AuthMethod[];
 
+/** The front door a login comes through: FTP in clear, FTP over TLS, or SFTP over SSH. */
+export const LOGIN_PROTOCOLS = ['ftp', 'ftps', 'sftp'] as const;
+export type LoginProtocol = (typeof LOGIN_PROTOCOLS)[number];
+
+/**
+ * What a partner buys, per user (or group): room for the quota and bandwidth limits that hold across replicas and
+ * protocols. Stored and merged with groups here; enforced by the byte path once it leases budget from Redis.
+ */
+export interface UserLimits {
+  /** Bytes the user's home may hold. */
+  storageBytes?: number;
+  /** Files the user's home may hold. */
+  storageFiles?: number;
+  /** Bytes moved per UTC day, uploads and downloads together. */
+  dailyBytes?: number;
+  uploadBytesPerSecond?: number;
+  downloadBytesPerSecond?: number;
+}
+
 /** A user as the session sees it: no password material. */
 export interface User {
   name: string;
@@ -47,6 +66,12 @@ export interface User {
    * 'password'; see `nextMethods`.
    */
   authMethods?: AuthMethodSet;
+  /** Front doors this user may use (after merging its groups); absent means every one. */
+  protocols?: readonly LoginProtocol[];
+  /** Quota and bandwidth settings (after merging its groups); absent or empty means none. */
+  limits?: UserLimits;
+  /** When the account stops working (ISO 8601), if ever. */
+  expiresAt?: string;
 }
 
 export type AuthResult =
@@ -56,25 +81,39 @@ export type AuthResult =
       /**
        * 'bad-key': the offered key is not one of the user's. 'method-not-allowed': the credential is right but the
        * user's auth methods do not include it (a password for a key-only user, a key for a password-only user).
-       * Only whoever holds a right credential learns 'disabled', 'address-denied' or 'method-not-allowed'.
+       * 'expired': past the user's `expires_at`. 'protocol-not-allowed': the user's `protocols` do not include the
+       * front door it came through. Only whoever holds a right credential learns 'disabled', 'expired',
+       * 'address-denied', 'protocol-not-allowed' or 'method-not-allowed'. 'unavailable': the source of users (the
+       * identity hook) did not answer; the login is refused, but it is not the client's failure.
        */
-      reason: 'unknown-user' | 'bad-password' | 'bad-key' | 'address-denied' | 'disabled' | 'method-not-allowed';
+      reason:
+        | 'unknown-user'
+        | 'bad-password'
+        | 'bad-key'
+        | 'address-denied'
+        | 'disabled'
+        | 'expired'
+        | 'protocol-not-allowed'
+        | 'method-not-allowed'
+        | 'unavailable';
     };
 
 export interface Identity {
   /**
    * Verify a password (FTP `PASS`, SSH password and keyboard-interactive). Takes the same time for unknown users as for
    * wrong passwords. `ok` means the password is right and the user may log in from here; whether it is enough on its
-   * own is `nextMethods(user, new Set(['password']))` (a user may require a public key too).
+   * own is `nextMethods(user, new Set(['password']))` (a user may require a public key too). `protocol` is the front
+   * door the login comes through: a user whose `protocols` leave it out is refused (after the password check).
    */
-  authenticate(name: string, password: string, clientAddress: string): Promise<AuthResult>;
+  authenticate(name: string, password: string, clientAddress: string, protocol: LoginProtocol): Promise<AuthResult>;
   /**
    * Whether `key` (its SSH wire blob; `type` is informational, the blob carries its own type) is one of the user's
-   * public keys, the user is enabled, `allow_from` admits the address and the user's auth methods include public keys.
+   * public keys, the user is enabled and not expired, `allow_from` admits the address, `protocols` the front door, and
+   * the user's auth methods include public keys.
    * Does NOT verify a signature: the SSH transport must do that before it counts the method as done. Unknown users
    * take the same path as known ones.
    */
-  authenticateKey(name: string, key: { type: string; data: Buffer }, clientAddress: string): Promise<AuthResult>;
+  authenticateKey(name: string, key: { type: string; data: Buffer }, clientAddress: string, protocol: LoginProtocol): Promise<AuthResult>;
   /** Whether `name` exists and may log in without a password (anonymous). */
   isAnonymous(name: string): boolean;
   /** Whether `name` must use TLS, asked at USER so that the password never crosses a clear connection. */

@@ -54,12 +54,14 @@ anonymous:
   });
   assert.equal(data.users.alice.authMethods, undefined, 'absent: any one of password and public key');
   assert.equal(data.users.bob.home, 'bob');
-  assert.deepEqual(data.users.bob.permissions, { '/': ['list', 'download', 'upload', 'overwrite', 'delete', 'rename', 'mkdir', 'rmdir'] });
+  // Not set: the user's groups give it, or the default (everything on "/", see resolve.ts).
+  assert.equal(data.users.bob.permissions, undefined);
+  assert.equal(data.users.bob.allowFrom, undefined);
   assert.deepEqual(data.anonymous, { enabled: true, home: 'pub' });
 });
 
 test('an empty file means no users and anonymous off', () => {
-  assert.deepEqual(parseUsersFile(''), { users: {}, anonymous: { enabled: false, home: 'pub' } });
+  assert.deepEqual(parseUsersFile(''), { users: {}, groups: {}, anonymous: { enabled: false, home: 'pub' } });
 });
 
 test('plaintext passwords are refused with a hint', () => {
@@ -173,4 +175,48 @@ test('keys and auth methods round-trip through save: the key lines come back as 
   await saveUsersFile(file, await loadUsersFile(file));
   assert.equal(await readFile(file, 'utf8'), text, 'stable');
   assert.ok(!stringifyUsersFile(parseUsersFile(userYaml(''))).includes('public_keys'), 'no key, no entry');
+});
+
+test('groups, protocols, expires_at, description and limits load, report their mistakes and round-trip', async () => {
+  const text =
+    userYaml(
+      '    groups: [partners, audit]\n    protocols: [sftp, ftps]\n    expires_at: 2030-01-31\n    description: ACME upload account\n' +
+        '    limits: {daily_bytes: 1000000}\n',
+    ) +
+    'groups:\n  partners:\n    description: every partner\n    permissions:\n      /: [list, download]\n      /inbox: [list, upload]\n' +
+    '    allow_from: [10.0.0.0/8]\n    limits: {storage_bytes: 5000000, upload_bytes_per_second: 100000}\n  audit: {}\n';
+  const data = parseUsersFile(text);
+  const alice = data.users.alice;
+  assert.deepEqual(alice.protocols, ['sftp', 'ftps']);
+  assert.equal(alice.expiresAt, '2030-01-31T00:00:00.000Z');
+  assert.equal(alice.description, 'ACME upload account');
+  assert.deepEqual(alice.limits, { dailyBytes: 1000000 });
+  assert.deepEqual(data.groups.partners, {
+    description: 'every partner',
+    permissions: { '/': ['list', 'download'], '/inbox': ['list', 'upload'] },
+    allowFrom: ['10.0.0.0/8'],
+    limits: { storageBytes: 5000000, uploadBytesPerSecond: 100000 },
+  });
+  assert.deepEqual(data.groups.audit, {});
+  const file = path.join(dir, 'groups.yaml');
+  await saveUsersFile(file, data);
+  assert.deepEqual(await loadUsersFile(file), data);
+  assert.equal(parseUsersFile(userYaml('    expires_at: 2030-01-31T18:30:00+02:00\n')).users.alice.expiresAt, '2030-01-31T16:30:00.000Z');
+
+  let message = '';
+  try {
+    parseUsersFile(
+      userYaml('    protocols: [sftp, scp]\n    expires_at: tomorrow\n    limits: {daily_bytes: -1, speed: 3}\n    groups: [ok, "bad name"]\n') +
+        'groups:\n  g1:\n    home: x\n    protocols: []\n',
+    );
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  assert.match(message, /users\.alice\.protocols: unknown protocol "scp"/);
+  assert.match(message, /users\.alice\.expires_at: expected a date/);
+  assert.match(message, /users\.alice\.limits\.daily_bytes: must be a positive integer/);
+  assert.match(message, /users\.alice\.limits: unknown key "speed"/);
+  assert.match(message, /users\.alice\.groups: "bad name" must match/);
+  assert.match(message, /groups\.g1: unknown key "home"/);
+  assert.match(message, /groups\.g1\.protocols: must be a non-empty list/);
 });

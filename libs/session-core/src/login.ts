@@ -17,7 +17,7 @@ export type LoginFailureReason =
   | 'limited'
   /** The client hung up during the check. */
   | 'disconnected'
-  /** The cluster state did not answer: the session must end. */
+  /** The cluster state did not answer (the session must end), or the identity hook did not (it may try again). */
   | 'unavailable';
 
 export type LoginResult = { ok: true; user: User } | { ok: false; reason: LoginFailureReason; message: string; end: boolean };
@@ -67,8 +67,9 @@ export async function verifyCredential(session: CoreSession, deps: CoreDeps, nam
   if (banned) return banned;
   const result =
     credential.kind === 'password'
-      ? await deps.identity.authenticate(name, credential.password, session.clientAddress)
-      : await deps.identity.authenticateKey(name, credential.key, session.clientAddress);
+      ? await deps.identity.authenticate(name, credential.password, session.clientAddress, session.protocol)
+      : await deps.identity.authenticateKey(name, credential.key, session.clientAddress, session.protocol);
+  if (!result.ok && result.reason === 'unavailable') return identityUnavailable(session, deps, name);
   if (!result.ok) return recordLoginFailure(session, deps, name, result.reason);
   if (options.isClosed?.()) return fail('disconnected', 'Connection closed', true);
   options.span?.setAttribute('enduser.id', result.user.name);
@@ -120,6 +121,13 @@ export async function recordLoginFailure(session: CoreSession, deps: CoreDeps, n
   metrics.bansTotal.inc();
   session.log.warn({ seconds: settings.banSeconds }, 'address banned after repeated failed logins');
   return fail('banned', 'Too many failed logins; closing connection', true);
+}
+
+/** The source of users (an identity hook) did not answer: refused, but not the client's failure, so not counted toward a ban. */
+function identityUnavailable(session: CoreSession, deps: CoreDeps, name: string): LoginResult {
+  deps.metrics.loginsTotal.inc({ protocol: session.protocol, result: 'unavailable' });
+  session.log.warn({ audit: true, event: 'login', user: name, result: 'unavailable' }, 'login refused: the identity provider did not answer');
+  return fail('unavailable', REFUSAL_MESSAGES.unavailable, false);
 }
 
 function unavailable(session: CoreSession, deps: CoreDeps, err: unknown): LoginResult {

@@ -83,7 +83,7 @@ async function publicKey(ctx: PublicKeyAuthContext, client: Connection, session:
   const key = { type: keyTypeOf(ctx.key.data), data: ctx.key.data };
   if (!ctx.signature) {
     // The client asks whether this key would do (it offers each key of its agent): a miss is not a failed login.
-    const known = await deps.identity.authenticateKey(ctx.username, key, session.clientAddress);
+    const known = await deps.identity.authenticateKey(ctx.username, key, session.clientAddress, session.protocol);
     return known.ok ? ctx.accept() : ctx.reject(remaining(auth));
   }
   const parsed = utils.parseKey(`${key.type} ${key.data.toString('base64')}`);

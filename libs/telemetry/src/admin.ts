@@ -7,6 +7,8 @@ export async function startAdminServer(options: {
   port: number;
   registry: Registry;
   ready: () => boolean;
+  /** Lines added to the /readyz answer (e.g. the user store's health), ready or not. */
+  details?: () => string[];
 }): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -14,7 +16,8 @@ export async function startAdminServer(options: {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const ready = options.ready();
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      const details = options.details?.() ?? [];
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${ready ? 'ready' : 'not ready'}\n${details.map((d) => `${d}\n`).join('')}`);
     } else if (path === '/metrics') {
       options.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': options.registry.contentType }).end(text),

@@ -5,18 +5,23 @@ import { parseArgs } from 'node:util';
 import { describeAuthMethods, parseAuthMethods } from '../authMethods';
 import { hashPassword } from '../password';
 import { parseAuthorizedKey } from '../publicKeys';
+import { migrateUserStore } from '../pgMigrate';
+import { createPostgresStore } from '../pgStore';
+import type { Actor } from '../store';
 import type { Permission, PublicKey } from '../types';
 import {
   ALL_PERMISSIONS,
   USER_NAME_PATTERN,
   checkHome,
   checkPermission,
+  emptyUsersFile,
   loadUsersFile,
   saveUsersFile,
+  stringifyUsersFile,
   type UsersFileData,
 } from '../usersFile';
 
-const USAGE = `usage: ftpctl <command>   (users file: $FTP_USERS_FILE, default ./users.yaml)
+const USAGE = `usage: ftpctl <command>   (users file: $FTP_USERS_FILE, default ./users.yaml; database: $FTP_USERS_DATABASE_URL)
   hash-password                         read a password from stdin, print its scrypt hash
   user add NAME --password-stdin [--home DIR] [--perm /path=list,download ...] [--group G ...]
   user remove NAME
@@ -24,7 +29,10 @@ const USAGE = `usage: ftpctl <command>   (users file: $FTP_USERS_FILE, default .
   user passwd NAME --password-stdin
   user add-key NAME                     add the authorized_keys lines read from stdin ("ssh-ed25519 AAAA… comment")
   user remove-key NAME SHA256:…         remove the key with that fingerprint (as user list shows it)
-  user set-auth-methods NAME METHODS    METHODS: publickey,password (both required), publickey, password, or any`;
+  user set-auth-methods NAME METHODS    METHODS: publickey,password (both required), publickey, password, or any
+  db migrate                            bring the PostgreSQL user store's schema to the newest version
+  users import FILE [--prune]           copy a users file's users and groups into PostgreSQL (--prune: delete the others)
+  users export [FILE]                   write PostgreSQL's users and groups as a users file (FILE, mode 0600; or stdout)`;
 
 // authorized_keys files are small; this only stops a mistaken pipe from filling memory.
 const MAX_STDIN_BYTES = 1 << 20;
@@ -95,6 +103,7 @@ function parse(args: string[]) {
         home: { type: 'string' },
         perm: { type: 'string', multiple: true },
         group: { type: 'string', multiple: true },
+        prune: { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -126,7 +135,7 @@ async function load(file: string, missingOk: boolean): Promise<UsersFileData> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') exit(1, (err as Error).message);
     if (!missingOk) exit(1, `${file}: no such users file (set FTP_USERS_FILE)`);
-    return { users: {}, anonymous: { enabled: false, home: 'pub' } };
+    return emptyUsersFile();
   }
 }
 
@@ -158,8 +167,6 @@ async function userCommand(file: string, args: string[]): Promise<void> {
         home,
         permissions,
         groups: values.group ?? [],
-        allowFrom: [],
-        requireTls: false,
         disabled: false,
         publicKeys: [],
       };
@@ -249,6 +256,60 @@ async function userCommand(file: string, args: string[]): Promise<void> {
   }
 }
 
+function databaseUrl(): string {
+  const url = process.env.FTP_USERS_DATABASE_URL;
+  if (!url) exit(2, 'set FTP_USERS_DATABASE_URL to the PostgreSQL user store (postgres://user@host:5432/db)');
+  return url;
+}
+
+/** Who the audit trail names for changes made here. */
+const operator = (): Actor => ({ name: process.env.SUDO_USER || process.env.USER || 'ftpctl', via: 'ftpctl' });
+
+async function dbCommand(args: string[]): Promise<void> {
+  const [sub, ...extra] = args;
+  if (sub !== 'migrate') exit(2, sub ? `unknown db command "${sub}"\n${USAGE}` : USAGE);
+  if (extra.length > 0) exit(2, `unexpected argument "${extra[0]}"`);
+  const result = await migrateUserStore(databaseUrl(), { log: (message) => console.log(message) });
+  console.log(result.applied.length > 0 ? `schema at version ${result.to} (was ${result.from})` : `schema already at version ${result.to}`);
+}
+
+/** Opens the PostgreSQL user store (migrating it first), runs `work`, closes it. */
+async function withDatabase<T>(work: (store: Awaited<ReturnType<typeof createPostgresStore>>) => Promise<T>): Promise<T> {
+  const store = await createPostgresStore({ connection: databaseUrl(), dataRoot: process.env.FTP_DATA_DIR || './data', migrate: true });
+  try {
+    return await work(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function usersCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args);
+  const [sub, fileArg, ...extra] = positionals;
+  if (extra.length > 0) exit(2, `unexpected argument "${extra[0]}"`);
+  switch (sub) {
+    case 'import': {
+      if (!fileArg) exit(2, 'users import needs the users FILE to read');
+      const data = await load(fileArg, false);
+      const result = await withDatabase((store) => store.importAll(data, operator(), { prune: values.prune }));
+      if (data.anonymous.enabled) console.error('ftpctl: note: anonymous login is a users-file setting; it is not imported');
+      console.log(`imported ${result.users} users and ${result.groups} groups into PostgreSQL${values.prune ? ' (others deleted)' : ''}`);
+      return;
+    }
+    case 'export': {
+      if (values.prune) exit(2, '--prune is for users import');
+      const data = await withDatabase((store) => store.exportAll());
+      if (fileArg) {
+        await saveUsersFile(fileArg, data); // mode 0600: it holds password hashes
+        console.error(`exported ${Object.keys(data.users).length} users and ${Object.keys(data.groups).length} groups to ${fileArg}`);
+      } else process.stdout.write(stringifyUsersFile(data));
+      return;
+    }
+    default:
+      exit(2, sub ? `unknown users command "${sub}"\n${USAGE}` : USAGE);
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const file = process.env.FTP_USERS_FILE || './users.yaml';
   const [command, ...rest] = argv;
@@ -262,6 +323,8 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'user') return userCommand(file, rest);
+  if (command === 'users') return usersCommand(rest);
+  if (command === 'db') return dbCommand(rest);
   exit(2, command ? `unknown command "${command}"\n${USAGE}` : USAGE);
 }
 

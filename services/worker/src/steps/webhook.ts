@@ -1,6 +1,6 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { hmacSignature, signedHeaders, verifyHmacSignature } from '@ftp/signing';
 import { injectTraceContext } from '@ftp/telemetry';
 import { knownSha256 } from './checksum';
 import { PermanentStepError } from './errors';
@@ -45,8 +45,6 @@ export interface WebhookPayload {
   };
 }
 
-const DEFAULT_TOLERANCE_SECONDS = 300;
-
 /**
  * POSTs an `upload.completed` event, signed Stripe-style: `x-ftp-signature: sha256=<hex HMAC-SHA256(secret,
  * timestamp + "." + body)>` with the timestamp (epoch seconds) in `x-ftp-timestamp`, so a receiver can refuse forged
@@ -74,15 +72,13 @@ export function webhookStep(options: WebhookOptions): Step {
       const body = JSON.stringify(webhookPayload(context));
       for (let attempt = 1; ; attempt++) {
         signal.throwIfAborted();
-        const timestamp = String(Math.floor(Date.now() / 1000));
         const headers = {
           ...extra,
           // traceparent/tracestate of the `step webhook` span (with tracing on): the receiver can join the upload's trace.
           ...injectTraceContext(),
           'content-type': 'application/json',
           'x-ftp-delivery': event.uploadId,
-          'x-ftp-timestamp': timestamp,
-          'x-ftp-signature': signWebhook(options.secret, timestamp, body),
+          ...signedHeaders(options.secret, body), // x-ftp-timestamp, x-ftp-signature (@ftp/signing)
         };
         const outcome = await deliver(target.href, headers, body, timeoutMs, signal);
         if (outcome.status !== undefined && outcome.status >= 200 && outcome.status < 300) {
@@ -136,34 +132,17 @@ export function webhookPayload({ event, filePath, dataRoot, previous }: StepCont
   };
 }
 
-/** The x-ftp-signature value: `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`. */
-export function signWebhook(secret: string, timestamp: string | number, body: string | Uint8Array): string {
-  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest('hex')}`;
-}
+/**
+ * The x-ftp-signature value: `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`. The scheme lives in
+ * `@ftp/signing`, shared with the identity hook's login requests; these names stay for receivers written against them.
+ */
+export const signWebhook = hmacSignature;
 
 /**
  * For receivers: true when `header` (x-ftp-signature) signs `timestamp` (x-ftp-timestamp) and the raw `body` with
- * `secret`, and the timestamp is within `toleranceSeconds` (default 300) of now, so a captured delivery cannot be
- * replayed later. The header may list several signatures, comma-separated; one match is enough. Verify the body
- * bytes as received, before any JSON parsing.
+ * `secret`, within 300 s of now (see `verifyHmacSignature` in `@ftp/signing`).
  */
-export function verifyWebhookSignature(
-  secret: string,
-  timestamp: string | number,
-  body: string | Uint8Array,
-  header: string | null | undefined,
-  options: { toleranceSeconds?: number; now?: number } = {},
-): boolean {
-  const ts = String(timestamp);
-  if (!header || !/^\d{1,15}$/.test(ts)) return false;
-  const now = Math.floor((options.now ?? Date.now()) / 1000);
-  if (Math.abs(now - Number(ts)) > (options.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS)) return false;
-  const expected = Buffer.from(signWebhook(secret, ts, body));
-  return header.split(',').some((candidate) => {
-    const given = Buffer.from(candidate.trim());
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  });
-}
+export const verifyWebhookSignature = verifyHmacSignature;
 
 interface Outcome {
   status?: number;

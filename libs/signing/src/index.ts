@@ -1,0 +1,1 @@
+export { hmacSignature, signedHeaders, verifyHmacSignature, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './hmac';
