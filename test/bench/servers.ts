@@ -106,6 +106,8 @@ export interface OursOptions {
   entry?: string[];
   /** Pins the edge to these CPUs (`taskset -c`, which keeps the PID), e.g. '1'. */
   cpus?: string;
+  /** A bench user made earlier with createBenchUser (e.g. to import it into another user store first). */
+  user?: ReturnType<typeof createBenchUser>;
 }
 
 /** Our edge: `node --import tsx services/ftp-edge/src/main.ts` (what `npm start` runs, without the npm/tsx wrappers, so the PID is the server), or its bundle (edgeEntry). */
@@ -151,7 +153,7 @@ export function codeVersion(): { commit: string; dirty: string[] } {
 }
 
 export async function startOurs(options: OursOptions): Promise<RunningServer> {
-  const { dataDir, usersFile, password } = createBenchUser(options.dir);
+  const { dataDir, usersFile, password } = options.user ?? createBenchUser(options.dir);
 
   const env: NodeJS.ProcessEnv = {
     ...process.env,
