@@ -8,7 +8,7 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { envInt, MiB } from './env';
 import { backgroundLoad, type CpuSample } from './cpu';
-import { median, renderCpu, renderResults, verdict, ratioOf, TARGET, type CpuRow, type Row } from './report';
+import { median, renderCpu, renderResults, table, verdict, ratioOf, TARGET, type CpuRow, type Row } from './report';
 import { checkRangeFree, codeVersion, freePort, killNow, parseRange, startOurs, startVsftpd, stopServer, REPO_ROOT, type RunningServer } from './servers';
 import { bigFile, connectBurst, sessions, smallFiles, smallPayloads, type Limits } from './workloads';
 
@@ -34,6 +34,9 @@ const settings = {
   profile: process.env.BENCH_PROFILE === '1',
   vsftpdExtra: process.env.BENCH_VSFTPD_EXTRA || '',
   vsftpdCrypt: (process.env.BENCH_VSFTPD_CRYPT || 'SHA512').toUpperCase(),
+  /** BENCH_OURS_STREAMS=1: also run ours with FTP_ZERO_COPY=off, in the same rounds (the data path A/B). */
+  oursStreams: process.env.BENCH_OURS_STREAMS === '1',
+  oursStreamsPasv: parseRange(process.env.BENCH_OURS_STREAMS_PASV || '29200-29399'),
 };
 for (const phase of settings.only) {
   if (!['big', 'small', 'sessions'].includes(phase)) throw new Error(`BENCH_ONLY: unknown phase "${phase}" (big, small, sessions)`);
@@ -116,6 +119,7 @@ async function main() {
   await checkRangeFree(settings.oursPasv, 'ours');
   await checkRangeFree(settings.oursNoFsyncPasv, 'ours (no fsync)');
   await checkRangeFree(settings.vsftpdPasv, 'vsftpd');
+  if (settings.oursStreams) await checkRangeFree(settings.oursStreamsPasv, 'ours (streams)');
   const taken = new Set<number>();
   const nodeArgs = settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
 
@@ -133,6 +137,19 @@ async function main() {
       nodeArgs,
     });
     servers.push(oursNoFsync);
+  }
+  let oursStreams: RunningServer | undefined;
+  if (settings.oursStreams && (settings.only.has('big') || settings.only.has('small'))) {
+    oursStreams = await startOurs({
+      name: 'ours-streams',
+      dir: join(tmp, 'ours-streams'),
+      port: await freePort(21510, taken),
+      pasvRange: settings.oursStreamsPasv,
+      fsync: true,
+      nodeArgs,
+      env: { FTP_ZERO_COPY: 'off' },
+    });
+    servers.push(oursStreams);
   }
   const vsftpd = await startVsftpd({
     dir: join(tmp, 'vsftpd'),
@@ -178,15 +195,19 @@ async function main() {
     const up = measure('big_upload', `upload ${settings.bigMiB} MiB, 1 stream`, 'MiB/s', 'higher');
     const upNoFsync = measure('big_upload_nofsync', `upload ${settings.bigMiB} MiB, ours without fsync`, 'MiB/s', 'higher', 'ours-nofsync', true);
     const down = measure('big_download', `download ${settings.bigMiB} MiB, 1 stream`, 'MiB/s', 'higher');
+    const upStreams = oursStreams && measure('big_upload_streams', `upload ${settings.bigMiB} MiB, ours on streams (FTP_ZERO_COPY=off)`, 'MiB/s', 'higher', 'ours-streams', true);
+    const downStreams = oursStreams && measure('big_download_streams', `download ${settings.bigMiB} MiB, ours on streams (FTP_ZERO_COPY=off)`, 'MiB/s', 'higher', 'ours-streams', true);
     const warmupBytes = Math.max(MiB, Math.min(64 * MiB, Math.floor(bigBytes / 4 / MiB) * MiB));
     for (const round of rounds) {
-      for (const [server, download] of [[ours, true], [vsftpd, true], [oursNoFsync, false]] as const) {
+      for (const [server, download] of [[ours, true], [vsftpd, true], [oursStreams, true], [oursNoFsync, false]] as const) {
         if (!server) continue;
         const r = await attempt(`big ${server.name} round ${round}`, () => bigFile(server, bigBytes, limits, { download, warmupBytes, round }));
-        const upTarget = server === oursNoFsync ? upNoFsync : up;
+        const upTarget = server === oursNoFsync ? upNoFsync : server === oursStreams ? upStreams! : up;
         record(upTarget, server.name, r?.upload?.mibPerSec, r?.upload?.cpu);
         if (server === vsftpd) record(upNoFsync, server.name, r?.upload?.mibPerSec);
-        record(down, server.name, r?.download?.mibPerSec, r?.download?.cpu);
+        if (server === vsftpd && upStreams) record(upStreams, server.name, r?.upload?.mibPerSec);
+        if (server === vsftpd && downStreams) record(downStreams, server.name, r?.download?.mibPerSec);
+        record(server === oursStreams ? downStreams! : down, server.name, r?.download?.mibPerSec, r?.download?.cpu);
       }
     }
   }
@@ -196,13 +217,15 @@ async function main() {
     const up = measure('small_upload', `${n} x 4 KiB uploads, 1 session`, 'files/s', 'higher');
     const upNoFsync = measure('small_upload_nofsync', `${n} x 4 KiB uploads, ours without fsync`, 'files/s', 'higher', 'ours-nofsync', true);
     const down = measure('small_download', `${n} x 4 KiB downloads, 1 session`, 'files/s', 'higher');
+    const upStreams = oursStreams && measure('small_upload_streams', `${n} x 4 KiB uploads, ours on streams (FTP_ZERO_COPY=off)`, 'files/s', 'higher', 'ours-streams', true);
     const payloads = smallPayloads(n);
     const warmup = settings.smallWarmup || Math.max(20, Math.min(200, Math.floor(n / 10)));
     for (const round of rounds) {
-      for (const [server, download] of [[ours, true], [vsftpd, true], [oursNoFsync, false]] as const) {
+      for (const [server, download] of [[ours, true], [vsftpd, true], [oursStreams, false], [oursNoFsync, false]] as const) {
         if (!server) continue;
         const r = await attempt(`small ${server.name} round ${round}`, () => smallFiles(server, payloads, limits, { download, warmup, round }));
-        const upTarget = server === oursNoFsync ? upNoFsync : up;
+        if (server === vsftpd && upStreams) record(upStreams, server.name, r?.upload?.filesPerSec);
+        const upTarget = server === oursNoFsync ? upNoFsync : server === oursStreams ? upStreams! : up;
         record(upTarget, server.name, r?.upload?.filesPerSec, r?.upload?.cpu);
         if (server === vsftpd) record(upNoFsync, server.name, r?.upload?.filesPerSec);
         record(down, server.name, r?.download?.filesPerSec, r?.download?.cpu);
@@ -288,6 +311,12 @@ async function main() {
   console.log('');
   console.log('CPU during the measured windows (mean over rounds; % of one core):');
   console.log(renderCpu(cpuRows));
+  const perGiB = cpuPerGiB(cpuRows, settings.bigMiB);
+  if (perGiB) {
+    console.log('');
+    console.log(`CPU seconds per GiB moved in the big-file rows (mean over rounds): our server process (all its threads), and the machine's busy CPU minus the bench client's (the server and the kernel's loopback work; the only figure vsftpd has):`);
+    console.log(perGiB);
+  }
   console.log('');
   console.log(verdict(rows.filter((r) => !r.secondary)));
   const secondary = rows.filter((r) => r.secondary && ratioOf(r) !== undefined);
@@ -315,6 +344,19 @@ async function main() {
   console.log(`\nresults written to ${settings.out}`);
   if (settings.profile) console.log(`CPU profiles of our server (open in Chrome DevTools, or npx tsx test/bench/profileSummary.ts FILE): ${profileDir}`);
   return failures.length === 0 ? 0 : 1;
+}
+
+/** CPU seconds per GiB of the big-file phases, per server, from the mean CPU samples. */
+function cpuPerGiB(rows: CpuRow[], bigMiB: number): string | undefined {
+  const big = rows.filter((r) => r.phase.startsWith('big_'));
+  if (big.length === 0) return undefined;
+  const gib = bigMiB / 1024;
+  const seconds = (pct: number | undefined, wallMs: number) => (pct === undefined ? '-' : ((pct / 100) * (wallMs / 1000) / gib).toFixed(3));
+  return table(
+    ['phase', 'server', 'server CPU s/GiB', 'machine - client CPU s/GiB'],
+    big.map((r) => [r.phase, r.server, seconds(r.cpu.serverPct, r.cpu.wallMs), seconds(r.cpu.machinePct - r.cpu.clientPct, r.cpu.wallMs)]),
+    [false, false, true, true],
+  );
 }
 
 main().then(

@@ -51,7 +51,8 @@ function faultyStorage(root: string): Storage {
     ...real,
     async openUpload(path, start) {
       const upload = await real.openUpload(path, start);
-      return diskFull ? { ...upload, stream: fullAfter(upload.stream, diskFull.after, diskFull.kind) } : upload;
+      // The fault is in the stream, so the upload offers no zero-copy receiver (that would write around it).
+      return diskFull ? { ...upload, stream: fullAfter(upload.stream, diskFull.after, diskFull.kind), receiveInto: undefined } : upload;
     },
   };
 }

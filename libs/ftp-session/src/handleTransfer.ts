@@ -17,6 +17,7 @@ import { requirePermission, resolvePath, storageOf } from './access';
 import { disposeData, preparePassive, prepareActive } from './dataChannel';
 import type { Handler, Session } from './state';
 import { runTransfer, type TransferOutcome } from './transfer';
+import { receiveNatively, sendNatively, zeroCopyFor } from './zeroCopyIo';
 
 const PASV: Handler = async (session) => {
   if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
@@ -62,7 +63,16 @@ const REST: Handler = (session, arg) => {
 
 /** Counts, audits and meters a finished transfer (and writes its xferlog line); only a completed one counts as an upload. */
 function recordFtpTransfer(session: Session, direction: 'upload' | 'download', path: string, outcome: TransferOutcome) {
-  recordTransfer(session, session.deps, { direction, path, bytes: outcome.bytes, ms: outcome.ms, result: outcome.result, channel: outcome.mode, transferType: session.type });
+  recordTransfer(session, session.deps, {
+    direction,
+    path,
+    bytes: outcome.bytes,
+    ms: outcome.ms,
+    result: outcome.result,
+    channel: outcome.mode,
+    transferType: session.type,
+    io: outcome.io,
+  });
 }
 
 const RETR: Handler = async (session, arg) => {
@@ -78,12 +88,16 @@ const RETR: Handler = async (session, arg) => {
   const outcome = await runTransfer(
     session,
     { direction: 'download', path, opening: `Opening ${mode} mode data connection for ${arg} (${source.size - offset} bytes)` },
-    (socket, signal) =>
-      session.type === 'A'
-        ? pipeline(source.stream, asciiToNetwork(), socket, { signal })
-        : pipeline(source.stream, socket, { signal }),
+    async (socket, signal, link) => {
+      if (session.type === 'A') return pipeline(source.stream, asciiToNetwork(), socket, { signal });
+      // Clear-text binary from a local file: sendfile, off the event loop (streams where it is not available).
+      const zeroCopy = zeroCopyFor(session);
+      if (zeroCopy && (await sendNatively(zeroCopy, source, socket, signal, link))) return;
+      return pipeline(source.stream, socket, { signal });
+    },
   );
-  if (!outcome.ok) source.stream.destroy();
+  // The stream closes the file; a native send never consumed it.
+  if (!outcome.ok || outcome.io !== 'stream') source.stream.destroy();
   recordFtpTransfer(session, 'download', path, outcome);
 };
 
@@ -110,11 +124,15 @@ async function store(session: Session, path: string, start: UploadStart, opening
   const upload = await storageOf(session).openUpload(path, start);
   const context = uploads ? uploadContext(session.deps, path, startedAt, upload.startOffset, { sequential: true }) : undefined;
   let committed = false;
-  const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal) => {
-    const between: NodeJS.ReadWriteStream[] = [];
-    if (session.type === 'A') between.push(asciiFromNetwork());
-    if (context?.hasher) between.push(context.hasher.stream); // after the conversion: the hash is of the bytes stored
-    await pipeline([socket, ...between, upload.stream], { signal });
+  const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal, link) => {
+    // Clear-text binary into a local file, not hashed: splice, off the event loop (streams where it is not available).
+    const zeroCopy = context?.hasher ? undefined : zeroCopyFor(session);
+    if (!zeroCopy || !(await receiveNatively(zeroCopy, upload, socket, signal, link))) {
+      const between: NodeJS.ReadWriteStream[] = [];
+      if (session.type === 'A') between.push(asciiFromNetwork());
+      if (context?.hasher) between.push(context.hasher.stream); // after the conversion: the hash is of the bytes stored
+      await pipeline([socket, ...between, upload.stream], { signal });
+    }
     // A client that vanished mid-upload also ends the data stream (in stream mode EOF means "complete"), so the
     // control connection is checked at the last moment, after the flush, which gives a close sent together with the
     // data EOF time to arrive (at least one turn of the event loop). Its bytes then stay a resumable partial.

@@ -4,6 +4,8 @@ import { encodeProxyV2 } from '@ftp/session-core';
 import { context, ROOT_CONTEXT, SpanKind, trace, type Span } from '@opentelemetry/api';
 import { tracer, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import type { Peer } from '@ftp/session-core';
+import { writeFlushed, type ZeroCopy } from '@ftp/zero-copy';
+import { relayNatively, type RelayedBytes } from './zeroCopyIo';
 
 /** PROXY v2 TLV (from the range the spec leaves to applications) carrying the session id of the lease. */
 export const RELAY_SESSION_TLV = 0xe0;
@@ -22,12 +24,14 @@ export interface RelayDeps {
   replicaId: string;
   metrics: EdgeMetrics;
   log: Logger;
+  /** The zero-copy addon: the relay splices both ways off the event loop (streams without it). */
+  zeroCopy?: ZeroCopy | null;
 }
 
 /**
  * Hands a data connection that reached this replica for another replica's lease over to the owner: a PROXY v2 header
  * with the real client, the session id and the lease's relay token, then the bytes untouched both ways (TLS
- * included), with backpressure.
+ * included), with backpressure: spliced natively where the zero-copy addon is loaded, else piped through Node.
  * Resolves false when no peer owns such a lease; the caller then refuses the connection.
  */
 export async function relayToOwner(socket: Socket, port: number, peer: Peer, deps: RelayDeps): Promise<boolean> {
@@ -93,16 +97,47 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
     }
     return connected; // a client gone meanwhile was relayed as far as it could be
   }
-  upstream.write(
-    encodeProxyV2({
-      source: { address: peer.address, port: peer.port },
-      destination: { address: peer.serverAddress, port },
-      tlvs: [
-        [RELAY_SESSION_TLV, Buffer.from(lease.sessionId)],
-        [RELAY_TOKEN_TLV, Buffer.from(lease.relayToken)],
-      ],
-    }),
-  );
+  const header = encodeProxyV2({
+    source: { address: peer.address, port: peer.port },
+    destination: { address: peer.serverAddress, port },
+    tlvs: [
+      [RELAY_SESSION_TLV, Buffer.from(lease.sessionId)],
+      [RELAY_TOKEN_TLV, Buffer.from(lease.relayToken)],
+    ],
+  });
+  deps.metrics.relayedConnections.inc({ side: 'sent' });
+  const relayed = (io: 'splice' | 'stream') => {
+    span.setAttribute('ftp.relay.io', io);
+    deps.log.info({ port, client: peer.address, owner: lease.replicaId, io }, 'data connection relayed to the replica that owns its lease');
+  };
+  let native: Promise<RelayedBytes> | undefined;
+  if (deps.zeroCopy) {
+    // Native bytes must follow the header: it is handed to the kernel before the relay starts.
+    await writeFlushed(upstream, [header]).catch(() => undefined);
+    if (upstream.destroyed || socket.destroyed) {
+      socket.destroy();
+      upstream.destroy();
+      span.setAttribute('ftp.relay.result', 'broken');
+      span.end();
+      return true;
+    }
+    native = relayNatively(deps.zeroCopy, socket, upstream);
+  } else {
+    upstream.write(header);
+  }
+  if (native) {
+    relayed('splice');
+    void native.then(({ fromClient, toClient }) => {
+      span.setAttributes({
+        'ftp.relay.result': 'relayed',
+        'ftp.relay.bytes_from_client': socket.bytesRead + fromClient,
+        'ftp.relay.bytes_to_client': socket.bytesWritten + toClient,
+      });
+      span.end();
+    });
+    return true;
+  }
+  relayed('stream');
   splice(socket, upstream);
   let open = 2;
   const closed = () => {
@@ -112,8 +147,6 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
   };
   socket.once('close', closed);
   upstream.once('close', closed);
-  deps.metrics.relayedConnections.inc({ side: 'sent' });
-  deps.log.info({ port, client: peer.address, owner: lease.replicaId }, 'data connection relayed to the replica that owns its lease');
   return true;
 }
 

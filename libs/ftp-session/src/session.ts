@@ -83,8 +83,14 @@ async function serveSession(
     progress() {
       const transfer = session.transfer;
       return {
+        protocol: session.protocol,
         command: session.lastCommand,
-        transfer: transfer && { direction: transfer.direction === 'upload' ? 'upload' : 'download', path: transfer.path, startedAt: transfer.startedAt },
+        transfer: transfer && {
+          direction: transfer.direction === 'upload' ? 'upload' : 'download',
+          path: transfer.path,
+          startedAt: transfer.startedAt,
+          bytes: transfer.bytes?.(),
+        },
         bytesIn: session.bytesIn,
         bytesOut: session.bytesOut,
       };

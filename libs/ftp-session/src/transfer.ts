@@ -25,6 +25,23 @@ export interface TransferOutcome {
   result: 'ok' | 'aborted' | 'failed';
   /** How the data connection was made; undefined when none was. */
   mode?: DataMode;
+  /** How the bytes moved; undefined when no data connection was made. */
+  io?: TransferIo;
+}
+
+/** How a transfer's bytes moved: through Node streams, or natively (zero-copy) with sendfile or splice. */
+export type TransferIo = 'stream' | 'sendfile' | 'splice';
+
+/**
+ * What a transfer body tells the transfer about bytes it moves outside the socket's own counters (natively, on a
+ * descriptor lent to the zero-copy addon): how, and how many, so that byte counts stay exact and the stall timer
+ * knows the connection is alive.
+ */
+export interface DataLink {
+  /** Set by a body that does not move the bytes through the socket's streams. */
+  io: TransferIo;
+  /** Counts `bytes` moved natively and restarts the stall timer. */
+  moved(bytes: number): void;
 }
 
 /**
@@ -37,7 +54,7 @@ export interface TransferOutcome {
 export async function runTransfer(
   session: Session,
   info: TransferInfo,
-  body: (socket: Socket, signal: AbortSignal) => Promise<void>,
+  body: (socket: Socket, signal: AbortSignal, link: DataLink) => Promise<void>,
 ): Promise<TransferOutcome> {
   const parent = session.currentContext;
   const span = startChildSpan(
@@ -66,7 +83,7 @@ export async function runTransfer(
     'ftp.transfer.duration_ms': outcome.ms,
     'ftp.transfer.result': outcome.result,
   });
-  if (outcome.mode) span.setAttribute('ftp.transfer.mode', outcome.mode);
+  if (outcome.mode) span.setAttributes({ 'ftp.transfer.mode': outcome.mode, 'ftp.transfer.io': outcome.io ?? 'stream' });
   if (!outcome.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: `transfer ${outcome.result}` });
   span.end();
   return outcome;
@@ -75,7 +92,7 @@ export async function runTransfer(
 async function transfer(
   session: Session,
   info: TransferInfo,
-  body: (socket: Socket, signal: AbortSignal) => Promise<void>,
+  body: (socket: Socket, signal: AbortSignal, link: DataLink) => Promise<void>,
   span: Span,
 ): Promise<TransferOutcome> {
   const controller = new AbortController();
@@ -99,6 +116,15 @@ async function transfer(
   session.reply(150, info.opening);
   let socket: Socket | undefined;
   let mode: DataMode | undefined;
+  let nativeBytes = 0;
+  const link: DataLink = {
+    io: 'stream',
+    moved(bytes) {
+      nativeBytes += bytes;
+      // Native bytes are no activity Node sees on the socket: the stall timer starts over here (same callback).
+      if (!socket?.destroyed) socket?.setTimeout(session.deps.settings.stallTimeout * 1000);
+    },
+  };
   let result: TransferOutcome['result'] = 'failed';
   try {
     ({ socket, mode } = await openDataConnection(session, controller.signal));
@@ -108,7 +134,7 @@ async function transfer(
       session.log.warn({ path: info.path }, 'transfer stalled: closing data connection');
       controller.abort();
     });
-    await body(socket, controller.signal);
+    await body(socket, controller.signal, link);
     if (session.closed) throw new Error('control connection closed');
     result = 'ok';
     session.reply(226, info.done ?? 'Transfer complete');
@@ -129,10 +155,10 @@ async function transfer(
   } finally {
     session.transfer = undefined;
   }
-  const bytes = socket ? socket.bytesRead + socket.bytesWritten : 0;
+  const bytes = socket ? socket.bytesRead + socket.bytesWritten + nativeBytes : 0;
   if (info.direction === 'upload') session.bytesIn += bytes;
   else session.bytesOut += bytes;
-  return { ok: result === 'ok', bytes, ms: Date.now() - started, result, mode };
+  return { ok: result === 'ok', bytes, ms: Date.now() - started, result, mode, io: socket ? link.io : undefined };
 }
 
 /** Storage errors carry their own reply; anything else that broke while a socket was open is the network's doing. */

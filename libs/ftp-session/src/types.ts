@@ -4,6 +4,7 @@ import type { User } from '@ftp/identity';
 import type { CoreDeps, CoreSettings } from '@ftp/session-core';
 import type { Storage } from '@ftp/storage';
 import type { Logger } from '@ftp/telemetry';
+import type { ZeroCopy } from '@ftp/zero-copy';
 import type { PassiveListeners } from './passiveListeners';
 import type { Session } from './state';
 import type { TlsProvider } from './tls';
@@ -40,6 +41,11 @@ export interface SessionDeps extends CoreDeps {
    * for that client again soon after Redis is back instead of at the lease's TTL.
    */
   unreleased: Set<PassiveLease>;
+  /**
+   * The zero-copy addon (FTP_ZERO_COPY=auto and built): clear-text binary transfers of the local storage move their
+   * bytes with sendfile/splice off the event loop. Absent: everything moves through streams.
+   */
+  zeroCopy?: ZeroCopy | null;
 }
 
 /** A prepared data channel: a passive lease with its waiter, or an active target. */

@@ -13,6 +13,8 @@ export interface TransferRecord {
   channel?: string;
   /** 'A' for an FTP ASCII transfer, else 'I' (binary). */
   transferType: 'A' | 'I';
+  /** How the bytes moved, where the front door can choose (FTP: stream, sendfile or splice). */
+  io?: string;
 }
 
 /**
@@ -31,7 +33,8 @@ export function recordTransfer(session: CoreSession, deps: CoreDeps, record: Tra
     metrics.perUser.transfers.inc({ user: user.name, direction, result });
     metrics.perUser.bytes.inc({ user: user.name, direction }, bytes);
   }
-  audit(session, direction, { path: record.path, bytes, durationMs: ms, result, mode: record.transferType, data: record.channel, protocol });
+  if (record.io) metrics.transferIoBytes.inc({ direction, io: record.io }, bytes);
+  audit(session, direction, { path: record.path, bytes, durationMs: ms, result, mode: record.transferType, data: record.channel, io: record.io, protocol });
   // A transfer refused before any data moved is no transfer to log, as in vsftpd.
   if (xferlog && record.channel) {
     xferlog.write({

@@ -72,3 +72,58 @@ test('bad offsets are refused and nothing is written', async () => {
   await upload.commit();
   assert.equal((await fsp.stat(host('o.bin'))).size, 0);
 });
+
+// The zero-copy seam (Upload.receiveInto, Download.file): a writer the fd is lent to, e.g. splice(2) from a socket.
+test('receiveInto lends the fd: its bytes count, commit waits for it, and its failure keeps the file unpublished', async () => {
+  const head = Buffer.from('head:');
+  const body = randomBytes(300_000);
+  const upload = await fx.storage.openUpload('/z.bin', { kind: 'replace' });
+  await upload.writeAt(0, head);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const receiving = upload.receiveInto!(async (fd, wrote) => {
+    await gate;
+    const handle = await fsp.open(`/proc/self/fd/${fd}`, 'r+'); // another descriptor of the same file, as a native writer has
+    try {
+      const { bytesWritten } = await handle.write(body, 0, body.length, head.length);
+      wrote(bytesWritten);
+      return bytesWritten;
+    } finally {
+      await handle.close();
+    }
+  });
+  const committing = upload.commit(); // before the receiver is done: commit must wait for it
+  release();
+  assert.equal(await receiving, body.length);
+  await committing;
+  assert.equal(upload.bytesWritten(), head.length + body.length);
+  assert.deepEqual(await fsp.readFile(host('z.bin')), Buffer.concat([head, body]));
+
+  const failing = await fx.storage.openUpload('/zf.bin', { kind: 'replace' });
+  await assert.rejects(
+    failing.receiveInto!(async (_fd, wrote) => {
+      wrote(10);
+      throw Object.assign(new Error('no space left'), { code: 'ENOSPC', bytes: 10 });
+    }),
+    /no space/,
+  );
+  assert.equal(failing.bytesWritten(), 10, 'what it reported before failing counts');
+  await assert.rejects(failing.commit(), storageCode('no-space'));
+  assert.equal(await exists('zf.bin'), false, 'never published');
+  await assert.rejects(failing.receiveInto!(async () => 0), storageCode('io'));
+});
+
+test('a download of a local file offers its fd and range for a zero-copy sender; the stream owns the fd', async () => {
+  await uploadText(fx.storage, '/d.txt', 'hello zero copy');
+  const download = await fx.storage.openRead('/d.txt', 6);
+  assert.ok(download.file);
+  assert.equal(download.file.position, 6);
+  assert.equal(download.file.length, 9);
+  const buffer = Buffer.alloc(9);
+  const handle = await fsp.open(`/proc/self/fd/${download.file.fd}`, 'r');
+  await handle.read(buffer, 0, 9, 6);
+  await handle.close();
+  assert.equal(buffer.toString(), 'zero copy');
+  download.stream.destroy(); // closes the fd (the fixture checks nothing leaked)
+  await new Promise((resolve) => download.stream.once('close', resolve));
+});

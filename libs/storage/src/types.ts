@@ -24,6 +24,12 @@ export interface Download {
    * `stream`, not both; destroying `stream` closes the file.
    */
   readAt?(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /**
+   * Optional (a local file): the open file's descriptor and the range `stream` would deliver, for a zero-copy sender
+   * (sendfile) to use instead of `stream`. The descriptor belongs to `stream`: it stays open until the caller
+   * destroys `stream`, which it must do when done. Storages without local files leave it out.
+   */
+  file?: { fd: number; position: number; length: number };
 }
 
 /** How an upload starts: fresh (replace), at a byte offset of what is already there (REST n + STOR), or at its end (APPE). */
@@ -42,6 +48,13 @@ export interface Upload {
    * and abort() wait for writes still running, and commit() rejects if one failed. Use this or `stream`, not both.
    */
   writeAt(offset: number, data: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  /**
+   * Optional (a local file): lends the upload's file descriptor to `receive`, which writes into the file itself (a
+   * zero-copy splice from a socket) at the positions it chooses, and calls `wrote(n)` as bytes land (exactly: the calls
+   * add up to what it stored, also when it fails). Counted in bytesWritten(); commit() and abort() wait for it.
+   * Resolves or rejects as `receive` does. With writeAt, not `stream`. Storages without local files leave it out.
+   */
+  receiveInto?<T>(receive: (fd: number, wrote: (bytes: number) => void) => Promise<T>): Promise<T>;
   /** Flush what was written so far to disk (the partial stays unpublished): SFTP's fsync@openssh.com. */
   sync(): Promise<void>;
   /**

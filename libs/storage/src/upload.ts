@@ -17,7 +17,13 @@ export interface UploadOptions {
   knownMissing?: boolean;
 }
 
-const HIGH_WATER_MARK = 1024 * 1024;
+/**
+ * Bytes the write stream takes before it pushes back (its writev batches up to this much per call). 4 MiB against
+ * 1 MiB, 512 MiB uploads on streams, four bench runs: 964/573, 838/819, 755/535, 876/842 MiB/s, server CPU per GiB
+ * down 14-50 %. The cost is memory only while the disk is slower than the client: at most 4 MiB per upload. Uploads
+ * on zero-copy (receiveInto) do not use the stream.
+ */
+const HIGH_WATER_MARK = 4 * 1024 * 1024;
 const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_EXCL } = fs.constants;
 // The partial is opened by name, so refuse to follow a symlink someone planted there.
 const O_NOFOLLOW = fs.constants.O_NOFOLLOW ?? 0;
@@ -110,6 +116,10 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
       if (!Number.isSafeInteger(position) || position < 0) return Promise.reject(storageError('invalid-offset'));
       return positional.write(position, data);
     },
+    receiveInto(receive) {
+      if (state !== 'open') return Promise.reject(storageError('io', new Error(`upload already ${state}`)));
+      return positional.lend((wrote) => receive(fd, wrote));
+    },
     async sync() {
       if (state !== 'open') throw storageError('io', new Error(`upload already ${state}`));
       await positional.settled();
@@ -169,7 +179,10 @@ function writev(fd: number, chunks: Uint8Array[], position: number): Promise<num
   return new Promise((resolve, reject) => fs.writev(fd, chunks, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
-/** Writes at explicit offsets on the upload's fd (pwritev), tracked so that commit and abort can wait for them. */
+/**
+ * Writes at explicit offsets on the upload's fd (pwritev), and writers the fd is lent to (receiveInto), tracked so
+ * that commit and abort can wait for them.
+ */
 function positionalWrites(fd: number) {
   const running = new Set<Promise<void>>();
   const tracker = {
@@ -188,6 +201,17 @@ function positionalWrites(fd: number) {
       const forget = () => void running.delete(done);
       done.then(forget, forget);
       return done;
+    },
+    /** Lends the fd to a writer that reports its bytes; one that fails leaves the upload incomplete, as a failed write does. */
+    lend<T>(use: (wrote: (bytes: number) => void) => Promise<T>): Promise<T> {
+      const result = use((n) => void (tracker.bytes += n));
+      const done = result.then(
+        () => undefined,
+        (err: unknown) => void (tracker.failure ??= toStorageError(err)),
+      );
+      running.add(done);
+      done.then(() => void running.delete(done));
+      return result;
     },
     settled: async (): Promise<void> => void (await Promise.allSettled(running)),
   };

@@ -1,0 +1,138 @@
+import type { Socket } from 'node:net';
+import { finished } from 'node:stream/promises';
+import type { Download, Upload } from '@ftp/storage';
+import { canLend, lendSocket, MoveError, writeFlushed, type LentSocket, type ZeroCopy } from '@ftp/zero-copy';
+import type { Session } from './state';
+import type { DataLink } from './transfer';
+
+/**
+ * Downloads smaller than this go through streams: a native move costs a thread start and a few event-loop round
+ * trips, which only pays off once there are bytes to save copies of.
+ */
+export const ZERO_COPY_MIN_BYTES = 64 * 1024;
+
+/** Failures of a native move that moved nothing and mean "not here": the stream path takes over. */
+const UNSUPPORTED = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ESTART']);
+
+/**
+ * The addon, where this transfer may use it: loaded (FTP_ZERO_COPY=auto and built), a binary transfer (ASCII
+ * converts line ends in Node) on a clear-text data connection (TLS encrypts in Node). Hashing uploads and storages
+ * without local files decide for themselves below.
+ */
+export function zeroCopyFor(session: Session): ZeroCopy | undefined {
+  const zeroCopy = session.deps.zeroCopy;
+  return zeroCopy && session.type === 'I' && session.protection === 'C' ? zeroCopy : undefined;
+}
+
+/**
+ * Sends a download's bytes with sendfile(2) from the storage's open file. Resolves true once all of them are in the
+ * socket's kernel buffer and the socket has been ended after them (the FIN follows the data), as the stream path's
+ * pipeline does; false when nothing was sent because the native path is not available here (the caller streams).
+ * Rejects as the stream path would: AbortError on ABOR or a stall, the errno on a broken connection.
+ */
+export async function sendNatively(zeroCopy: ZeroCopy, source: Download, socket: Socket, signal: AbortSignal, link: DataLink): Promise<boolean> {
+  const file = source.file;
+  if (!file || file.length < ZERO_COPY_MIN_BYTES) return false;
+  const lent = lendSocket(socket);
+  if (!lent) return false;
+  // A download's client sends nothing on its data connection; what it did is dropped, as the stream path never reads it.
+  link.io = 'sendfile';
+  try {
+    await zeroCopy.sendFile(file.fd, lent.fd, file.position, file.length, { signal, onProgress: (n) => link.moved(n) });
+  } catch (err) {
+    lent.giveBack();
+    if (err instanceof MoveError && err.bytes === 0 && UNSUPPORTED.has(err.code)) {
+      link.io = 'stream';
+      return false;
+    }
+    throw err;
+  }
+  lent.giveBack();
+  // Node reads again, so that the client's close ends the socket; end() sends the FIN after the data.
+  socket.resume();
+  socket.end();
+  await finished(socket, { readable: false });
+  return true;
+}
+
+/**
+ * Receives an upload with splice(2) socket → pipe → file until the client's EOF, straight into the storage's file at
+ * the upload's offset. What Node had already read from the socket is written first (positionally, before it). The
+ * socket is closed afterwards (its EOF was read natively). Resolves false when the native path is not available
+ * (nothing was read: the caller streams); rejects as the stream path would, with exact byte counts either way.
+ */
+export async function receiveNatively(zeroCopy: ZeroCopy, upload: Upload, socket: Socket, signal: AbortSignal, link: DataLink): Promise<boolean> {
+  if (!upload.receiveInto) return false;
+  const lent = lendSocket(socket);
+  if (!lent) return false;
+  link.io = 'splice';
+  try {
+    let position = upload.startOffset;
+    if (lent.buffered.length > 0) {
+      await upload.writeAt(position, lent.buffered);
+      for (const chunk of lent.buffered) position += chunk.length;
+    }
+    await upload.receiveInto((fd, wrote) =>
+      zeroCopy.spliceToFile(lent.fd, fd, position, {
+        signal,
+        onProgress: (n) => {
+          wrote(n);
+          link.moved(n);
+        },
+      }),
+    );
+  } finally {
+    lent.giveBack();
+  }
+  socket.destroy();
+  return true;
+}
+
+/** Bytes a native relay moved each way (beyond what went through Node before it started). */
+export interface RelayedBytes {
+  fromClient: number;
+  toClient: number;
+}
+
+/**
+ * Relays `client` and `owner` into each other natively (splice both ways, one move per direction), each side's EOF
+ * passed on as a FIN; either one failing, or either socket being destroyed, ends both. Bytes Node had already read
+ * on either side are written first. Resolves undefined when either socket cannot be lent (nothing changed: relay with
+ * streams), else a promise that settles once both sockets are closed.
+ */
+export function relayNatively(zeroCopy: ZeroCopy, client: Socket, owner: Socket): Promise<RelayedBytes> | undefined {
+  if (!canLend(client) || !canLend(owner)) return undefined;
+  // Half-close must travel (an EOF Node already read must not end the other direction): as the stream relay does.
+  client.allowHalfOpen = true;
+  owner.allowHalfOpen = true;
+  const fromClient = lendSocket(client)!;
+  const fromOwner = lendSocket(owner)!;
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  client.once('close', stop);
+  owner.once('close', stop);
+  const direction = async (from: LentSocket, to: Socket, toLent: LentSocket): Promise<number> => {
+    await writeFlushed(to, from.buffered);
+    const { bytes } = await zeroCopy.spliceToSocket(from.fd, toLent.fd, { signal: controller.signal });
+    to.end(); // the half-close travels: an upload ends with the client's FIN while the owner's reply may still come
+    return bytes;
+  };
+  const broken = (err: unknown) => {
+    stop();
+    client.destroy();
+    owner.destroy();
+    return err instanceof MoveError ? err.bytes : 0;
+  };
+  return Promise.all([
+    direction(fromClient, owner, fromOwner).catch(broken),
+    direction(fromOwner, client, fromClient).catch(broken),
+  ]).then(([up, down]) => {
+    client.off('close', stop);
+    owner.off('close', stop);
+    fromClient.giveBack();
+    fromOwner.giveBack();
+    client.destroy();
+    owner.destroy();
+    return { fromClient: up, toClient: down };
+  });
+}
