@@ -13,6 +13,7 @@ const forbidden = (...packages) => ({
 const boundaries = [
   { files: ['libs/**/*.ts'], rules: forbidden('@ftp/edge', '@ftp/worker', '@ftp/edge/*', '@ftp/worker/*') },
   { files: ['libs/ftp-protocol/**/*.ts'], rules: forbidden('@ftp/*') },
+  { files: ['libs/zero-copy/**/*.ts'], rules: forbidden('@ftp/*') },
   { files: ['libs/signing/**/*.ts'], rules: forbidden('@ftp/*') },
   { files: ['libs/sftp-session/**/*.ts'], rules: forbidden('@ftp/session', '@ftp/session/*', '@ftp/protocol', '@ftp/edge', '@ftp/worker') },
   { files: ['libs/ftp-session/**/*.ts'], rules: forbidden('@ftp/sftp-session', '@ftp/sftp-session/*', '@ftp/edge', '@ftp/worker') },

@@ -4,8 +4,10 @@
 # Nothing missing: returns at once (no apt-get, no network). Something missing: as root, installs the Debian packages
 # that provide it (apt-get, no recommends, no service started); otherwise, or with --check, prints the exact command
 # and exits 1. `all` (the default) is what `npm test` needs; `deploy` what `npm run test:deploy` needs.
-# Then makes sure Redis answers on REDIS_URL (default redis://127.0.0.1:6379): a local one that is not running is
-# started (127.0.0.1 only, nothing saved), as .ci/run always did.
+# Then makes sure PostgreSQL answers on FTP_TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres;
+# the user store tests create and drop databases of their own there): a local cluster that is not running is started.
+# And that Redis answers on REDIS_URL (default redis://127.0.0.1:6379): a local one that is not running is started
+# (127.0.0.1 only, nothing saved), as .ci/run always did.
 # Called by tools/test.sh before every run and by .ci/run. FTP_TEST_DEPS=skip turns it off.
 set -euo pipefail
 
@@ -34,6 +36,8 @@ has_paramiko() {
 }
 
 all_of() { local c; for c in "$@"; do has "$c" || return 1; done; }
+# A PostgreSQL server cluster (Debian's postgresql: pg_ctlcluster and a cluster under /etc/postgresql) and its client.
+has_postgres() { has pg_ctlcluster && has pg_isready && [ -n "$(ls /etc/postgresql 2>/dev/null)" ]; }
 need() { # need PACKAGE REASON CHECK...: PACKAGE is missing unless CHECK succeeds
   local package=$1 reason=$2
   shift 2
@@ -65,6 +69,12 @@ check_packages() {
     need ssh-audit 'ssh-audit' has ssh-audit
     # The storage tests check on real syscalls that an upload's directory is flushed after its rename.
     need strace 'strace' has strace
+    # npm ci builds the zero-copy addon (libs/zero-copy, node-gyp) with python3 (above), make and g++; without them
+    # the server falls back to streams and the zero-copy tests could only skip.
+    need make 'make (zero-copy addon)' has make
+    need g++ 'g++ (zero-copy addon)' has g++
+    # The PostgreSQL user store's tests run against a real server (databases of their own, dropped after).
+    need postgresql 'PostgreSQL server' has_postgres
   fi
 }
 
@@ -100,6 +110,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     rm -f "$policy"
     trap - EXIT
   fi
+  # PostgreSQL was absent: its new cluster lets the tests in as postgres from 127.0.0.1 without a password (trust, on
+  # loopback only), as on the machines the tests were written on. A cluster that was here before is left as it is.
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    for conf in /etc/postgresql/*/main; do
+      printf "listen_addresses = '127.0.0.1'\n" >"$conf/conf.d/90-ftp-tests.conf"
+      sed -i '1i host all postgres 127.0.0.1/32 trust' "$conf/pg_hba.conf"
+    done
+  fi
   # sshd was absent, so its system service is new: keep it from starting at the next boot too (port 22 stays closed).
   if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
     if [ -d /run/systemd/system ]; then systemctl disable --quiet ssh.service ssh.socket >/dev/null 2>&1 || true; fi
@@ -110,6 +128,32 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ ${#missing[@]} -gt 0 ]; then
     { echo "still missing after apt-get install:"; printf '%s\n' "${why[@]}"; } >&2
     exit 1
+  fi
+fi
+
+# PostgreSQL: the user store's tests connect to FTP_TEST_DATABASE_URL; a local cluster that is down is started.
+if [ "$scope" = all ]; then
+  pg_url=${FTP_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+  pg_ok() { pg_isready -q -d "$pg_url" 2>/dev/null; }
+  if ! pg_ok; then
+    case "$pg_url" in
+      postgres://*@127.0.0.1:5432/* | postgres://*@localhost:5432/* | postgresql://*@127.0.0.1:5432/* | postgresql://*@localhost:5432/*)
+        version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+        if [ "$check_only" = 1 ] || [ -z "$version" ]; then
+          echo "PostgreSQL does not answer on $pg_url; start it:" >&2
+          echo "  pg_ctlcluster --skip-systemctl-redirect ${version:-VERSION} main start" >&2
+          exit 1
+        fi
+        echo "starting PostgreSQL $version on 127.0.0.1:5432" >&2
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+        for _ in $(seq 1 100); do pg_ok && break; sleep 0.1; done
+        pg_ok || { echo "PostgreSQL $version did not start on 127.0.0.1:5432" >&2; exit 1; }
+        ;;
+      *)
+        echo "PostgreSQL does not answer on FTP_TEST_DATABASE_URL=$pg_url" >&2
+        exit 1
+        ;;
+    esac
   fi
 fi
 

@@ -54,9 +54,33 @@ test('docker-compose 1.29 accepts it (docker-compose config -q)', () => {
   assert.equal(result.status, 0, result.stderr);
 });
 
-test('the cluster: Redis, HAProxy, three edges, two workers and the observability stack', () => {
+test('the cluster: Redis, PostgreSQL, HAProxy, three edges, two workers and the observability stack', () => {
   const services = Object.keys(compose().services).sort();
-  assert.deepEqual(services, ['edge-1', 'edge-2', 'edge-3', 'grafana', 'haproxy', 'jaeger', 'otel-collector', 'prometheus', 'redis', 'worker-1', 'worker-2']);
+  assert.deepEqual(services, ['edge-1', 'edge-2', 'edge-3', 'grafana', 'haproxy', 'jaeger', 'otel-collector', 'postgres', 'prometheus', 'redis', 'worker-1', 'worker-2']);
+});
+
+test('users live in the postgres service, and every edge serves the admin API on its own port, published on loopback only', () => {
+  const doc = compose();
+  const postgres = doc.services.postgres;
+  const pg = envOf(postgres);
+  assert.ok(postgres.healthcheck.test.join(' ').includes('pg_isready'), 'the edges wait for a database that answers');
+  assert.ok((postgres.volumes as string[]).some((v) => v.endsWith(':/var/lib/postgresql/data') && v.split(':')[0] in doc.volumes), 'the database on a named volume');
+  const haproxyPorts = (doc.services.haproxy.ports as string[]).map((p) => p.split(':').at(-1)!);
+  for (const [i, name] of EDGES.entries()) {
+    const service = doc.services[name];
+    const config = loadConfig({ env: envOf(service) });
+    assert.equal(config.userStore, 'postgres', `${name}: users from PostgreSQL`);
+    const url = new URL(config.usersDatabaseUrl);
+    assert.equal(url.hostname, 'postgres');
+    assert.deepEqual([url.username, decodeURIComponent(url.password), url.pathname], [pg.POSTGRES_USER, pg.POSTGRES_PASSWORD, `/${pg.POSTGRES_DB}`], `${name}: the postgres service's own credentials`);
+    assert.equal(service.depends_on.postgres?.condition, 'service_healthy', `${name} waits for PostgreSQL`);
+    assert.notEqual(config.apiPort, 0, `${name}: the API is on (FTP_API_PORT)`);
+    assert.notEqual(config.apiPort, config.adminPort);
+    assert.equal(config.apiHost, '0.0.0.0');
+    assert.ok((service.ports as string[]).includes(`127.0.0.1:${9181 + i}:${config.apiPort}`), `${name}: the API published on the host's loopback only`);
+    assert.ok(!haproxyPorts.some((p) => p.split('-').map(Number).includes(config.apiPort)), 'HAProxy never publishes the API');
+  }
+  assert.equal(loadCompose(COMPOSE, { FTP_DB_PASSWORD: 's3cret' }).services['edge-2'].environment.FTP_USERS_DATABASE_URL, 'postgres://ftp:s3cret@postgres:5432/ftp');
 });
 
 test('every edge gets a configuration it accepts, and HAProxy forwards exactly its control port, passive range and SFTP port', () => {
@@ -110,7 +134,7 @@ test('every edge presents the same SFTP host keys: made once by edge-1 on the sh
       assert.equal(service.depends_on['edge-1']?.condition, 'service_healthy', `${name} must wait until edge-1 has made the keys (and the users file)`);
     }
   }
-  assert.deepEqual(Object.keys(doc.services['edge-1'].depends_on), ['redis'], 'edge-1 waits for no other edge');
+  assert.deepEqual(Object.keys(doc.services['edge-1'].depends_on).sort(), ['postgres', 'redis'], 'edge-1 waits for no other edge');
 });
 
 test('every worker loads its configuration and pipelines and shares the edges\' volume, data folder and Redis', () => {

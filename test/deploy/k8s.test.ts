@@ -7,6 +7,8 @@ import { queuePrefix, UPLOAD_QUEUE } from '@ftp/upload-events';
 import { build, loadYamlDocuments, patchFilesOf, type Resource } from './kustomize';
 import { validateAll } from './k8sSchema';
 import {
+  ADMIN_NAMESPACE,
+  apiProblems,
   autoscalingProblems,
   edgeConfig,
   edgeProblems,
@@ -72,6 +74,10 @@ for (const overlay of OVERLAYS) {
     const objs = render(overlay);
     assert.deepEqual(edgeProblems(objs), []);
     assert.deepEqual(hardeningProblems(objs), []);
+  });
+
+  test(`${overlay}: the admin API is served by a ClusterIP Service only, admitted from the admin namespace only; the database URL is a Secret's`, () => {
+    assert.deepEqual(apiProblems(render(overlay)), []);
   });
 
   test(`${overlay}: every edge presents the same SFTP host keys`, () => {
@@ -228,4 +234,43 @@ test('a broken SFTP wiring fails the checks: Service port, container port, polic
   // Without FTP_SFTP_HOST_KEYS, keys made per pod in /tmp (an emptyDir) would differ from replica to replica.
   const perPod = change((o) => delete find(o, 'ConfigMap', 'ftp-edge')!.data.FTP_SFTP_HOST_KEYS);
   assert.match(hostKeyProblems(perPod, secrets).join('\n'), /each edge makes \/tmp\/tls\/ssh_host_ed25519_key itself, on volume tmp, which pods do not share/);
+});
+
+test('prod: users in the external PostgreSQL from the ftp-secrets Secret, the API on its own port, and a broken wiring is caught', () => {
+  const objs = render('prod');
+  const secrets = loadYamlDocuments(PROD_SECRETS) as Resource[];
+  const url = find(secrets, 'Secret', 'ftp-secrets')!.stringData.FTP_USERS_DATABASE_URL as string;
+  assert.match(url, /^postgres:\/\//, 'the example Secret carries the database URL');
+  const container = edgeDeployment(objs).spec.template.spec.containers[0];
+  const ref = container.env.find((e: { name: string }) => e.name === 'FTP_USERS_DATABASE_URL').valueFrom.secretKeyRef;
+  assert.deepEqual([ref.name, ref.key], ['ftp-secrets', 'FTP_USERS_DATABASE_URL']);
+  const { config } = edgeConfig(objs);
+  assert.equal(config?.apiPort, 9180);
+  assert.deepEqual(container.ports.find((p: { name: string }) => p.name === 'api'), { name: 'api', containerPort: 9180 });
+  const api = find(objs, 'Service', 'ftp-edge-api')!;
+  assert.equal(api.spec.type, 'ClusterIP');
+  assert.ok(!find(objs, 'Service', 'ftp')!.spec.ports.some((p: { targetPort: unknown }) => p.targetPort === 'api' || p.targetPort === 9180));
+  // The database is outside the cluster: egress to its address range only.
+  const egress = find(objs, 'NetworkPolicy', 'ftp-postgres-egress')!.spec.egress;
+  assert.deepEqual(egress, [{ to: [{ ipBlock: { cidr: '10.20.1.0/24' } }], ports: [{ port: 5432, protocol: 'TCP' }] }]);
+
+  const change = (mutate: (o: Resource[]) => void) => {
+    const copy = clone(objs);
+    mutate(copy);
+    return copy;
+  };
+  const public_ = change((o) => (find(o, 'Service', 'ftp') as any).spec.ports.push({ name: 'api', port: 9180, targetPort: 'api', protocol: 'TCP' })); // eslint-disable-line @typescript-eslint/no-explicit-any
+  assert.match(apiProblems(public_).join('\n'), /Service\/ftp exposes the admin API: only a ClusterIP Service may/);
+  const open = change((o) => (find(o, 'NetworkPolicy', 'ftp-edge-ingress') as any).spec.ingress.push({ ports: [{ port: 9180, protocol: 'TCP' }] })); // eslint-disable-line @typescript-eslint/no-explicit-any
+  assert.match(apiProblems(open).join('\n'), new RegExp(`API port 9180 must be open to the ${ADMIN_NAMESPACE} namespace only`));
+  const plain = change((o) => {
+    find(o, 'ConfigMap', 'ftp-edge')!.data.FTP_USERS_DATABASE_URL = 'postgres://ftp:pw@db:5432/ftp';
+  });
+  assert.match(apiProblems(plain).join('\n'), /carries a password: take it from a Secret/);
+  const noPort = change((o) => edgeDeployment(o).spec.template.spec.containers[0].ports.pop());
+  assert.match(edgeProblems(noPort).join('\n'), /container port 9180 \(FTP_API_PORT\) not declared/);
+  const off = change((o) => {
+    find(o, 'ConfigMap', 'ftp-edge')!.data.FTP_API_PORT = '0';
+  });
+  assert.deepEqual(apiProblems(off), ['FTP_API_PORT is 0: the admin API is off']);
 });

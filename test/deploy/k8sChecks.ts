@@ -154,7 +154,7 @@ export function edgeProblems(objs: Resource[]): string[] {
   const container = pod.containers.find((c: Obj) => c.name === 'edge');
 
   const containerPorts = new Set((container.ports ?? []).map((p: Obj) => p.containerPort));
-  for (const [key, port] of [['FTP_PORT', config.port], ['FTP_RELAY_PORT', config.relayPort], ['FTP_ADMIN_PORT', config.adminPort], ['FTP_SFTP_PORT', sftp.port]] as const) {
+  for (const [key, port] of [['FTP_PORT', config.port], ['FTP_RELAY_PORT', config.relayPort], ['FTP_ADMIN_PORT', config.adminPort], ['FTP_SFTP_PORT', sftp.port], ['FTP_API_PORT', config.apiPort]] as const) {
     if (port !== 0 && !containerPorts.has(port)) problems.push(`container port ${port} (${key}) not declared`);
   }
   for (const [probe, path] of [['readinessProbe', '/readyz'], ['livenessProbe', '/healthz']]) {
@@ -359,5 +359,43 @@ export function prodProblems(objs: Resource[], secrets: Resource[]): string[] {
   const url = (find(secrets, 'Secret', 'ftp-secrets')?.stringData?.REDIS_URL ?? '') as string;
   if (!/^rediss?:\/\//.test(url) || /@redis:|\/\/redis:/.test(url)) problems.push('REDIS_URL must point at the external Redis');
   if (!find(objs, 'PersistentVolumeClaim', 'ftp-data')?.spec.accessModes?.includes('ReadWriteMany')) problems.push('the data volume must be ReadWriteMany');
+  return problems;
+}
+
+/** The namespace whose pods may reach the admin REST API (operators' tools, ftpctl --api). */
+export const ADMIN_NAMESPACE = 'ftp-admin';
+
+/**
+ * The admin REST API and the PostgreSQL user store: the API on (FTP_API_PORT), declared as a container port, served
+ * by a ClusterIP Service and by no public one, admitted by the NetworkPolicy from the admin namespace only; the
+ * database URL from a Secret, never from the ConfigMap (it carries a password).
+ */
+export function apiProblems(objs: Resource[]): string[] {
+  const { config, problems } = edgeConfig(objs);
+  if (!config) return problems;
+  if (config.apiPort === 0) return ['FTP_API_PORT is 0: the admin API is off'];
+  const deployment = find(objs, 'Deployment', 'ftp-edge')!;
+  const container = podSpecOf(deployment)!.containers.find((c: Obj) => c.name === 'edge');
+  const apiPort = config.apiPort;
+  const isApiPort = (port: number | string) => portOf(container, port) === apiPort;
+
+  const services = (objs as Obj[]).filter((o) => o.kind === 'Service' && selects({ matchLabels: o.spec.selector }, deployment.spec.template.metadata.labels));
+  const serving = services.filter((svc) => (svc.spec.ports ?? []).some((p: Obj) => isApiPort(p.targetPort ?? p.port)));
+  if (serving.length === 0) problems.push(`no Service sends traffic to the API port ${apiPort}`);
+  for (const svc of serving) {
+    if ((svc.spec.type ?? 'ClusterIP') !== 'ClusterIP' || svc.spec.clusterIP === 'None') problems.push(`Service/${svc.metadata.name} exposes the admin API: only a ClusterIP Service may`);
+  }
+  const ingress = (find(objs, 'NetworkPolicy', 'ftp-edge-ingress')?.spec.ingress ?? []) as Obj[];
+  const covers = (p: Obj) => p.port === apiPort || p.port === 'api' || (p.endPort && p.port <= apiPort && apiPort <= p.endPort);
+  const rules = ingress.filter((r) => (r.ports ?? []).some(covers) || !r.ports);
+  const fromAdmin = (f: Obj) => f.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'] === ADMIN_NAMESPACE && !f.ipBlock;
+  if (rules.length === 0 || !rules.every((r) => r.from?.length > 0 && r.from.every(fromAdmin))) {
+    problems.push(`NetworkPolicy: the API port ${apiPort} must be open to the ${ADMIN_NAMESPACE} namespace only`);
+  }
+
+  const fromConfigMap = (container.envFrom ?? []).some((e: Obj) => e.configMapRef && find(objs, 'ConfigMap', e.configMapRef.name)?.data?.FTP_USERS_DATABASE_URL !== undefined);
+  const entry = (container.env ?? []).find((e: Obj) => e.name === 'FTP_USERS_DATABASE_URL');
+  if (fromConfigMap || entry?.value !== undefined) problems.push('FTP_USERS_DATABASE_URL carries a password: take it from a Secret, not a ConfigMap or a literal');
+  else if (!entry?.valueFrom?.secretKeyRef) problems.push('FTP_USERS_DATABASE_URL must come from a Secret (secretKeyRef)');
   return problems;
 }

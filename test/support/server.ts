@@ -6,6 +6,7 @@ import { loadConfig, type FtpConfig } from '@ftp/config';
 import { hashPassword, type User } from '@ftp/identity';
 import type { Storage } from '@ftp/storage';
 import { createLogger } from '@ftp/telemetry';
+import type { ZeroCopy } from '@ftp/zero-copy';
 import { startEdge, type Edge } from '../../services/ftp-edge/src/server';
 import { ephemeralLow, freeBlock } from './processes';
 
@@ -34,6 +35,8 @@ export interface TestServerOptions {
   storageFor?: (user: User) => Storage;
   /** Also serve SFTP (on a free port: `edge.sftpPort`). */
   sftp?: boolean;
+  /** Replaces the zero-copy addon (null: run as if it had not been built). */
+  zeroCopy?: ZeroCopy | null;
 }
 
 const PASSWORD = 'correct horse battery staple';
@@ -88,7 +91,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     });
     if (!options.env?.FTP_PORT) config.port = 0;
     try {
-      const edge = await startEdge({ config, log: createLogger({ level: 'debug', destination: sink }), storageFor: options.storageFor });
+      const edge = await startEdge({ config, log: createLogger({ level: 'debug', destination: sink }), storageFor: options.storageFor, zeroCopy: options.zeroCopy });
       return {
         edge,
         config,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ClusterState, SessionRecord } from './types';
+import type { ClusterState, SessionKick, SessionRecord } from './types';
 
 /** A fresh session record for tests. */
 export const record = (id: string, clientAddress = '10.0.0.1'): SessionRecord => ({
@@ -185,6 +185,63 @@ export function clusterStateContract(
     await state.close();
   });
 
+  test(`${name}: a record carries its protocol, and a heartbeat updates it with the running transfer's bytes`, async () => {
+    const { state } = await setup();
+    const limits = { maxSessions: 0, maxPerAddress: 0 };
+    await state.sessions.open({ ...record('p'), protocol: 'ftp' }, limits);
+    await state.sessions.open({ ...record('q'), protocol: 'sftp' }, limits);
+    const transfer = { direction: 'upload' as const, path: '/in/big.bin', startedAt: 5, bytes: 123_456_789_012 };
+    assert.equal(await state.sessions.update('p', { protocol: 'ftps', command: 'STOR', transfer }), true);
+    const byId = new Map((await state.sessions.list()).map((r) => [r.id, r]));
+    assert.equal(byId.get('p')?.protocol, 'ftps', 'an FTP session turns ftps after AUTH TLS');
+    assert.deepEqual(byId.get('p')?.transfer, transfer, 'byte counts beyond 32 bits survive');
+    assert.equal(byId.get('q')?.protocol, 'sftp');
+    assert.equal(await state.sessions.update('p', { transfer: undefined }), true);
+    assert.equal((await state.sessions.list()).find((r) => r.id === 'p')?.transfer, undefined, 'a finished transfer leaves the record');
+    await state.close();
+  });
+
+  test(`${name}: bans are listed cluster-wide and one can be lifted, forgetting its failures`, async () => {
+    const { state, advance } = await setup();
+    const policy = { threshold: 2, banSeconds: 60 };
+    for (let i = 0; i < 2; i++) await state.bans.recordFailure('10.0.0.8', 'bob', policy);
+    advance(10_000);
+    for (let i = 0; i < 2; i++) await state.bans.recordFailure('10.0.0.9', 'bob', policy);
+    await state.bans.recordFailure('10.0.0.10', 'bob', policy); // one failure: not banned
+    assert.deepEqual(await state.bans.list(), [
+      { address: '10.0.0.8', until: 1_000_000 + 60_000 },
+      { address: '10.0.0.9', until: 1_000_000 + 70_000 },
+    ]);
+    assert.equal(await state.bans.lift('10.0.0.8'), true);
+    assert.equal(await state.bans.lift('10.0.0.8'), false, 'nothing left to lift');
+    assert.equal(await state.bans.lift('10.0.0.10'), false, 'failures alone are no ban');
+    assert.equal(await state.bans.isBanned('10.0.0.8'), false);
+    assert.deepEqual(await state.sessions.open(record('back', '10.0.0.8'), { maxSessions: 0, maxPerAddress: 0 }), { ok: true });
+    assert.equal((await state.bans.recordFailure('10.0.0.8', 'bob', policy)).failures, 1, 'the failures went with the ban');
+    assert.equal(await state.bans.active(), 1);
+    advance(60_001);
+    assert.deepEqual(await state.bans.list(), [], 'ended bans are not listed');
+    await state.close();
+  });
+
+  test(`${name}: a kick reaches the replica it is sent to, or every replica with '*', until it stops listening`, async () => {
+    const { state } = await setup();
+    const heard: Record<string, SessionKick[]> = { r1: [], r2: [] };
+    const stop1 = await state.kicks.listen('r1', (kick) => heard.r1.push(kick));
+    const stop2 = await state.kicks.listen('r2', (kick) => heard.r2.push(kick));
+    assert.equal(await state.kicks.send('r1', { sessionId: 's1', reason: 'ended by an administrator', by: 'ops' }), 1);
+    assert.equal(await state.kicks.send('*', { user: 'alice', reason: 'user disabled' }), 2);
+    assert.equal(await state.kicks.send('r9', { sessionId: 's9', reason: 'x' }), 0, 'no replica r9 listens');
+    await waitUntil(() => heard.r1.length === 2 && heard.r2.length === 1);
+    const [first] = heard.r1;
+    assert.deepEqual([first.sessionId, first.user, first.reason, first.by], ['s1', undefined, 'ended by an administrator', 'ops']);
+    assert.equal(heard.r2[0].user, 'alice');
+    await stop1();
+    assert.equal(await state.kicks.send('r1', { sessionId: 's2', reason: 'x' }), 0);
+    await stop2();
+    await state.close();
+  });
+
   test(`${name}: pre-login sessions are capped per address until they log in`, async () => {
     const { state } = await setup();
     const limits = { maxSessions: 0, maxPerAddress: 0, maxUnauthenticatedPerAddress: 2 };
@@ -200,4 +257,13 @@ export function clusterStateContract(
     assert.deepEqual(await state.sessions.open(record('e'), limits), { ok: true }, 'a closed session frees its slot');
     await state.close();
   });
+}
+
+/** Polls `done` every 10 ms for up to 2 s (kicks arrive asynchronously). */
+async function waitUntil(done: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 2 s');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }

@@ -1,12 +1,15 @@
 import type {
   Admission,
   AdmissionLimits,
+  Ban,
   BanList,
+  KickChannel,
   BanPolicy,
   ClusterState,
   LeaseRequest,
   PassiveLease,
   PassivePortPool,
+  SessionKick,
   SessionRecord,
   SessionRegistry,
 } from './types';
@@ -21,7 +24,28 @@ export function createMemoryClusterState(options: { pasvRange: { min: number; ma
     sessions: memorySessions(bans),
     ports: memoryPorts(options.pasvRange, now),
     bans,
+    kicks: memoryKicks(),
     close: async () => {},
+  };
+}
+
+/** Kicks within the process: delivered to the listeners of the replica (or of every one, with '*') on the next tick. */
+function memoryKicks(): KickChannel {
+  const listeners = new Set<{ replicaId: string; onKick: (kick: SessionKick) => void }>();
+  return {
+    async send(replicaId, kick) {
+      const targets = [...listeners].filter((l) => replicaId === '*' || l.replicaId === replicaId);
+      // Asynchronously, as through Redis: the sender never runs a session's end inside its own call.
+      for (const target of targets) setImmediate(() => target.onKick({ ...kick }));
+      return targets.length;
+    },
+    async listen(replicaId, onKick) {
+      const listener = { replicaId, onKick };
+      listeners.add(listener);
+      return async () => {
+        listeners.delete(listener);
+      };
+    },
   };
 }
 
@@ -173,6 +197,20 @@ function memoryBans(now: () => number): MemoryBans {
         else bannedUntil.delete(address);
       }
       return n;
+    },
+    async list() {
+      const bans: Ban[] = [];
+      for (const [address, until] of bannedUntil) {
+        if (until > now()) bans.push({ address, until });
+        else bannedUntil.delete(address);
+      }
+      return bans.sort((a, b) => a.until - b.until || (a.address < b.address ? -1 : 1));
+    },
+    async lift(address) {
+      const until = bannedUntil.get(address);
+      bannedUntil.delete(address);
+      failures.delete(address);
+      return until !== undefined && until > now();
     },
   };
 }

@@ -272,6 +272,9 @@ test('redis: with Redis unreachable every method rejects quickly', async () => {
     () => state.ports.inUse(),
     () => state.bans.isBanned('10.0.0.1'),
     () => state.bans.recordFailure('10.0.0.1', 'bob', { threshold: 3, banSeconds: 60 }),
+    () => state.bans.list(),
+    () => state.bans.lift('10.0.0.1'),
+    () => state.kicks.send('r1', { sessionId: 'a', reason: 'x' }),
   ];
   for (const call of calls) await assert.rejects(call());
   assert.ok(Date.now() - started < 2000, `rejected within ${Date.now() - started} ms`);
@@ -303,6 +306,43 @@ test('redis: calls reject during an outage and work again once Redis is back', a
   assert.equal(state.available(), true);
   await state.close();
   await proxy.cut();
+});
+
+test('redis: a kick listener hears kicks again after Redis was away, and one started during the outage subscribes once it is back', async () => {
+  const proxy = await startRedisProxy(REDIS_URL);
+  try {
+    const prefix = newPrefix();
+    const listener = await make({ url: proxy.url, prefix });
+    const sender = await make({ prefix }); // straight to Redis: it stays connected
+    const heard: string[] = [];
+    const arrived = async (list: string[], id: string) => {
+      const deadline = Date.now() + 5000;
+      while (!list.includes(id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(list.includes(id), `kick ${id} did not arrive`);
+    };
+    await listener.kicks.listen('r1', (kick) => heard.push(kick.sessionId ?? ''));
+    assert.equal(await sender.kicks.send('r1', { sessionId: 'before', reason: 'x' }), 1);
+    await arrived(heard, 'before');
+
+    await proxy.cut();
+    const late: string[] = [];
+    const stopLate = await listener.kicks.listen('r2', (kick) => late.push(kick.sessionId ?? ''));
+    assert.equal(await sender.kicks.send('r1', { sessionId: 'lost', reason: 'x' }), 0, 'nobody listens while cut off');
+    await proxy.reopen();
+    const subscribed = async (replica: string) => (await sender.kicks.send(replica, { sessionId: 'probe', reason: 'x' })) === 1;
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !((await subscribed('r1')) && (await subscribed('r2')))) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await sender.kicks.send('r1', { sessionId: 'after', reason: 'x' }), 1, 'subscribed again after the reconnect');
+    assert.equal(await sender.kicks.send('r2', { sessionId: 'after', reason: 'x' }), 1, 'the listener started meanwhile subscribed');
+    await arrived(heard, 'after');
+    await arrived(late, 'after');
+    assert.deepEqual(heard.filter((id) => id !== 'probe'), ['before', 'after']);
+    await stopLate();
+    await listener.close();
+    assert.equal(await sender.kicks.send('r1', { sessionId: 'closed', reason: 'x' }), 0, 'close() ends the subscriber connections');
+  } finally {
+    await proxy.cut();
+  }
 });
 
 test('redis: a connection passed in stays open after close()', async () => {

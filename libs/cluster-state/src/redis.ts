@@ -6,6 +6,8 @@ import {
   inUseScript,
   activeBansScript,
   leaseScript,
+  liftBanScript,
+  listBansScript,
   listScript,
   openScript,
   recordFailureScript,
@@ -17,12 +19,15 @@ import {
 import type {
   Admission,
   AdmissionLimits,
+  Ban,
   BanList,
+  KickChannel,
   BanPolicy,
   ClusterState,
   LeaseRequest,
   PassiveLease,
   PassivePortPool,
+  SessionKick,
   SessionRecord,
   SessionRegistry,
 } from './types';
@@ -52,7 +57,7 @@ export interface RedisClusterStateOptions {
   onError?: (err: Error) => void;
 }
 
-const STRING_FIELDS = new Set(['id', 'replicaId', 'clientAddress', 'user', 'command']);
+const STRING_FIELDS = new Set(['id', 'replicaId', 'clientAddress', 'protocol', 'user', 'command']);
 /** Fields that key the address and user indexes: only open, bindUser and unbindUser change them. */
 const INDEXED_FIELDS = new Set(['id', 'clientAddress', 'user']);
 
@@ -115,13 +120,17 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
 
   const keys = redisKeys(prefix);
   const ports = redisPorts(redis, keys, prefix, { min, max }, now, gcGraceMs);
+  const kicks = redisKicks(redis, keys, options.readyTimeoutMs ?? 5000);
   return {
     kind: 'redis',
     available: () => redis.status === 'ready',
     sessions: redisSessions(redis, keys, prefix, now, sessionTtlMs, gcGraceMs),
     ports,
     bans: redisBans(redis, keys, now, gcGraceMs),
+    kicks,
     close: async () => {
+      // The subscriber connections are always this state's own, whoever owns the main one.
+      await kicks.closeAll();
       // Only the connection made here; once (ioredis arms a 2 s timer when an ended connection is disconnected again).
       if (!own || closed) return;
       closed = true;
@@ -347,6 +356,75 @@ function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: numbe
     },
     async active() {
       return Number(await activeBansScript.run(redis, [keys.bans], [now()]));
+    },
+    async list() {
+      const flat = (await listBansScript.run(redis, [keys.bans], [now()])) as string[];
+      const bans: Ban[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) bans.push({ address: flat[i], until: Number(flat[i + 1]) });
+      return bans;
+    },
+    async lift(address) {
+      return (await liftBanScript.run(redis, [keys.ban(address), keys.failures(address), keys.bans], [now(), address])) === 1;
+    },
+  };
+}
+
+/** A kick as it travels: JSON of SessionKick. Anything else on the channel is ignored. */
+function decodeKick(message: string): SessionKick | undefined {
+  try {
+    const kick = JSON.parse(message) as Partial<SessionKick>;
+    if (typeof kick.reason !== 'string' || (typeof kick.sessionId !== 'string' && typeof kick.user !== 'string')) return undefined;
+    return { sessionId: kick.sessionId, user: kick.user, reason: kick.reason, by: typeof kick.by === 'string' ? kick.by : undefined };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Kicks over Redis pub/sub: PUBLISH on the main connection (its reply counts the subscribers that got the message),
+ * and per listener a subscriber connection of its own (a subscribed connection can do nothing else), which ioredis
+ * subscribes again after every reconnect. A kick sent while a replica is cut off is lost for it: kicks are for live
+ * sessions, and a replica cut off from Redis refuses new logins anyway.
+ */
+function redisKicks(redis: Redis, keys: Keys, readyTimeoutMs: number): KickChannel & { closeAll(): Promise<void> } {
+  const subscribers = new Set<Redis>();
+  const stop = async (subscriber: Redis) => {
+    if (!subscribers.delete(subscriber)) return;
+    if (subscriber.status === 'ready') await subscriber.quit().catch(() => subscriber.disconnect());
+    else subscriber.disconnect();
+  };
+  return {
+    async send(replicaId, kick) {
+      return redis.publish(replicaId === '*' ? keys.kicksAll : keys.kicksTo(replicaId), JSON.stringify(kick));
+    },
+    async listen(replicaId, onKick) {
+      // The subscription waits in the offline queue while Redis is away (however long), and ioredis subscribes again
+      // after each reconnect.
+      const subscriber = redis.duplicate({
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: null,
+        autoResubscribe: true,
+        commandTimeout: undefined,
+        lazyConnect: false,
+      });
+      subscriber.on('error', () => {}); // the main connection reports outages; this one retries with it
+      subscribers.add(subscriber);
+      subscriber.on('message', (_channel: string, message: string) => {
+        const kick = decodeKick(message);
+        if (kick) onKick(kick);
+      });
+      const subscribed = subscriber.subscribe(keys.kicksTo(replicaId), keys.kicksAll).catch(() => undefined);
+      // With Redis there, kicks are heard once this resolves; with Redis away, the subscription waits in the queue
+      // and a start-up is not held up by it.
+      if (redis.status === 'ready') {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([subscribed, new Promise((resolve) => (timer = setTimeout(resolve, readyTimeoutMs)))]);
+        clearTimeout(timer);
+      }
+      return () => stop(subscriber);
+    },
+    async closeAll() {
+      await Promise.all([...subscribers].map(stop));
     },
   };
 }

@@ -23,6 +23,9 @@ export function redisKeys(prefix: string) {
     failures: (address: string) => `${prefix}fail:${address}`,
     ban: (address: string) => `${prefix}ban:${address}`,
     bans: `${prefix}bans`,
+    /** Pub/sub channels (no keys): kicks for one replica, and for every replica. */
+    kicksTo: (replicaId: string) => `${prefix}kicks:to:${replicaId}`,
+    kicksAll: `${prefix}kicks:all`,
   };
 }
 
@@ -394,5 +397,29 @@ export const activeBansScript = new LuaScript(
   `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZCARD', KEYS[1])
+`,
+);
+
+/** KEYS: bans index. ARGV[1] now. Prunes bans that ended, returns the others as a flat address/until list. */
+export const listBansScript = new LuaScript(
+  'listBans',
+  `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+`,
+);
+
+/**
+ * KEYS: ban key, failure hash, bans index. ARGV[1] now, [2] address. Ends the ban and forgets the failures (the count
+ * outlives a ban, so keeping it would ban the address again at its next failure). Returns 1 if a ban was in force.
+ */
+export const liftBanScript = new LuaScript(
+  'liftBan',
+  `
+local bannedUntil = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+if bannedUntil and tonumber(bannedUntil) > tonumber(ARGV[1]) then return 1 end
+return 0
 `,
 );

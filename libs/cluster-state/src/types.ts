@@ -9,13 +9,30 @@ export interface SessionRecord {
   replicaId: string;
   clientAddress: string;
   startedAt: number;
+  /** The front door: `ftp`, `ftps` (an FTP session turns ftps once it is protected) or `sftp`. */
+  protocol?: SessionProtocol;
   user?: string;
   /** The command in progress (verb only) and the transfer, if any. */
   command?: string;
-  transfer?: { direction: 'upload' | 'download'; path: string; startedAt: number };
+  transfer?: SessionTransfer;
+  /** Bytes of finished transfers (the running one's are in `transfer.bytes`). */
   bytesIn: number;
   bytesOut: number;
 }
+
+export type SessionProtocol = 'ftp' | 'ftps' | 'sftp';
+
+/** The transfer a session runs, as its last report says. */
+export interface SessionTransfer {
+  direction: 'upload' | 'download';
+  path: string;
+  startedAt: number;
+  /** Bytes it has moved so far, as of the report (the replica reports running transfers every second or so). */
+  bytes?: number;
+}
+
+/** The fields a heartbeat reports (see SessionRegistry.update). */
+export type SessionProgress = Partial<Pick<SessionRecord, 'protocol' | 'command' | 'transfer' | 'bytesIn' | 'bytesOut'>>;
 
 export interface AdmissionLimits {
   /** 0 = unlimited. */
@@ -45,7 +62,7 @@ export interface SessionRegistry {
    * chunk. Resolves false when the record is gone (expired, or Redis lost its data), so the caller can register the
    * session again.
    */
-  update(id: string, patch: Partial<Pick<SessionRecord, 'command' | 'transfer' | 'bytesIn' | 'bytesOut'>>): Promise<boolean>;
+  update(id: string, patch: SessionProgress): Promise<boolean>;
   close(id: string): Promise<void>;
   list(): Promise<SessionRecord[]>;
 }
@@ -107,6 +124,51 @@ export interface BanList {
   recordFailure(address: string, user: string, policy: BanPolicy): Promise<{ banned: boolean; failures: number }>;
   /** How many addresses are banned right now, cluster-wide (for the bans-active gauge, read at scrape time). */
   active(): Promise<number>;
+  /** The bans in force, cluster-wide, soonest to end first (the admin API's list). */
+  list(): Promise<Ban[]>;
+  /**
+   * Ends the ban of `address` now and forgets its failed logins (else the next failure would ban it again at once).
+   * Resolves whether a ban was in force.
+   */
+  lift(address: string): Promise<boolean>;
+}
+
+export interface Ban {
+  address: string;
+  /** When the ban ends (epoch ms). */
+  until: number;
+}
+
+/**
+ * A request to end sessions, sent by whoever decided it (the admin API) to the replica that holds them. Kicks are
+ * messages, not state: a replica that is not listening when one is sent never hears of it (its sessions, if it is
+ * gone, expire from the registry by themselves).
+ */
+export interface SessionKick {
+  /** The session to end. */
+  sessionId?: string;
+  /** Or every session of this user (after the user was disabled or deleted). */
+  user?: string;
+  /** Why, for the session's log line. */
+  reason: string;
+  /** Who asked (a token name), for the log line. */
+  by?: string;
+}
+
+/** Where kicks travel: Redis pub/sub between replicas, or within the process (in-memory state). */
+export interface KickChannel {
+  /**
+   * Delivers `kick` to the replica `replicaId` listens as, or to every replica with '*'. Resolves with how many
+   * listeners got it: 0 means no such replica is listening now (gone, or cut off from Redis). Rejects when the backing
+   * store is unreachable.
+   */
+  send(replicaId: string, kick: SessionKick): Promise<number>;
+  /**
+   * Hears the kicks sent to `replicaId` and to '*' until the returned function is called. With Redis: one subscriber
+   * connection per listener, subscribed again after every reconnect; resolves once subscribed (at once while Redis is
+   * away: it subscribes in the background when Redis is back).
+   */
+  listen(replicaId: string, onKick: (kick: SessionKick) => void): Promise<() => Promise<void>>;
 }
 
 export interface ClusterState {
@@ -116,5 +178,6 @@ export interface ClusterState {
   sessions: SessionRegistry;
   ports: PassivePortPool;
   bans: BanList;
+  kicks: KickChannel;
   close(): Promise<void>;
 }

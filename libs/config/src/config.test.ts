@@ -79,6 +79,18 @@ test('upload events: completed ones by default, sha256 off; both from the enviro
   assert.equal(fromFile.uploadSha256, true);
 });
 
+test('zero-copy transfers: auto by default, off from the environment or YAML, anything else refused', () => {
+  assert.equal(loadConfig({ env: {} }).zeroCopy, 'auto');
+  assert.equal(loadConfig({ env: { FTP_ZERO_COPY: 'off' } }).zeroCopy, 'off');
+  assert.equal(loadConfig({ env: { FTP_ZERO_COPY: 'auto' } }).zeroCopy, 'auto');
+  assert.throws(() => loadConfig({ env: { FTP_ZERO_COPY: 'on' } }), /FTP_ZERO_COPY: expected one of auto, off, got "on"/);
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'zero_copy: off\n');
+  assert.equal(loadConfig({ file, env: {} }).zeroCopy, 'off');
+  assert.equal(loadConfig({ file, env: { FTP_ZERO_COPY: 'auto' } }).zeroCopy, 'auto', 'the environment wins');
+});
+
 test('xferlog file: off by default, set from the environment or YAML; per-user metrics are opt-in', () => {
   const defaults = loadConfig({ env: {} });
   assert.equal(defaults.xferlogFile, '');
@@ -91,4 +103,61 @@ test('xferlog file: off by default, set from the environment or YAML; per-user m
   writeFileSync(file, 'xferlog_file: /tmp/xferlog\nmetrics_user_labels: false\n');
   assert.equal(loadConfig({ file, env: {} }).xferlogFile, '/tmp/xferlog');
   assert.throws(() => loadConfig({ env: { FTP_METRICS_USER_LABELS: 'sometimes' } }), /FTP_METRICS_USER_LABELS: expected true or false/);
+});
+
+test('user store: the users file by default; postgres or hook from their URLs or FTP_USER_STORE, with what each needs', () => {
+  const defaults = loadConfig({ env: {} });
+  assert.equal(defaults.userStore, 'file');
+  assert.equal(defaults.usersDatabaseMigrate, true);
+  assert.equal(defaults.authHookTimeoutMs, 5000);
+  assert.equal(defaults.authHookCacheSeconds, 60);
+  const url = 'postgres://ftp@db:5432/ftp';
+  assert.equal(loadConfig({ env: { FTP_USERS_DATABASE_URL: url } }).userStore, 'postgres', 'chosen by its URL');
+  assert.equal(loadConfig({ env: { FTP_USERS_DATABASE_URL: url, FTP_USER_STORE: 'file' } }).userStore, 'file', 'an explicit choice wins');
+  const secret = 'x'.repeat(32);
+  const hook = loadConfig({ env: { FTP_AUTH_HOOK_URL: 'https://idp.example.com/ftp', FTP_AUTH_HOOK_SECRET: secret, FTP_AUTH_HOOK_CACHE_SECONDS: '0' } });
+  assert.equal(hook.userStore, 'hook');
+  assert.equal(hook.authHookCacheSeconds, 0);
+  assert.equal(loadConfig({ env: { FTP_AUTH_HOOK_URL: 'http://127.0.0.1:8080/auth', FTP_AUTH_HOOK_SECRET: secret } }).userStore, 'hook', 'http to a sidecar');
+
+  assert.throws(() => loadConfig({ env: { FTP_USER_STORE: 'ldap' } }), /FTP_USER_STORE: expected one of file, postgres, hook/);
+  assert.throws(() => loadConfig({ env: { FTP_USER_STORE: 'postgres' } }), /FTP_USER_STORE=postgres needs FTP_USERS_DATABASE_URL/);
+  assert.throws(() => loadConfig({ env: { FTP_USERS_DATABASE_URL: 'mysql://db/ftp' } }), /FTP_USERS_DATABASE_URL: expected a PostgreSQL URL/);
+  assert.throws(() => loadConfig({ env: { FTP_AUTH_HOOK_URL: 'http://idp.example.com/ftp', FTP_AUTH_HOOK_SECRET: secret } }), /FTP_AUTH_HOOK_URL: expected an https/);
+  assert.throws(() => loadConfig({ env: { FTP_AUTH_HOOK_URL: 'https://idp.example.com/ftp' } }), /FTP_AUTH_HOOK_SECRET: .*at least 16/);
+  assert.throws(() => loadConfig({ env: { FTP_USER_STORE: 'hook' } }), /needs FTP_AUTH_HOOK_URL/);
+  assert.throws(
+    () => loadConfig({ env: { FTP_USERS_DATABASE_URL: url, FTP_AUTH_HOOK_URL: 'https://idp.example.com/ftp', FTP_AUTH_HOOK_SECRET: secret } }),
+    /both set: choose one with FTP_USER_STORE/,
+  );
+  assert.throws(() => loadConfig({ env: { FTP_AUTH_HOOK_TIMEOUT_MS: '10' } }), /FTP_AUTH_HOOK_TIMEOUT_MS: expected a whole number from 100/);
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, `user_store: postgres\nusers_database_url: ${url}\nusers_database_migrate: false\n`);
+  const fromFile = loadConfig({ file, env: {} });
+  assert.equal(fromFile.userStore, 'postgres');
+  assert.equal(fromFile.usersDatabaseMigrate, false);
+});
+
+test('admin API: off by default, its own port, a tokens file beside the users file unless set', () => {
+  const defaults = loadConfig({ env: {} });
+  assert.equal(defaults.apiPort, 0, 'off unless asked for');
+  assert.equal(defaults.apiHost, '127.0.0.1');
+  assert.equal(defaults.apiTokensFile, join('.', 'api-tokens.yaml'));
+  assert.equal(defaults.transferProgressSeconds, 1);
+  const config = loadConfig({ env: { FTP_API_PORT: '9443', FTP_API_HOST: '0.0.0.0', FTP_USERS_FILE: '/etc/ftp/users/users.yaml', FTP_TRANSFER_PROGRESS_SECONDS: '0' } });
+  assert.equal(config.apiPort, 9443);
+  assert.equal(config.apiHost, '0.0.0.0');
+  assert.equal(config.apiTokensFile, '/etc/ftp/users/api-tokens.yaml');
+  assert.equal(config.transferProgressSeconds, 0);
+  assert.equal(loadConfig({ env: { FTP_API_TOKENS_FILE: ' /data/tokens.yaml ' } }).apiTokensFile, '/data/tokens.yaml');
+  assert.throws(() => loadConfig({ env: { FTP_API_PORT: '9090' } }), /FTP_API_PORT: 9090 is FTP_ADMIN_PORT too/);
+  assert.throws(() => loadConfig({ env: { FTP_API_PORT: 'api' } }), /^ConfigError: FTP_API_PORT: expected a whole number/);
+  assert.throws(() => loadConfig({ env: { FTP_TRANSFER_PROGRESS_SECONDS: '-1' } }), /FTP_TRANSFER_PROGRESS_SECONDS: /);
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'api_port: 9444\napi_tokens_file: /srv/tokens.yaml\n');
+  const fromFile = loadConfig({ file, env: {} });
+  assert.equal(fromFile.apiPort, 9444);
+  assert.equal(fromFile.apiTokensFile, '/srv/tokens.yaml');
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { parse as parseYaml } from 'yaml';
 
@@ -18,9 +19,47 @@ export interface FtpConfig {
   dataDir: string;
   /** FTP_USERS_FILE: YAML users file (created with a random-password `demo` user if absent). */
   usersFile: string;
+  /**
+   * FTP_USER_STORE: where users come from: `file` (FTP_USERS_FILE), `postgres` (FTP_USERS_DATABASE_URL) or `hook`
+   * (FTP_AUTH_HOOK_URL). Unset: `postgres` when FTP_USERS_DATABASE_URL is set, `hook` when FTP_AUTH_HOOK_URL is,
+   * else `file`.
+   */
+  userStore: 'file' | 'postgres' | 'hook';
+  /** FTP_USERS_DATABASE_URL: PostgreSQL of the user store, `postgres://user[:password]@host:5432/db`. */
+  usersDatabaseUrl: string;
+  /** FTP_USERS_DATABASE_MIGRATE: apply the user store's schema migrations at start-up (else `ftpctl db migrate`). */
+  usersDatabaseMigrate: boolean;
+  /** FTP_AUTH_HOOK_URL: the identity hook every login is POSTed to; https (http only to a loopback address). */
+  authHookUrl: string;
+  /** FTP_AUTH_HOOK_SECRET: HMAC key that signs every hook request (x-ftp-signature), at least 16 characters. */
+  authHookSecret: string;
+  /** FTP_AUTH_HOOK_TIMEOUT_MS: longest wait for the hook's answer; then the login is refused. */
+  authHookTimeoutMs: number;
+  /** FTP_AUTH_HOOK_CACHE_SECONDS: how long a yes of the hook is reused for the same credential (0 = ask every time). */
+  authHookCacheSeconds: number;
+  /** FTP_AUTH_HOOK_CA: PEM file of extra CA certificates to trust for the hook (a private CA); empty = the system's. */
+  authHookCa: string;
   /** FTP_ADMIN_HOST / FTP_ADMIN_PORT: HTTP listener for /healthz, /readyz, /metrics; port 0 = off. */
   adminHost: string;
   adminPort: number;
+  /**
+   * FTP_API_HOST / FTP_API_PORT: the admin REST API (`/api/v1`: users, groups, sessions, bans; bearer tokens with
+   * scopes); port 0 = off (the default). Keep it off the public network: a cluster-internal address only.
+   */
+  apiHost: string;
+  apiPort: number;
+  /**
+   * FTP_API_TOKENS_FILE: where the admin API's tokens are kept (only their SHA-256) when users do not come from
+   * PostgreSQL (which keeps them in its own table); `ftpctl token create` writes it. Empty: `api-tokens.yaml` beside
+   * FTP_USERS_FILE.
+   */
+  apiTokensFile: string;
+  /**
+   * FTP_TRANSFER_PROGRESS_SECONDS: how often a session with a running transfer reports its bytes to the cluster-wide
+   * session record, for the admin API's live view (one registry update per running transfer per period); 0 = only
+   * with the 15 s heartbeat.
+   */
+  transferProgressSeconds: number;
   /**
    * FTP_MAX_SESSIONS: sessions overall; FTP_MAX_SESSIONS_PER_USER; FTP_MAX_SESSIONS_PER_IP (by default a tenth of the
    * overall default, so one address can never take every slot). 0 = unlimited.
@@ -141,6 +180,12 @@ export interface FtpConfig {
    * series per user and direction. Only authenticated users get a series, so the label set is the users file.
    */
   metricsUserLabels: boolean;
+  /**
+   * FTP_ZERO_COPY: `auto` moves the bytes of clear-text binary FTP transfers with sendfile/splice off the event loop
+   * where the native addon (@ftp/zero-copy) was built and the storage is local; `off` always uses Node streams. TLS
+   * data connections, ASCII mode and hashed uploads use streams either way.
+   */
+  zeroCopy: 'auto' | 'off';
   /** FTP_BANNER: text of the 220 greeting. */
   banner: string;
   /** FTP_REPLICA_ID: this process's name in cluster state and logs. */
@@ -254,6 +299,36 @@ const oneOf =
   (raw) =>
     values.includes(raw as T) ? (raw as T) : fail(`expected one of ${values.join(', ')}, got "${raw}"`);
 
+const USER_STORES = ['file', 'postgres', 'hook'] as const;
+
+/** A URL setting that may be empty (off); `ok` judges the parsed URL, `expected` says what was wanted. */
+const optionalUrl =
+  (ok: (url: URL) => boolean, expected: string): Parser<string> =>
+  (raw) => {
+    const value = raw.trim();
+    if (value === '') return value;
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !ok(url)) fail(expected);
+    return value;
+  };
+
+const databaseUrl = optionalUrl(
+  (url) => (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && Boolean(url.hostname),
+  'expected a PostgreSQL URL like postgres://ftp@db:5432/ftp',
+);
+
+const LOOPBACK_HOSTS = ['127.0.0.1', '[::1]', 'localhost'];
+
+const hookUrl = optionalUrl(
+  (url) => url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK_HOSTS.includes(url.hostname)),
+  'expected an https:// URL (plain http only to a loopback address)',
+);
+
 const logLevel = oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 const spec = <K extends keyof FtpConfig>(key: K, env: string, parse: Parser<FtpConfig[K]>, fallback: () => FtpConfig[K]) =>
@@ -266,8 +341,20 @@ const SPECS = [
   spec('pasvAddress', 'FTP_PASV_ADDRESS', ipv4OrEmpty, () => ''),
   spec('dataDir', 'FTP_DATA_DIR', text, () => './data'),
   spec('usersFile', 'FTP_USERS_FILE', text, () => './users.yaml'),
+  spec('userStore', 'FTP_USER_STORE', oneOf(USER_STORES), () => 'file'), // unset: chosen in resolveUserStore
+  spec('usersDatabaseUrl', 'FTP_USERS_DATABASE_URL', databaseUrl, () => ''),
+  spec('usersDatabaseMigrate', 'FTP_USERS_DATABASE_MIGRATE', bool, () => true),
+  spec('authHookUrl', 'FTP_AUTH_HOOK_URL', hookUrl, () => ''),
+  spec('authHookSecret', 'FTP_AUTH_HOOK_SECRET', text, () => ''),
+  spec('authHookTimeoutMs', 'FTP_AUTH_HOOK_TIMEOUT_MS', integer(100, 60_000), () => 5000),
+  spec('authHookCacheSeconds', 'FTP_AUTH_HOOK_CACHE_SECONDS', integer(0, 86_400), () => 60),
+  spec('authHookCa', 'FTP_AUTH_HOOK_CA', (raw) => raw.trim(), () => ''),
   spec('adminHost', 'FTP_ADMIN_HOST', text, () => '127.0.0.1'),
   spec('adminPort', 'FTP_ADMIN_PORT', integer(0, 65535), () => 9090),
+  spec('apiHost', 'FTP_API_HOST', text, () => '127.0.0.1'),
+  spec('apiPort', 'FTP_API_PORT', integer(0, 65535), () => 0),
+  spec('apiTokensFile', 'FTP_API_TOKENS_FILE', (raw) => raw.trim(), () => ''),
+  spec('transferProgressSeconds', 'FTP_TRANSFER_PROGRESS_SECONDS', integer(0, 3600), () => 1),
   spec('maxSessions', 'FTP_MAX_SESSIONS', integer(0, 1_000_000), () => 2000),
   spec('maxSessionsPerUser', 'FTP_MAX_SESSIONS_PER_USER', integer(0, 1_000_000), () => 0),
   spec('maxSessionsPerIp', 'FTP_MAX_SESSIONS_PER_IP', integer(0, 1_000_000), () => 200),
@@ -310,6 +397,7 @@ const SPECS = [
   spec('relayPort', 'FTP_RELAY_PORT', integer(0, 65535), () => 2122),
   spec('advertiseHost', 'FTP_ADVERTISE_HOST', text, () => ''),
   spec('xferlogFile', 'FTP_XFERLOG_FILE', (raw) => raw.trim(), () => ''),
+  spec('zeroCopy', 'FTP_ZERO_COPY', oneOf(['auto', 'off'] as const), () => 'auto'),
   spec('metricsUserLabels', 'FTP_METRICS_USER_LABELS', bool, () => false),
   spec('banner', 'FTP_BANNER', text, () => 'FTP service ready'),
   spec('replicaId', 'FTP_REPLICA_ID', text, () => `${hostname()}-${process.pid}`),
@@ -358,10 +446,12 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
   const env = options.env ?? process.env;
   const file = options.file ? readYaml(options.file) : {};
   const config: Record<string, unknown> = {};
+  const given = new Set<string>();
   for (const s of SPECS) {
     const fromEnv = env[s.env];
     const fromFile = file[yamlKey(s.env)];
     const source = fromEnv !== undefined ? s.env : `${yamlKey(s.env)} (in ${options.file})`;
+    if (fromEnv !== undefined || fromFile !== undefined) given.add(s.key);
     try {
       if (fromEnv !== undefined) config[s.key] = s.parse(fromEnv);
       else if (fromFile !== undefined) config[s.key] = s.parse(yamlValue(fromFile));
@@ -370,5 +460,25 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
       throw new ConfigError(`${source}: ${(err as Error).message}`);
     }
   }
-  return config as unknown as FtpConfig;
+  const resolved = resolveUserStore(config as unknown as FtpConfig, given.has('userStore'));
+  if (resolved.apiTokensFile === '') resolved.apiTokensFile = join(dirname(resolved.usersFile), 'api-tokens.yaml');
+  if (resolved.apiPort !== 0 && resolved.apiPort === resolved.adminPort) throw new ConfigError(`FTP_API_PORT: ${resolved.apiPort} is FTP_ADMIN_PORT too: give the API a port of its own`);
+  return resolved;
+}
+
+/** FTP_USER_STORE, chosen from the URLs when unset, and what the chosen store needs. */
+function resolveUserStore(config: FtpConfig, explicit: boolean): FtpConfig {
+  if (!explicit) {
+    if (config.usersDatabaseUrl && config.authHookUrl)
+      throw new ConfigError('FTP_USERS_DATABASE_URL and FTP_AUTH_HOOK_URL are both set: choose one with FTP_USER_STORE (postgres or hook)');
+    config.userStore = config.usersDatabaseUrl ? 'postgres' : config.authHookUrl ? 'hook' : 'file';
+  }
+  if (config.userStore === 'postgres' && !config.usersDatabaseUrl)
+    throw new ConfigError('FTP_USER_STORE=postgres needs FTP_USERS_DATABASE_URL (postgres://user@host:5432/db)');
+  if (config.userStore === 'hook') {
+    if (!config.authHookUrl) throw new ConfigError('FTP_USER_STORE=hook needs FTP_AUTH_HOOK_URL (https://…)');
+    if (config.authHookSecret.length < 16)
+      throw new ConfigError('FTP_AUTH_HOOK_SECRET: the identity hook needs a signing secret of at least 16 characters (openssl rand -hex 32)');
+  }
+  return config;
 }

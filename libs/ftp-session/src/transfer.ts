@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { context, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { startChildSpan } from '@ftp/telemetry';
+import { proxyHeaderBytes } from '@ftp/session-core';
 import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
 import { dataProtectionRequired } from './handleTls';
@@ -125,6 +126,8 @@ async function transfer(
       if (!socket?.destroyed) socket?.setTimeout(session.deps.settings.stallTimeout * 1000);
     },
   };
+  // What the progress heartbeat reports while the transfer runs (the sessions API's live bytes), native moves included.
+  transfer.bytes = () => (socket ? clientBytes(socket) : 0) + nativeBytes;
   let result: TransferOutcome['result'] = 'failed';
   try {
     ({ socket, mode } = await openDataConnection(session, controller.signal));
@@ -155,7 +158,7 @@ async function transfer(
   } finally {
     session.transfer = undefined;
   }
-  const bytes = socket ? socket.bytesRead + socket.bytesWritten + nativeBytes : 0;
+  const bytes = socket ? clientBytes(socket) + nativeBytes : 0;
   if (info.direction === 'upload') session.bytesIn += bytes;
   else session.bytesOut += bytes;
   return { ok: result === 'ok', bytes, ms: Date.now() - started, result, mode, io: socket ? link.io : undefined };
@@ -165,3 +168,6 @@ async function transfer(
 function isNetworkError(err: unknown, socket: Socket | undefined): boolean {
   return socket !== undefined && !storageFailure(err);
 }
+
+/** Bytes the client sent and got on a data connection: not the PROXY headers a balancer or a relaying replica put first. */
+const clientBytes = (socket: Socket) => socket.bytesRead - proxyHeaderBytes(socket) + socket.bytesWritten;

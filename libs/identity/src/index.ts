@@ -40,3 +40,4 @@ export { createPostgresStore, type PostgresStore, type PostgresStoreOptions } fr
 export { migrateUserStore, MIGRATIONS_DIR, SCHEMA_VERSION_TABLE, type MigrationResult } from './pgMigrate';
 export { createHookStore, type HookRequest, type HookStoreOptions } from './hookStore';
 export { ensureUsersFile, randomPassword } from './bootstrap';
+export { createFileTokenStore, newAdminToken, TOKEN_PREFIX, type FileTokenStore, type FileTokenStoreOptions } from './fileTokens';

@@ -28,7 +28,7 @@ export async function admitSession(session: CoreSession, deps: CoreDeps, started
   try {
     return await context.with(session.currentContext, async () => {
       const admission = await cluster.sessions.open(
-        { id: session.id, replicaId: settings.replicaId, clientAddress: session.clientAddress, startedAt, bytesIn: 0, bytesOut: 0 },
+        { id: session.id, replicaId: settings.replicaId, clientAddress: session.clientAddress, protocol: session.protocol, startedAt, bytesIn: 0, bytesOut: 0 },
         { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp, maxUnauthenticatedPerAddress: settings.maxUnauthenticatedPerIp },
       );
       if (!admission.ok) {

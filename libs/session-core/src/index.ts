@@ -4,8 +4,8 @@ export { attemptLogin, completeLogin, recordLoginFailure, refuseIfBanned, verify
 export { AccessDenied, audit, requirePermission, requirePermissionWithin } from './access';
 export { abortedEvent, completedEvent, uploadContext, type UploadContext, type UploadHasher } from './uploads';
 export { recordTransfer, type TransferRecord } from './transfers';
-export { reportSession, startHeartbeat, type LiveSession } from './heartbeat';
+export { reportSession, startHeartbeat, type HeartbeatOptions, type LiveSession } from './heartbeat';
 export { normalizeAddress } from './address';
 export { PROXY_TLV, encodeProxyV1, encodeProxyV2, parseProxyHeader, type ProxyEndpoint, type ProxyHeader, type ProxyParse, type ProxyV2Input } from './proxyProtocol';
-export { createProxyTrust, ProxyHeaderError, readProxyHeader } from './proxyHeader';
+export { createProxyTrust, ProxyHeaderError, proxyHeaderBytes, readProxyHeader } from './proxyHeader';
 export { resolvePeer, type Peer } from './peer';

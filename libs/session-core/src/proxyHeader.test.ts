@@ -8,7 +8,7 @@ import { encodeProxyV1, encodeProxyV2 } from './proxyProtocol';
 import { addressAllowed } from '@ftp/identity';
 import type { Logger } from '@ftp/telemetry';
 import { generate } from 'selfsigned';
-import { createProxyTrust, ProxyHeaderError, readProxyHeader } from './proxyHeader';
+import { createProxyTrust, ProxyHeaderError, proxyHeaderBytes, readProxyHeader } from './proxyHeader';
 
 let server: Server;
 let port: number;
@@ -145,6 +145,18 @@ test('header and FTP command in one TCP segment: the command waits, unread, for 
   assert.equal(accepted.readableFlowing, null, 'not flowing, not explicitly paused: like a fresh socket');
   await delay(50); // nobody listens meanwhile: the bytes must stay buffered, not flow away
   assert.equal(await nextBytes(accepted, 16), 'USER anonymous\r\n');
+});
+
+test('proxyHeaderBytes: the headers read from a socket, so that byte counts of client data can leave them out', async () => {
+  const { client, accepted } = await connection();
+  assert.equal(proxyHeaderBytes(accepted), 0);
+  const relayHeader = encodeProxyV2({ source: { address: '203.0.113.9', port: 4000 }, destination: { address: '10.0.0.1', port: 30000 } });
+  client.write(Buffer.concat([v2Header, relayHeader, Buffer.from('0123456789')])); // a relayed data connection: two headers
+  await readChecked(accepted);
+  await readChecked(accepted);
+  assert.equal(proxyHeaderBytes(accepted), v2Header.length + relayHeader.length);
+  assert.equal(await nextBytes(accepted, 10), '0123456789');
+  assert.equal(accepted.bytesRead - proxyHeaderBytes(accepted), 10, "bytesRead minus the headers: the client's bytes");
 });
 
 test('bytes after the header are not lost when they arrive in later chunks', async () => {

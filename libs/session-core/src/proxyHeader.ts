@@ -10,6 +10,16 @@ export class ProxyHeaderError extends Error {
   override name = 'ProxyHeaderError';
 }
 
+const HEADER_BYTES = Symbol('proxyHeaderBytes');
+
+/**
+ * How many bytes of PROXY headers were read from `socket` (a relayed data connection has two: the balancer's and the
+ * relay's). They are in its `bytesRead` but were never the client's: byte counts of transfers subtract them.
+ */
+export function proxyHeaderBytes(socket: Socket): number {
+  return (socket as unknown as Record<symbol, number | undefined>)[HEADER_BYTES] ?? 0;
+}
+
 /**
  * Reads the PROXY header at the start of `socket`. Whatever arrived after it is put back (`unshift`), and the socket
  * is left in the flowing state it had: from a fresh socket, the next 'data' listener, pipe() or TLS handshake gets
@@ -45,6 +55,7 @@ export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Prox
         if (parsed.status === 'incomplete') continue;
         if (parsed.status === 'invalid') return fail(`invalid PROXY protocol header: ${parsed.reason}`);
         cleanup();
+        (socket as unknown as Record<symbol, number>)[HEADER_BYTES] = proxyHeaderBytes(socket) + parsed.length;
         if (parsed.length < received.length) socket.unshift(received.subarray(parsed.length));
         // Removing the 'readable' listener resets the socket to "not flowing" on the next tick; re-pause after that.
         if (wasPaused) process.nextTick(() => socket.pause());

@@ -108,7 +108,12 @@ export async function runSshConnection(socket: Socket, peer: SshPeer, deps: SshD
     bytesIn: 0,
     bytesOut: 0,
     span,
-    progress: () => ({ bytesIn: session.bytesIn, bytesOut: session.bytesOut }),
+    progress() {
+      // The newest open file is what the client works on now (sftp's get/put move one file at a time).
+      const running = session.sftp?.transfers().at(-1);
+      const transfer = running && { direction: running.direction, path: running.path, startedAt: running.startedAt.getTime(), bytes: running.bytes };
+      return { protocol: 'sftp', transfer, bytesIn: session.bytesIn, bytesOut: session.bytesOut };
+    },
     disconnect(reason) {
       if (session.closed) return;
       session.log.info({ reason }, 'closing SSH connection');

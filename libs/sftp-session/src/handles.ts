@@ -51,6 +51,8 @@ export interface HandleTable {
   takeAll(): Handle[];
   /** Open file handles (transfers). */
   transfers(): number;
+  /** The open file handles, oldest first (for the live view of transfers). */
+  files(): (ReadHandle | WriteHandle)[];
 }
 
 export function createHandleTable(max: number = LIMITS.maxOpenHandles): HandleTable {
@@ -84,6 +86,7 @@ export function createHandleTable(max: number = LIMITS.maxOpenHandles): HandleTa
       return all;
     },
     transfers: () => [...open.values()].filter((h) => h.kind !== 'dir').length,
+    files: () => [...open.values()].filter((h): h is ReadHandle | WriteHandle => h.kind !== 'dir'),
   };
 }
 

@@ -100,6 +100,12 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): SftpSession {
 
   return {
     openTransfers: () => s.handles.transfers(),
+    transfers: () =>
+      s.handles.files().map((h) =>
+        h.kind === 'read'
+          ? { direction: 'download' as const, path: h.path, startedAt: h.startedAt, bytes: h.bytes }
+          : { direction: 'upload' as const, path: h.path, startedAt: h.startedAt, bytes: h.writer.bytes() },
+      ),
     closed,
     async close() {
       await release();

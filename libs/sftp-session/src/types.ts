@@ -59,10 +59,21 @@ export interface SftpContext {
   diskSpace?(path: string): Promise<DiskSpace>;
 }
 
+/** A file handle's transfer while it runs: what the admin API's session listing shows. */
+export interface SftpTransferProgress {
+  direction: 'upload' | 'download';
+  path: string;
+  startedAt: Date;
+  /** Bytes moved so far: written by WRITE requests (uploads) or sent in DATA replies (downloads). */
+  bytes: number;
+}
+
 /** A running SFTP session, as serveSftp returns it. */
 export interface SftpSession {
   /** Open file handles (transfers in progress), for draining. */
   openTransfers(): number;
+  /** The transfers in progress (open file handles), oldest first. */
+  transfers(): SftpTransferProgress[];
   /** Resolves once the channel closed and every handle was released. */
   readonly closed: Promise<void>;
   /** End the session now: uploads still open are aborted (their partials kept for a resume), then the channel closes. */

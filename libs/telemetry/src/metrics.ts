@@ -7,6 +7,18 @@ export interface EdgeMetricsOptions {
   clusterStateUp?: () => boolean;
   /** FTP_METRICS_USER_LABELS: also count transfers and bytes per user (bounded by the users file; off by default). */
   perUser?: boolean;
+  /** The user store's health (read at scrape time): its backend, whether its source answers, users in memory. */
+  userStore?: () => UserStoreHealth;
+}
+
+type UserStoreHealth = { backend: string; up: boolean; users: number };
+
+/** A user-store gauge at scrape time: one series, labelled with the backend in use (none without a store). */
+function setByBackend(gauge: Gauge<'backend'>, health: (() => UserStoreHealth) | undefined, value: (health: UserStoreHealth) => number) {
+  if (!health) return;
+  const now = health();
+  gauge.reset();
+  gauge.set({ backend: now.backend }, value(now));
 }
 
 /** A scrape must answer even while Redis hangs: a read that takes longer is skipped (the gauge keeps its last value). */
@@ -93,6 +105,12 @@ export function createEdgeMetrics(options: EdgeMetricsOptions = {}) {
       labelNames: ['protocol', 'direction', 'result'] as const,
       registers: [registry],
     }),
+    transferIoBytes: new Counter({
+      name: 'ftp_transfer_io_bytes_total',
+      help: 'File bytes of FTP data connections by direction and how they moved: stream (through Node), sendfile or splice (zero-copy, FTP_ZERO_COPY)',
+      labelNames: ['direction', 'io'] as const,
+      registers: [registry],
+    }),
     transferSeconds: new Histogram({
       name: 'ftp_transfer_duration_seconds',
       help: 'File transfer duration',
@@ -153,6 +171,24 @@ export function createEdgeMetrics(options: EdgeMetricsOptions = {}) {
       name: 'ftp_upload_events_pending',
       help: 'Upload events waiting in the outbox for Redis',
       registers: [registry],
+    }),
+    userStoreUp: new Gauge({
+      name: 'ftp_user_store_up',
+      help: 'Whether the user store answers, by backend: file readable, PostgreSQL connected and listening for changes, identity hook answering. 0: logins go on from the users in memory (file, postgres) or the cache (hook); writes fail',
+      labelNames: ['backend'] as const,
+      registers: [registry],
+      collect() {
+        setByBackend(this, options.userStore, (health) => Number(health.up));
+      },
+    }),
+    userStoreUsers: new Gauge({
+      name: 'ftp_user_store_users',
+      help: 'Users the user store holds in memory on this replica (the identity hook: cached answers)',
+      labelNames: ['backend'] as const,
+      registers: [registry],
+      collect() {
+        setByBackend(this, options.userStore, (health) => health.users);
+      },
     }),
     xferlogDropped: new Counter({
       name: 'ftp_xferlog_dropped_lines_total',

@@ -3,7 +3,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import type { ClusterState } from '@ftp/cluster-state';
 import type { FtpConfig } from '@ftp/config';
-import { createFileIdentity, ensureUsersFile, type User } from '@ftp/identity';
+import type { User, UserStore } from '@ftp/identity';
 import {
   createPassiveListeners,
   relayToOwner,
@@ -17,10 +17,15 @@ import { createProxyTrust, resolvePeer, startHeartbeat } from '@ftp/session-core
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import { createEdgeMetrics, createXferlog, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { createUploadPublisher } from '@ftp/upload-events';
+import { loadZeroCopy, type ZeroCopy } from '@ftp/zero-copy';
 import { startAdminServer } from './admin';
+import type { ApiServer } from './api/server';
+import { startAdminApi } from './apiSetup';
 import { createClusterState, relayAddress, relayHost } from './clusterSetup';
 import { startSftpListener } from './sftpSetup';
+import { endSessions, listenForKicks, type LocalSessions } from './kicks';
 import { createTlsProvider } from './tlsSetup';
+import { createUserStore } from './userStoreSetup';
 
 export interface Edge {
   /** Bound control port (useful when FTP_PORT was 0 in tests). */
@@ -30,8 +35,12 @@ export interface Edge {
   /** Bound SFTP port, 0 when off. */
   sftpPort: number;
   adminPort: number;
+  /** Bound admin REST API port, 0 when off (FTP_API_PORT). */
+  apiPort: number;
   metrics: EdgeMetrics;
   cluster: ClusterState;
+  /** Where users come from (FTP_USER_STORE); the admin API reads and writes users through it. */
+  userStore: UserStore;
   /** Set when this start created the users file: the one-time password of `demo`. */
   createdUser?: { name: string; password: string };
   /** Stop accepting, let transfers run until the deadline, 421 to idle sessions, then release everything. */
@@ -45,22 +54,19 @@ export interface EdgeOptions {
   log: Logger;
   /** Replaces the storage backend (tests use it to inject faults such as a full disk). */
   storageFor?: (user: User) => Storage;
+  /** Replaces the zero-copy addon FTP_ZERO_COPY=auto loads (tests: null runs as if it had not been built). */
+  zeroCopy?: ZeroCopy | null;
 }
 
 /** Wires the parts into one running edge process. Each resource registers how it closes; close() runs them in reverse. */
-export async function startEdge({ config, log, storageFor }: EdgeOptions): Promise<Edge> {
+export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCopy }: EdgeOptions): Promise<Edge> {
   const closers: (() => Promise<void> | void)[] = [];
   const closeAll = async () => {
     for (const close of closers.reverse()) await Promise.resolve(close()).catch((err) => log.error({ err }, 'close failed'));
   };
   try {
     await mkdir(config.dataDir, { recursive: true });
-    const bootstrap = await ensureUsersFile(config.usersFile, config.dataDir);
-    const identity = await createFileIdentity({
-      usersFile: config.usersFile,
-      dataRoot: config.dataDir,
-      onReloadError: (err) => log.error({ err: (err as Error).message, file: config.usersFile }, 'users file not reloaded: keeping the previous users'),
-    });
+    const { store: identity, createdUser } = await createUserStore(config, log);
     closers.push(() => identity.close());
 
     const cluster = await createClusterState(config, log);
@@ -68,6 +74,7 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     const metrics = createEdgeMetrics({
       bansActive: () => cluster.bans.active(),
       clusterStateUp: () => cluster.available(),
+      userStore: () => identity.health(),
       perUser: config.metricsUserLabels,
     });
     const xferlog = config.xferlogFile
@@ -105,13 +112,16 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
     if (uploads) closers.push(() => uploads.close());
     const trustsProxy = createProxyTrust(config.proxyProtocolFrom, { log });
     const relay = relayAddress(config, cluster);
+    const zeroCopy = config.zeroCopy === 'off' ? null : givenZeroCopy !== undefined ? givenZeroCopy : loadZeroCopy({
+      onUnavailable: (reason) => log.warn({ reason }, 'zero-copy transfers unavailable (FTP_ZERO_COPY=auto): FTP data moves through streams'),
+    });
 
     const passive = createPassiveListeners({
       host: config.host,
       range: config.pasvRange,
       log,
       trustsProxy,
-      relay: relay ? (socket, port, peer) => relayToOwner(socket, port, peer, { cluster, replicaId: config.replicaId, metrics, log }) : undefined,
+      relay: relay ? (socket, port, peer) => relayToOwner(socket, port, peer, { cluster, replicaId: config.replicaId, metrics, log, zeroCopy }) : undefined,
       relayPort: relay ? config.relayPort : 0,
       relayHost: relay ? relayHost(config) : undefined,
       onRelayReceived: () => metrics.relayedConnections.inc({ side: 'received' }),
@@ -145,11 +155,21 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       unreleased: new Set(),
       uploads,
       xferlog,
+      zeroCopy,
     };
 
     const sftp = config.sftpPort > 0 ? await startSftpListener(config, deps, deps.storageFor, trustsProxy, log) : undefined;
     const everySession = () => (sftp ? [...live, ...sftp.live] : live);
-    closers.push(startHeartbeat(everySession, deps, SESSION_HEARTBEAT_MS, () => void retryReleases(deps)));
+    closers.push(
+      startHeartbeat(everySession, deps, {
+        intervalMs: SESSION_HEARTBEAT_MS,
+        progressMs: config.transferProgressSeconds * 1000,
+        alsoEachTick: () => void retryReleases(deps),
+      }),
+    );
+    // Kicks (the admin API ending sessions) for this replica's sessions, from any replica's API or this one's.
+    const localSessions = (): LocalSessions => ({ ftp: live, sftp: sftp?.live ?? [] });
+    closers.push(await listenForKicks(cluster, config.replicaId, localSessions, log));
 
     let accepting = true;
     const control: Server = createServer({ noDelay: true }, async (socket) => {
@@ -180,9 +200,31 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
       closers.push(() => new Promise<void>((resolve) => implicit!.close(() => resolve())));
     }
 
+    let api: ApiServer | undefined;
+    if (config.apiPort > 0) {
+      api = await startAdminApi(
+        config,
+        {
+          store: identity,
+          cluster,
+          endLocal: (kick) => endSessions(kick, localSessions(), log),
+          banPolicy: { threshold: config.banAfterFailures, banSeconds: config.banSeconds },
+        },
+        log,
+      );
+      closers.push(() => api!.close());
+    }
+
     let admin: HttpServer | undefined;
     if (config.adminPort > 0) {
-      admin = await startAdminServer({ host: config.adminHost, port: config.adminPort, registry: metrics.registry, ready: () => accepting && cluster.available() });
+      admin = await startAdminServer({
+        host: config.adminHost,
+        port: config.adminPort,
+        registry: metrics.registry,
+        // A user store that is away does not make the replica unready: logins go on from what it last loaded.
+        ready: () => accepting && cluster.available(),
+        details: () => [`user store: ${identity.health().detail}`],
+      });
       closers.push(() => new Promise<void>((resolve) => admin!.close(() => resolve())));
     }
 
@@ -194,22 +236,27 @@ export async function startEdge({ config, log, storageFor }: EdgeOptions): Promi
         pasv: config.pasvRange,
         dataDir: config.dataDir,
         cluster: cluster.kind,
+        userStore: identity.backend,
         relay: relay || 'off',
         replica: config.replicaId,
         sftp: sftp ? `${config.sftpHost || config.host}:${sftp.port}` : 'off',
         uploadEvents: uploads ? config.uploadEvents : 'off',
         xferlog: config.xferlogFile || 'off',
+        zeroCopy: zeroCopy ? 'sendfile/splice' : 'off',
+        api: api ? `${config.apiHost}:${api.port}` : 'off',
       },
       'FTP edge listening',
     );
     return {
       port,
       adminPort: admin ? (admin.address() as AddressInfo).port : 0,
+      apiPort: api?.port ?? 0,
       implicitPort: implicit ? (implicit.address() as AddressInfo).port : 0,
       sftpPort: sftp?.port ?? 0,
       metrics,
       cluster,
-      createdUser: bootstrap.created && bootstrap.user && bootstrap.password ? { name: bootstrap.user, password: bootstrap.password } : undefined,
+      userStore: identity,
+      createdUser,
       reopenLogs() {
         xferlog?.reopen();
       },
