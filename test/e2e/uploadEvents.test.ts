@@ -178,7 +178,11 @@ test('FTP_UPLOAD_EVENTS=all also queues upload.aborted for a broken upload; =off
   await writeData(data, randomBytes(5000));
   const partial = join(all.server.dataDir, 'alice', partialNameFor('cut.bin'));
   await waitFor('partial bytes on disk', () => existsSync(partial) && statSync(partial).size === 5000);
+  // The client vanishes: its control connection first. The server sees it before the data connection ends (which in
+  // stream mode would mean "complete"), so the test does not race the edge's last-moment check of the control connection.
   c.socket.destroy();
+  const sessionsActive = async () => (await all.server.edge.metrics.sessionsActive.get()).values.reduce((n, v) => n + v.value, 0);
+  await waitFor('the edge to see the control connection gone', async () => (await sessionsActive()) === 0);
   data.destroy();
   await waitFor('the aborted event', async () => (await jobsFor(all.queue, '/cut.bin', JOB_UPLOAD_ABORTED)).length === 1);
   const [aborted] = await jobsFor(all.queue, '/cut.bin', JOB_UPLOAD_ABORTED);
