@@ -26,6 +26,8 @@ export const REPLICA_ENV: Record<string, string> = {
   FTP_MAX_SESSIONS_PER_USER: '0',
   OTEL_SDK_DISABLED: 'true',
   NODE_ENV: 'production',
+  // BENCH_REPLICA_ENV="FTP_ZERO_COPY=off FTP_…=…": settings to compare (the harness passes no FTP_* of this process on).
+  ...Object.fromEntries((process.env.BENCH_REPLICA_ENV ?? '').split(/\s+/).filter(Boolean).map((pair) => pair.split(/=(.*)/s, 2))),
 };
 
 /** HAProxy's and Redis's versions and the commit measured, for a report's header. */
