@@ -17,10 +17,12 @@ import { backgroundLoad } from './cpu';
 import {
   clusterPids,
   clusterVersions,
+  finishRun,
   ownPct,
   relayCounts,
   relayDelta,
   REPLICA_ENV,
+  runBench,
   startClusterCpuMeter as startCpuMeter,
   writeRandomFile,
   type CpuShare,
@@ -560,21 +562,7 @@ async function main(): Promise<number> {
     if (lb.length) console.log(`HAProxy route, per measured transfer: ${lb.map((s) => `${s.direction} r${s.round} ${s.mibPerSec.toFixed(0)} MiB/s ${Object.values(s.relay).some((c) => c.sent > 0) ? 'relayed' : 'direct'}`).join('; ')}`);
     console.log(`Checks: every download's byte count, every upload's size on disk (${settings.mib} MiB); relay counters: direct +0, relayed exactly +1 sent (edge-2) and +1 received (edge-1) per data connection.`);
   }
-  if (failures.length > 0) {
-    console.log('');
-    console.log(`FAILURES (${failures.length}):`);
-    for (const f of failures) console.log(`  - ${f}`);
-  }
-  const elapsed = Math.round((Date.now() - started) / 1000);
-  console.log('');
-  console.log(`elapsed: ${Math.floor(elapsed / 60)} min ${elapsed % 60} s`);
-  return failures.length === 0 ? 0 : 1;
+  return finishRun(failures, started);
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error(`cluster bench failed: ${(err as Error).stack ?? err}`);
-    process.exit(1);
-  },
-);
+runBench('cluster', main);

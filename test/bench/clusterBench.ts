@@ -120,3 +120,27 @@ export async function relayCounts(cluster: Cluster): Promise<RelayCounts> {
 export function relayDelta(before: RelayCounts, after: RelayCounts): RelayCounts {
   return Object.fromEntries(Object.keys(after).map((id) => [id, { sent: after[id].sent - before[id].sent, received: after[id].received - before[id].received }]));
 }
+
+/** The end of a cluster bench run: its failures and how long it took; the exit code (1 when anything failed). */
+export function finishRun(failures: string[], startedAt: number): number {
+  if (failures.length > 0) {
+    console.log('');
+    console.log(`FAILURES (${failures.length}):`);
+    for (const f of failures) console.log(`  - ${f}`);
+  }
+  const elapsed = Math.round((Date.now() - startedAt) / 1000);
+  console.log('');
+  console.log(`elapsed: ${Math.floor(elapsed / 60)} min ${elapsed % 60} s`);
+  return failures.length === 0 ? 0 : 1;
+}
+
+/** Runs a bench's main and exits with its code; a crash prints its stack and exits 1. */
+export function runBench(name: string, main: () => Promise<number>) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(`${name} bench failed: ${(err as Error).stack ?? err}`);
+      process.exit(1);
+    },
+  );
+}

@@ -18,7 +18,7 @@ import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startCluster, type Cluster } from '../support/cluster';
 import { CpuGroup, describeAccounting, describeQuota, removeStaleGroups, type Throttling } from './cgroup';
-import { clusterVersions, REPLICA_ENV, scrapeReplicas, seriesDelta, startClusterCpuMeter, writeRandomFile } from './clusterBench';
+import { clusterVersions, finishRun, REPLICA_ENV, runBench, scrapeReplicas, seriesDelta, startClusterCpuMeter, writeRandomFile } from './clusterBench';
 import { backgroundLoad } from './cpu';
 import { envInt, envList, envNumber, MiB } from './env';
 import { FtpClient } from './ftpClient';
@@ -647,21 +647,7 @@ async function main(): Promise<number> {
     `${JSON.stringify({ settings: { ...settings, phases: [...settings.phases] }, environment: { cores, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version, versions: clusterVersions(), edge: edgeEntry(), loadBefore, loadAfter, code }, samples, failures }, null, 2)}\n`,
   );
   console.log(`results: ${settings.out}`);
-  if (failures.length > 0) {
-    console.log('');
-    console.log(`FAILURES (${failures.length}):`);
-    for (const f of failures) console.log(`  - ${f}`);
-  }
-  const elapsed = Math.round((Date.now() - started) / 1000);
-  console.log('');
-  console.log(`elapsed: ${Math.floor(elapsed / 60)} min ${elapsed % 60} s`);
-  return failures.length === 0 ? 0 : 1;
+  return finishRun(failures, started);
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error(`scale bench failed: ${(err as Error).stack ?? err}`);
-    process.exit(1);
-  },
-);
+runBench('scale', main);

@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import type { ClusterState } from '@ftp/cluster-state';
-import { encodeProxyV2, proxyHeaderBytes } from '@ftp/session-core';
+import { clientBytesRead, encodeProxyV2 } from '@ftp/session-core';
 import { context, ROOT_CONTEXT, SpanKind, trace, type Span } from '@opentelemetry/api';
 import { tracer, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import type { Peer } from '@ftp/session-core';
@@ -130,7 +130,7 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
     void native.then(({ fromClient, toClient }) => {
       span.setAttributes({
         'ftp.relay.result': 'relayed',
-        'ftp.relay.bytes_from_client': socket.bytesRead - proxyHeaderBytes(socket) + fromClient,
+        'ftp.relay.bytes_from_client': clientBytesRead(socket) + fromClient,
         'ftp.relay.bytes_to_client': socket.bytesWritten + toClient,
       });
       span.end();
@@ -144,7 +144,7 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
     if (--open > 0) return;
     span.setAttributes({
       'ftp.relay.result': 'relayed',
-      'ftp.relay.bytes_from_client': socket.bytesRead - proxyHeaderBytes(socket),
+      'ftp.relay.bytes_from_client': clientBytesRead(socket),
       'ftp.relay.bytes_to_client': socket.bytesWritten,
     });
     span.end();

@@ -89,7 +89,7 @@ async function serveSession(
           direction: transfer.direction === 'upload' ? 'upload' : 'download',
           path: transfer.path,
           startedAt: transfer.startedAt,
-          bytes: transfer.bytes?.(),
+          bytes: transfer.bytes(),
         },
         bytesIn: session.bytesIn,
         bytesOut: session.bytesOut,

@@ -13,11 +13,8 @@ export interface ActiveTransfer {
   direction: 'upload' | 'download' | 'listing';
   path: string;
   startedAt: number;
-  /**
-   * Bytes moved on the data connection so far (socket counters plus bytes moved natively), for the admin API's live
-   * view. Optional until every transfer body reports it; absent, a listing shows the transfer without its bytes.
-   */
-  bytes?(): number;
+  /** Bytes the client moved on the data connection so far (socket counters plus bytes moved natively). */
+  bytes(): number;
 }
 
 /** Per-connection state. Plain data plus the reply function; handlers read and change it. */

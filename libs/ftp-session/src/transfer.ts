@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { context, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { startChildSpan } from '@ftp/telemetry';
-import { proxyHeaderBytes } from '@ftp/session-core';
+import { clientBytesRead } from '@ftp/session-core';
 import { failureLevel, FtpError, storageFailure, toFtpError } from './errors';
 import { openDataConnection } from './dataChannel';
 import { dataProtectionRequired } from './handleTls';
@@ -98,6 +98,8 @@ async function transfer(
 ): Promise<TransferOutcome> {
   const controller = new AbortController();
   const started = Date.now();
+  let socket: Socket | undefined;
+  let nativeBytes = 0;
   const transfer: ActiveTransfer = {
     aborted: false,
     direction: info.direction,
@@ -107,6 +109,8 @@ async function transfer(
       transfer.aborted = true;
       controller.abort();
     },
+    // The session's record shows it while the transfer runs (the sessions API's live bytes), native moves included.
+    bytes: () => (socket ? clientBytes(socket) : 0) + nativeBytes,
   };
   if (dataProtectionRequired(session) && session.protection !== 'P') {
     session.log.info({ path: info.path }, 'transfer refused: data connection must be protected (PROT P)');
@@ -115,9 +119,7 @@ async function transfer(
   }
   session.transfer = transfer;
   session.reply(150, info.opening);
-  let socket: Socket | undefined;
   let mode: DataMode | undefined;
-  let nativeBytes = 0;
   const link: DataLink = {
     io: 'stream',
     moved(bytes) {
@@ -126,8 +128,6 @@ async function transfer(
       if (!socket?.destroyed) socket?.setTimeout(session.deps.settings.stallTimeout * 1000);
     },
   };
-  // What the progress heartbeat reports while the transfer runs (the sessions API's live bytes), native moves included.
-  transfer.bytes = () => (socket ? clientBytes(socket) : 0) + nativeBytes;
   let result: TransferOutcome['result'] = 'failed';
   try {
     ({ socket, mode } = await openDataConnection(session, controller.signal));
@@ -158,7 +158,7 @@ async function transfer(
   } finally {
     session.transfer = undefined;
   }
-  const bytes = socket ? clientBytes(socket) + nativeBytes : 0;
+  const bytes = transfer.bytes();
   if (info.direction === 'upload') session.bytesIn += bytes;
   else session.bytesOut += bytes;
   return { ok: result === 'ok', bytes, ms: Date.now() - started, result, mode, io: socket ? link.io : undefined };
@@ -170,4 +170,4 @@ function isNetworkError(err: unknown, socket: Socket | undefined): boolean {
 }
 
 /** Bytes the client sent and got on a data connection: not the PROXY headers a balancer or a relaying replica put first. */
-const clientBytes = (socket: Socket) => socket.bytesRead - proxyHeaderBytes(socket) + socket.bytesWritten;
+const clientBytes = (socket: Socket) => clientBytesRead(socket) + socket.bytesWritten;

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { GroupRecord, UserRecord } from './records';
-import { UserStoreError, type UserStore, type UserStoreHealth } from './store';
+import { readOnlyWrites, type UserStore, type UserStoreHealth } from './store';
 import { loadUsersFile, type UsersFileData } from './usersFile';
 import { createVerifier, type Directory, type VerifierOptions } from './verify';
 import { byName, groupViews, userView } from './views';
@@ -97,12 +97,6 @@ export async function createFileStore(options: FileStoreOptions): Promise<FileSt
   lastCheck = Date.now();
 
   const identity = createVerifier({ ...options, directory: () => directory, refresh: maybeReload });
-  const readOnly = (): never => {
-    throw new UserStoreError(
-      'read-only',
-      `users come from the users file ${options.usersFile} (FTP_USER_STORE=file), which is the source of truth: change it there (ftpctl user …), or keep users in PostgreSQL (FTP_USER_STORE=postgres) to change them here`,
-    );
-  };
   const users = () => Object.entries(data.users) as [string, UserRecord][];
   const groups = () => Object.entries(data.groups) as [string, GroupRecord][];
 
@@ -132,15 +126,9 @@ export async function createFileStore(options: FileStoreOptions): Promise<FileSt
       await maybeReload();
       return { users: { ...data.users }, groups: { ...data.groups }, anonymous: { ...data.anonymous } };
     },
-    createUser: async () => readOnly(),
-    updateUser: async () => readOnly(),
-    deleteUser: async () => readOnly(),
-    addPublicKeys: async () => readOnly(),
-    removePublicKey: async () => readOnly(),
-    createGroup: async () => readOnly(),
-    updateGroup: async () => readOnly(),
-    deleteGroup: async () => readOnly(),
-    importAll: async () => readOnly(),
+    ...readOnlyWrites(
+      `users come from the users file ${options.usersFile} (FTP_USER_STORE=file), which is the source of truth: change it there (ftpctl user …), or keep users in PostgreSQL (FTP_USER_STORE=postgres) to change them here`,
+    ),
     health(): UserStoreHealth {
       const count = Object.keys(data.users).length;
       const detail = state.up

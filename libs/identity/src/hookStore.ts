@@ -6,7 +6,7 @@ import { rootCertificates } from 'node:tls';
 import { signedHeaders } from '@ftp/signing';
 import { formatAuthorizedKey } from './publicKeys';
 import { parseUserDocument, type UserRecord } from './records';
-import { UserStoreError, type UserStore, type UserStoreHealth } from './store';
+import { readOnlyWrites, UserStoreError, type UserStore, type UserStoreHealth } from './store';
 import type { AuthMethod, AuthResult, LoginProtocol } from './types';
 import { admitUser } from './verify';
 
@@ -195,9 +195,6 @@ export function createHookStore(options: HookStoreOptions): UserStore {
     });
   };
 
-  const readOnly = (): never => {
-    throw new UserStoreError('read-only', `users come from the identity hook ${shown} (FTP_USER_STORE=hook): change them in the identity provider`);
-  };
   const unsupported = (): never => {
     throw new UserStoreError('unsupported', `the identity hook ${shown} (FTP_USER_STORE=hook) answers logins only: it has no list of users or groups`);
   };
@@ -215,15 +212,7 @@ export function createHookStore(options: HookStoreOptions): UserStore {
     listGroups: async () => unsupported(),
     getGroup: async () => unsupported(),
     exportAll: async () => unsupported(),
-    createUser: async () => readOnly(),
-    updateUser: async () => readOnly(),
-    deleteUser: async () => readOnly(),
-    addPublicKeys: async () => readOnly(),
-    removePublicKey: async () => readOnly(),
-    createGroup: async () => readOnly(),
-    updateGroup: async () => readOnly(),
-    deleteGroup: async () => readOnly(),
-    importAll: async () => readOnly(),
+    ...readOnlyWrites(`users come from the identity hook ${shown} (FTP_USER_STORE=hook): change them in the identity provider`),
     health(): UserStoreHealth {
       const detail = state.up
         ? `identity hook ${shown}: answering (${cache.size} cached answers)`

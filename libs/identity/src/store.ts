@@ -56,6 +56,24 @@ export class UserStoreError extends Error {
   }
 }
 
+/** The write half of a UserStore that does not take writes: every call fails `read-only` with `reason`. */
+export function readOnlyWrites(reason: string) {
+  const refuse = async (): Promise<never> => {
+    throw new UserStoreError('read-only', reason);
+  };
+  return {
+    createUser: refuse,
+    updateUser: refuse,
+    deleteUser: refuse,
+    addPublicKeys: refuse,
+    removePublicKey: refuse,
+    createGroup: refuse,
+    updateGroup: refuse,
+    deleteGroup: refuse,
+    importAll: refuse,
+  } satisfies Partial<Record<keyof UserStore, () => Promise<never>>>;
+}
+
 export const isUserStoreError = (err: unknown, code?: UserStoreErrorCode): err is UserStoreError =>
   err instanceof UserStoreError && (code === undefined || err.code === code);
 

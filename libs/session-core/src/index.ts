@@ -7,5 +7,5 @@ export { recordTransfer, type TransferRecord } from './transfers';
 export { reportSession, startHeartbeat, type HeartbeatOptions, type LiveSession } from './heartbeat';
 export { normalizeAddress } from './address';
 export { PROXY_TLV, encodeProxyV1, encodeProxyV2, parseProxyHeader, type ProxyEndpoint, type ProxyHeader, type ProxyParse, type ProxyV2Input } from './proxyProtocol';
-export { createProxyTrust, ProxyHeaderError, proxyHeaderBytes, readProxyHeader } from './proxyHeader';
+export { clientBytesRead, createProxyTrust, ProxyHeaderError, readProxyHeader } from './proxyHeader';
 export { resolvePeer, type Peer } from './peer';

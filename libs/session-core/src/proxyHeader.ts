@@ -20,6 +20,9 @@ export function proxyHeaderBytes(socket: Socket): number {
   return (socket as unknown as Record<symbol, number | undefined>)[HEADER_BYTES] ?? 0;
 }
 
+/** What the client sent on `socket` so far: its `bytesRead` without the PROXY headers in front. */
+export const clientBytesRead = (socket: Socket): number => socket.bytesRead - proxyHeaderBytes(socket);
+
 /**
  * Reads the PROXY header at the start of `socket`. Whatever arrived after it is put back (`unshift`), and the socket
  * is left in the flowing state it had: from a fresh socket, the next 'data' listener, pipe() or TLS handshake gets

@@ -8,7 +8,7 @@ import { createPostgresStore } from '../pgStore';
 import type { Actor } from '../store';
 import { API_USAGE, apiCommand, takeApiOption } from './ftpctlApi';
 import { TOKEN_USAGE, tokenCommand } from './ftpctlTokens';
-import { fail, parseKeyLines, parsePerms, readPasswordLine, readStdinText } from './input';
+import { fail, parseKeyLines, parsePerms, readPasswordLine, readStdinText, USER_OPTIONS } from './input';
 import {
   USER_NAME_PATTERN,
   checkHome,
@@ -39,13 +39,7 @@ function parse(args: string[]) {
     return parseArgs({
       args,
       allowPositionals: true,
-      options: {
-        'password-stdin': { type: 'boolean' },
-        home: { type: 'string' },
-        perm: { type: 'string', multiple: true },
-        group: { type: 'string', multiple: true },
-        prune: { type: 'boolean' },
-      },
+      options: { ...USER_OPTIONS, prune: { type: 'boolean' } },
     });
   } catch (err) {
     fail(2, (err as Error).message);

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { hashPassword } from '../password';
 import { formatAuthorizedKey, parseAuthorizedKey } from '../publicKeys';
 import { printTable } from './ftpctlTokens';
-import { fail, parseKeyLines, parsePerms, readPasswordLine, readStdinText } from './input';
+import { fail, parseKeyLines, parsePerms, readPasswordLine, readStdinText, USER_OPTIONS } from './input';
 
 export const API_USAGE = `with --api URL (the admin API of a running cluster, e.g. http://ftp-edge-api:9443; token in $FTPCTL_TOKEN):
   user add NAME --password-stdin [--home DIR] [--perm /path=list,download ...] [--group G ...]
@@ -86,13 +86,7 @@ export async function apiCommand(url: string, argv: string[]): Promise<void> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: {
-        'password-stdin': { type: 'boolean' },
-        home: { type: 'string' },
-        perm: { type: 'string', multiple: true },
-        group: { type: 'string', multiple: true },
-        user: { type: 'string' },
-      },
+      options: { ...USER_OPTIONS, user: { type: 'string' } },
     });
   } catch (err) {
     fail(2, (err as Error).message);

@@ -83,3 +83,11 @@ export function parsePerms(specs: string[] | undefined): Record<string, Permissi
   if (!('/' in perms)) fail(2, '--perm: a rule for "/" is required, e.g. --perm /=list,download');
   return perms;
 }
+
+/** The options of `user add` and its relatives, the same whether ftpctl edits the users file or calls the API. */
+export const USER_OPTIONS = {
+  'password-stdin': { type: 'boolean' },
+  home: { type: 'string' },
+  perm: { type: 'string', multiple: true },
+  group: { type: 'string', multiple: true },
+} as const;
