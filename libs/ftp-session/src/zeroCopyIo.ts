@@ -56,18 +56,36 @@ export async function sendNatively(zeroCopy: ZeroCopy, source: Download, socket:
 }
 
 /**
- * Receives an upload with splice(2) socket → pipe → file until the client's EOF, straight into the storage's file at
- * the upload's offset. What Node had already read from the socket is written first (positionally, before it). The
- * socket is closed afterwards (its EOF was read natively). Resolves false when the native path is not available
- * (nothing was read: the caller streams); rejects as the stream path would, with exact byte counts either way.
+ * Sends bytes already in memory (a small file the storage read whole) and ends the socket after them: resolves once
+ * the FIN is queued after the last byte, as the stream path's pipeline does. Rejects on a broken connection, or with
+ * AbortError on ABOR or a stall.
+ */
+export function sendWhole(data: Buffer, socket: Socket, signal: AbortSignal): Promise<void> {
+  socket.end(data);
+  return finished(socket, { readable: false, signal });
+}
+
+/**
+ * Receives an upload into the storage's file at the upload's offset. Node reads the first ZERO_COPY_MIN_BYTES itself
+ * and writes them positionally as they come: an upload that ends within them (most small files) needs no native move
+ * (a thread start and its event-loop round trips cost more than the copy). A bigger one continues with splice(2)
+ * socket → pipe → file until the client's EOF, after what Node read. The socket is closed afterwards. Resolves false
+ * when the native path is not available (nothing was read: the caller streams); rejects as the stream path would,
+ * with exact byte counts either way: what was read from the socket is written before any failure is reported.
  */
 export async function receiveNatively(zeroCopy: ZeroCopy, upload: Upload, socket: Socket, signal: AbortSignal, link: DataLink): Promise<boolean> {
-  if (!upload.receiveInto) return false;
-  const lent = lendSocket(socket);
-  if (!lent) return false;
+  if (!upload.receiveInto || !canLend(socket)) return false;
+  const head = await readHead(socket, ZERO_COPY_MIN_BYTES, signal, (chunks, at) => upload.writeAt(upload.startOffset + at, chunks));
+  let position = upload.startOffset + head.bytes;
+  // A socket that can no longer be lent (closed meanwhile) is read to its end the same way.
+  const lent = head.ended ? null : lendSocket(socket);
+  if (!lent) {
+    if (!head.ended) await readHead(socket, Infinity, signal, (chunks, at) => upload.writeAt(position + at, chunks));
+    socket.destroy();
+    return true;
+  }
   link.io = 'splice';
   try {
-    let position = upload.startOffset;
     if (lent.buffered.length > 0) {
       await upload.writeAt(position, lent.buffered);
       for (const chunk of lent.buffered) position += chunk.length;
@@ -87,6 +105,64 @@ export async function receiveNatively(zeroCopy: ZeroCopy, upload: Upload, socket
   socket.destroy();
   return true;
 }
+
+/** What readHead read and stored: bytes, and whether the client's EOF came. */
+interface Head {
+  bytes: number;
+  ended: boolean;
+}
+
+/**
+ * Reads `socket` until its EOF or until at least `limit` bytes arrived (the rest stays in the socket for a native
+ * move), handing every batch read to `store` with its offset from the start. Settles once every store settled: with
+ * the first store failure, or else a socket error, a close without EOF, or `signal`'s reason (ABOR, a stall), so
+ * that what was read from the socket is stored when the failure is reported.
+ */
+function readHead(socket: Socket, limit: number, signal: AbortSignal, store: (chunks: Buffer[], offset: number) => Promise<void>): Promise<Head> {
+  const head: Head = { bytes: 0, ended: false };
+  if (signal.aborted) return Promise.reject(signal.reason);
+  if (socket.readableEnded) return Promise.resolve({ ...head, ended: true });
+  if (socket.destroyed) return Promise.reject(prematureClose());
+  const stores: Promise<void>[] = [];
+  return new Promise((resolve, reject) => {
+    const stop = (failure?: unknown) => {
+      socket.off('readable', onReadable);
+      socket.off('end', onEnd);
+      socket.off('error', stop);
+      socket.off('close', onClose);
+      signal.removeEventListener('abort', onAbort);
+      Promise.all(stores).then(() => (failure === undefined ? resolve(head) : reject(failure)), reject);
+    };
+    const onReadable = () => {
+      const batch: Buffer[] = [];
+      let bytes = 0;
+      for (let chunk: Buffer | null; head.bytes + bytes < limit && (chunk = socket.read() as Buffer | null) !== null; ) {
+        batch.push(chunk);
+        bytes += chunk.length;
+      }
+      if (bytes > 0) {
+        const stored = store(batch, head.bytes);
+        stored.catch(() => undefined); // reported by stop(), once every store settled
+        stores.push(stored);
+        head.bytes += bytes;
+      }
+      if (head.bytes >= limit) stop();
+    };
+    const onEnd = () => {
+      head.ended = true;
+      stop();
+    };
+    const onClose = () => stop(prematureClose());
+    const onAbort = () => stop(signal.reason);
+    socket.on('readable', onReadable);
+    socket.on('end', onEnd);
+    socket.on('error', stop);
+    socket.on('close', onClose);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+const prematureClose = () => Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 
 /** Bytes a native relay moved each way (beyond what went through Node before it started). */
 export interface RelayedBytes {

@@ -1,3 +1,4 @@
+import type fs from 'node:fs';
 import path from 'node:path';
 import { errnoOf, storageError, toStorageError } from './errors';
 import type { FileOps } from './fileOps';
@@ -11,10 +12,18 @@ export interface PathGuard {
   root(): Promise<string>;
   /** Host path of what `vpath` names, symlinks resolved: for stat, list, read and upload. */
   target(vpath: string): Promise<string>;
-  /** As target(), also telling whether it exists, which saves uploads a stat. */
-  targetOf(vpath: string): Promise<{ real: string; exists: boolean }>;
+  /** As target(), also telling whether it exists (and, for a plain entry, its lstat), which saves uploads a stat. */
+  targetOf(vpath: string): Promise<Resolved>;
   /** Host path of the directory entry itself (parent resolved, last name kept): for delete, rename, mkdir, rmdir. */
   entry(vpath: string): Promise<string>;
+}
+
+/** A host path with symlinks resolved. */
+export interface Resolved {
+  real: string;
+  exists: boolean;
+  /** The entry's lstat, when it exists and is no symlink (then it is also its stat). */
+  stats?: fs.Stats;
 }
 
 /** True when `p` is `root` or below it. */
@@ -41,9 +50,9 @@ export function createPathGuard(root: string, io: FileOps, limits: Pick<StorageL
     return segs;
   };
 
-  const resolveSegments = async (segs: string[]): Promise<{ real: string; exists: boolean }> => {
+  const resolveSegments = async (segs: string[]): Promise<Resolved> => {
     const base = await getRoot();
-    const resolved = await resolveDeepest(io, base, path.join(base, ...segs));
+    const resolved = await resolveEntry(io, base, segs);
     if (!isInside(base, resolved.real)) throw storageError('denied');
     return resolved;
   };
@@ -60,6 +69,39 @@ export function createPathGuard(root: string, io: FileOps, limits: Pick<StorageL
       return path.join(parent.real, segs[segs.length - 1]);
     },
   };
+}
+
+/**
+ * The host path of `segs` below `base` (a realpath), symlinks resolved, in as few calls as the common cases allow:
+ * realpath of the parent (none for a parent that is the root), then one lstat of the entry. A missing entry is
+ * `parent/name`; a plain one (no symlink) is `parent/name` too, with its lstat. Only a symlink as the last name, or a
+ * missing parent, takes resolveDeepest's road. The caller checks that the result stays inside `base`, as before: the
+ * parent's realpath is where symlinks on the way lead, and a plain last name cannot lead anywhere else.
+ */
+async function resolveEntry(io: FileOps, base: string, segs: string[]): Promise<Resolved> {
+  if (segs.length === 0) return { real: base, exists: true };
+  const host = path.join(base, ...segs);
+  let parent = base;
+  if (segs.length > 1) {
+    try {
+      parent = await io.realpath(path.dirname(host));
+    } catch (err) {
+      const errno = errnoOf(err);
+      if (errno !== 'ENOENT' && errno !== 'ENOTDIR') throw toStorageError(err);
+      return resolveDeepest(io, base, host);
+    }
+  }
+  const real = path.join(parent, segs[segs.length - 1]);
+  let stats: fs.Stats;
+  try {
+    stats = await io.lstat(real);
+  } catch (err) {
+    const errno = errnoOf(err);
+    if (errno === 'ENOENT' || errno === 'ENOTDIR') return { real, exists: false };
+    throw toStorageError(err);
+  }
+  if (stats.isSymbolicLink()) return resolveDeepest(io, base, host);
+  return { real, exists: true, stats };
 }
 
 /**

@@ -3,12 +3,13 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { sharedDirectoryFlusher } from './dirFlush';
 import { errnoOf, ifExists, limitError, storageError, toStorageError } from './errors';
-import { asyncFileOps, syncFileOps, type FileOps } from './fileOps';
+import { asyncFileOps, SMALL_IO_BYTES, syncFileOps, type FileOps } from './fileOps';
 import { createPathGuard, isInside } from './hostPath';
 import { isPartialName, partialPathFor } from './partial';
-import { DEFAULT_STORAGE_LIMITS, type FileStat, type Storage, type StorageLimits } from './types';
+import { DEFAULT_STORAGE_LIMITS, type Download, type FileStat, type Storage, type StorageLimits } from './types';
 import { openLocalUpload } from './upload';
 import { basenameOf, resolveVirtualPath } from './virtualPath';
+import { scanTree } from './usage';
 
 export interface LocalStorageOptions {
   /** Host directory that is `/` for the session. */
@@ -46,6 +47,8 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
 
   // Every public method funnels its failures through toStorageError, so callers see one error type.
   const storage: Storage = {
+    usage: () => scanTree(options.root),
+
     async stat(vpath) {
       const file = await guard.target(vpath);
       const name = nameOf(vpath);
@@ -86,9 +89,12 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
         await io.close(fd);
         throw err;
       }
+      const size = st.size;
+      // A small file is read whole now and closed at once (on the loop with sync metadata io: a page-cache read
+      // costs what a stat does): no stream, no thread-pool round trips, and the sender writes it in one go.
+      if (size <= SMALL_IO_BYTES) return readWhole(io, fd, size, offset);
       // The stream owns the fd from here and closes it on end or destroy. Stopping at the known size saves the
       // final empty read; a buffer no larger than the file keeps small downloads from allocating 1 MiB each.
-      const size = st.size;
       const highWaterMark = Math.max(MIN_READ_BUFFER, Math.min(MAX_READ_BUFFER, size - offset));
       if (offset >= size) {
         await io.close(fd);
@@ -106,7 +112,7 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
 
     async openUpload(vpath, start) {
       const target = await guard.targetOf(vpath);
-      return openLocalUpload(target.real, start, { ...uploadOptions, knownMissing: !target.exists });
+      return openLocalUpload(target.real, start, { ...uploadOptions, knownMissing: !target.exists, known: target.stats });
     },
 
     async mkdir(vpath) {
@@ -168,6 +174,40 @@ function toFileStat(name: string, st: fs.Stats): FileStat {
     mtime: st.mtime,
     mode: st.mode & 0o777,
     unique: `${st.dev.toString(36)}g${st.ino.toString(36)}`,
+  };
+}
+
+/**
+ * A whole small file (`size` at fstat, at most SMALL_IO_BYTES) read from `fd`, which is closed here: the download's
+ * `data` from `offset`, `readAt` served from memory, `stream` made only if someone asks for it.
+ */
+async function readWhole(io: FileOps, fd: number, size: number, offset: number): Promise<Download> {
+  const whole = Buffer.allocUnsafe(size);
+  let length = 0;
+  try {
+    // A file that shrank meanwhile ends early; one that grew is cut at the size it had (a snapshot, as the stream's).
+    while (length < size) {
+      const n = await io.read(fd, whole.subarray(length), size - length, length);
+      if (n === 0) break;
+      length += n;
+    }
+  } finally {
+    await io.close(fd);
+  }
+  const data = whole.subarray(Math.min(offset, length), length);
+  let stream: Readable | undefined;
+  return {
+    get stream() {
+      return (stream ??= Readable.from(data.length > 0 ? [data] : []));
+    },
+    size,
+    data,
+    readAt: async (buffer, at, count, position) => {
+      // As with an open file: nothing once the stream is destroyed; a download opened at its end reads nothing.
+      if (stream?.destroyed) throw storageError('io');
+      if (position >= length || offset >= size) return 0;
+      return whole.copy(buffer, at, position, Math.min(length, position + count));
+    },
   };
 }
 

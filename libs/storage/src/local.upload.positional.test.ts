@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { SMALL_IO_BYTES } from './fileOps';
 import { fixturePerTest, interruptedUpload, storageCode, uploadText } from './testFixture';
 
 const fx = fixturePerTest({ checkFds: true });
@@ -114,16 +115,35 @@ test('receiveInto lends the fd: its bytes count, commit waits for it, and its fa
 });
 
 test('a download of a local file offers its fd and range for a zero-copy sender; the stream owns the fd', async () => {
-  await uploadText(fx.storage, '/d.txt', 'hello zero copy');
-  const download = await fx.storage.openRead('/d.txt', 6);
+  // Above SMALL_IO_BYTES: smaller files are read whole at opening (next test).
+  const text = 'x'.repeat(SMALL_IO_BYTES) + 'hello zero copy';
+  await uploadText(fx.storage, '/d.txt', text);
+  const download = await fx.storage.openRead('/d.txt', SMALL_IO_BYTES + 6);
   assert.ok(download.file);
-  assert.equal(download.file.position, 6);
+  assert.equal(download.data, undefined);
+  assert.equal(download.file.position, SMALL_IO_BYTES + 6);
   assert.equal(download.file.length, 9);
   const buffer = Buffer.alloc(9);
   const handle = await fsp.open(`/proc/self/fd/${download.file.fd}`, 'r');
-  await handle.read(buffer, 0, 9, 6);
+  await handle.read(buffer, 0, 9, SMALL_IO_BYTES + 6);
   await handle.close();
   assert.equal(buffer.toString(), 'zero copy');
   download.stream.destroy(); // closes the fd (the fixture checks nothing leaked)
   await new Promise((resolve) => download.stream.once('close', resolve));
+});
+
+test('a small file is read whole at opening and closed at once: data from the offset, readAt and stream from memory', async () => {
+  await uploadText(fx.storage, '/s.txt', 'hello small file');
+  const download = await fx.storage.openRead('/s.txt', 6);
+  assert.equal(download.file, undefined, 'no fd: the file is already closed (the fixture checks nothing leaked)');
+  assert.equal(download.size, 16);
+  assert.equal(download.data?.toString(), 'small file');
+  const buffer = Buffer.alloc(5);
+  assert.equal(await download.readAt!(buffer, 0, 5, 0), 5);
+  assert.equal(buffer.toString(), 'hello');
+  const chunks: Buffer[] = [];
+  for await (const chunk of download.stream) chunks.push(chunk as Buffer);
+  assert.equal(Buffer.concat(chunks).toString(), 'small file');
+  const empty = await fx.storage.openRead('/s.txt', 16);
+  assert.equal(empty.data?.length, 0);
 });

@@ -25,6 +25,11 @@ export interface Download {
    */
   readAt?(buffer: Buffer, offset: number, length: number, position: number): Promise<number>;
   /**
+   * Optional (a small local file): the bytes `stream` would deliver, already read; the file is closed. A sender may
+   * write these instead of using `stream` (which is then never made).
+   */
+  data?: Buffer;
+  /**
    * Optional (a local file): the open file's descriptor and the range `stream` would deliver, for a zero-copy sender
    * (sendfile) to use instead of `stream`. The descriptor belongs to `stream`: it stays open until the caller
    * destroys `stream`, which it must do when done. Storages without local files leave it out.
@@ -68,8 +73,12 @@ export interface Upload {
    * asked once the bytes are flushed, just before publishing; if it says no, the bytes stay a partial and commit rejects.
    */
   commit(stillWanted?: () => boolean): Promise<void>;
-  /** The transfer broke: close the file, keep the partial bytes so that a later resume can continue them. */
-  abort(): Promise<void>;
+  /**
+   * The transfer broke: close the file, keep the partial bytes so that a later resume can continue them. With
+   * `discard` (a limit stopped it: the bytes must not linger outside the quota), undo what this upload wrote instead: a
+   * new partial is removed, a file being appended to is cut back to its size before and published again.
+   */
+  abort(options?: { discard?: boolean }): Promise<void>;
 }
 
 /**
@@ -90,13 +99,26 @@ export interface Storage {
   listEntries(path: string): Promise<AsyncIterable<FileStat[]>>;
   /** Stream a file's bytes from `offset` up to its size at opening time (a snapshot; no stat call needed first). */
   openRead(path: string, offset?: number): Promise<Download>;
-  /** Start an atomic, resumable upload. */
-  openUpload(path: string, start: UploadStart): Promise<Upload>;
+  /**
+   * Start an atomic, resumable upload. `expectedSize`: the file's final size when the client announced it (FTP ALLO,
+   * SFTP's size attribute at OPEN), so that a limit can refuse it before any byte moves; the upload is not held to it.
+   */
+  openUpload(path: string, start: UploadStart, expectedSize?: number): Promise<Upload>;
   mkdir(path: string): Promise<void>;
   rmdir(path: string): Promise<void>;
   delete(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   setModifiedTime(path: string, mtime: Date): Promise<void>;
+  /**
+   * What the whole root holds, as storage quotas count it: published files and their bytes (no partial uploads), symbolic
+   * links neither followed nor counted. Walks everything: for a scan when the usage is not known, not per request.
+   */
+  usage(): Promise<StoredUsage>;
+}
+
+export interface StoredUsage {
+  bytes: number;
+  files: number;
 }
 
 /** Bounds a Storage enforces whichever protocol asks, so one client cannot stall or exhaust the process. */

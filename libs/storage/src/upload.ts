@@ -15,6 +15,8 @@ export interface UploadOptions {
   directories: DirectoryFlusher;
   /** The caller already knows the file does not exist (saves a stat). */
   knownMissing?: boolean;
+  /** The caller already has the file's stat (saves one more). */
+  known?: fs.Stats;
 }
 
 /**
@@ -42,7 +44,7 @@ export async function openLocalUpload(
 ): Promise<Upload> {
   const { open, close, fstat, ftruncate } = options.io;
   const partial = partialPathFor(file);
-  const existing = options.knownMissing ? undefined : await ifExists(options.io.stat(file));
+  const existing = options.knownMissing ? undefined : (options.known ?? (await ifExists(options.io.stat(file))));
   if (existing?.isDirectory()) throw storageError('is-a-directory');
   if (existing && !existing.isFile()) throw storageError('denied');
   if (start.kind === 'resume') checkOffset(start.offset);
@@ -75,6 +77,7 @@ export async function openLocalUpload(
     return uploadOn(fd, offset, file, partial, options, {
       republishIfSize: republish && offset === current ? current : undefined,
       unlinkIfEmpty: !partialStat && !existing,
+      republished: republish,
     });
   } catch (err) {
     await close(fd).catch(() => undefined);
@@ -97,20 +100,31 @@ interface Undo {
   unlinkIfEmpty?: boolean;
   /** The published file was moved to the partial name to be continued: move it back if it still has this size. */
   republishIfSize?: number;
+  /** The published file was moved to the partial name: a discard cuts it back to where the upload began and publishes it again. */
+  republished?: boolean;
 }
 
-/** Wrap an open fd in the Upload contract. The write stream owns the fd and is the only one to close it. */
+/**
+ * Wrap an open fd in the Upload contract. The write stream is made on first use (positional writers and zero-copy
+ * receivers never need it); once made it owns the fd and is the only one to close it, else closeFile closes it.
+ */
 function uploadOn(fd: number, offset: number, file: string, partial: string, options: UploadOptions, undo: Undo): Upload {
   const { io } = options;
+  let stream: fs.WriteStream | undefined;
   // autoClose off: the fd must stay open after 'finish' so commit() can fdatasync it before closing.
-  const stream = fs.createWriteStream(partial, { fd, start: offset, highWaterMark: HIGH_WATER_MARK, autoClose: false });
+  const streamOf = () => (stream ??= fs.createWriteStream(partial, { fd, start: offset, highWaterMark: HIGH_WATER_MARK, autoClose: false }));
+  let closing: Promise<void> | undefined;
+  /** Closes the fd once (through the stream if there is one; else directly, on the loop with sync metadata io). */
+  const closeFile = () => (closing ??= stream ? closeStream(stream) : io.close(fd));
   let state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
-  const positional = positionalWrites(fd);
+  const positional = positionalWrites(fd, io);
 
   return {
-    stream,
+    get stream() {
+      return streamOf();
+    },
     startOffset: offset,
-    bytesWritten: () => stream.bytesWritten + positional.bytes,
+    bytesWritten: () => (stream?.bytesWritten ?? 0) + positional.bytes,
     writeAt(position, data) {
       if (state !== 'open') return Promise.reject(storageError('io', new Error(`upload already ${state}`)));
       if (!Number.isSafeInteger(position) || position < 0) return Promise.reject(storageError('invalid-offset'));
@@ -138,8 +152,10 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
         // Positional writes still running finish first; one that failed leaves a hole, so nothing is published.
         await positional.settled();
         if (positional.failure) throw positional.failure;
-        if (!stream.writableEnded) stream.end();
-        await finished(stream); // rejects if the stream errored or was destroyed early
+        if (stream) {
+          if (!stream.writableEnded) stream.end();
+          await finished(stream); // rejects if the stream errored or was destroyed early
+        }
         // Durability in two flushes, nothing while writing (the partial's own name and timestamps are never flushed:
         // a crash before the commit may lose the partial, and the client was not told it succeeded).
         // 1. The bytes, before the name points at them: fdatasync suffices. It flushes the data and the metadata needed
@@ -153,44 +169,52 @@ function uploadOn(fd: number, offset: number, file: string, partial: string, opt
         //    Commits into one directory share that flush (dirFlush.ts). Renaming an open file is fine on POSIX, so
         //    the close need not come first.
         const publish = io.rename(partial, file).then(() => (options.fsync ? options.directories.flush(path.dirname(file)) : undefined));
-        await Promise.all([closeStream(stream), publish]);
+        await Promise.all([closeFile(), publish]);
         state = 'committed';
       } catch (err) {
         state = 'aborted';
-        await closeStream(stream).catch(() => undefined);
+        await closeFile().catch(() => undefined);
         throw toStorageError(err);
       }
     },
-    async abort() {
+    async abort(abortOptions) {
       if (state === 'committed' || state === 'aborted') return;
       state = 'aborted';
       // What reached the file is kept for a later resume. The size on disk tells whether anything did
       // (bytesWritten misses a write that was in flight when the stream was destroyed).
       await positional.settled(); // never close the fd under a write that is still running
-      await closeStream(stream).catch(() => undefined);
+      if (abortOptions?.discard) return discard();
+      await closeFile().catch(() => undefined);
       const size = (await ifExists(io.stat(partial)))?.size;
       if (size === 0 && undo.unlinkIfEmpty) await io.unlink(partial).catch(() => undefined);
       else if (size !== undefined && size === undo.republishIfSize) await io.rename(partial, file).catch(() => undefined);
     },
   };
-}
 
-function writev(fd: number, chunks: Uint8Array[], position: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.writev(fd, chunks, position, (err, n) => (err ? reject(err) : resolve(n))));
+  async function discard() {
+    if (undo.republished) {
+      await io.ftruncate(fd, offset).catch(() => undefined);
+      await closeFile().catch(() => undefined);
+      await io.rename(partial, file).catch(() => undefined);
+    } else {
+      await closeFile().catch(() => undefined);
+      await io.unlink(partial).catch(() => undefined);
+    }
+  }
 }
 
 /**
  * Writes at explicit offsets on the upload's fd (pwritev), and writers the fd is lent to (receiveInto), tracked so
  * that commit and abort can wait for them.
  */
-function positionalWrites(fd: number) {
+function positionalWrites(fd: number, io: FileOps) {
   const running = new Set<Promise<void>>();
   const tracker = {
     bytes: 0,
     failure: undefined as unknown,
     write(position: number, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
       const chunks = (data instanceof Uint8Array ? [data] : [...data]).filter((c) => c.length > 0);
-      const done = writeFully(fd, chunks, position).then(
+      const done = writeFully(io, fd, chunks, position).then(
         (n) => void (tracker.bytes += n),
         (err: unknown) => {
           tracker.failure ??= toStorageError(err);
@@ -219,10 +243,10 @@ function positionalWrites(fd: number) {
 }
 
 /** pwritev until every byte is in: a regular file may take fewer bytes than offered (e.g. just before ENOSPC). */
-async function writeFully(fd: number, chunks: Uint8Array[], position: number): Promise<number> {
+async function writeFully(io: FileOps, fd: number, chunks: Uint8Array[], position: number): Promise<number> {
   let total = 0;
   while (chunks.length > 0) {
-    let n = await writev(fd, chunks, position);
+    let n = await io.writev(fd, chunks, position);
     if (n === 0) throw storageError('io', new Error('write made no progress'));
     total += n;
     position += n;
