@@ -65,7 +65,7 @@ try {
       { id, replicaId: `edge-${1 + (i % 2)}`, clientAddress: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, startedAt: now, protocol: i % 3 === 0 ? 'sftp' : 'ftp', bytesIn: 0, bytesOut: 0 },
       { maxSessions: 0, maxPerAddress: 0 },
     );
-    await state.sessions.bindUser(id, `partner${i % 100}`, 0);
+    await state.sessions.bindUser(id, `partner${i % 100}`, { maxPerUser: 0 });
     await state.sessions.update(id, { command: 'STOR', transfer: { direction: 'upload', path: `/inbox/file-${i}.bin`, startedAt: now, bytes: i * 1000 } });
   }
   const listed = await edge1.get('/sessions');

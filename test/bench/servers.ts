@@ -3,7 +3,7 @@
  * our edge (node + tsx, one process) and vsftpd (foreground, generated config).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -150,6 +150,30 @@ export function codeVersion(): { commit: string; dirty: string[] } {
     .map((l) => l.slice(3))
     .filter((f) => f && !f.startsWith('test/'));
   return { commit, dirty };
+}
+
+/** Runs a command to its end (bounded: 15 min), output captured; throws with the output's start when it fails. */
+export function run(cmd: string, args: string[], cwd: string) {
+  const result = spawnSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 900_000 });
+  if (result.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd}:\n${result.stderr}${result.stdout}`.slice(0, 4000));
+}
+
+/**
+ * An earlier commit's edge bundle (bench:session-rate, bench:limits), built once into .bench/baseline-<sha>/ (a plain
+ * copy of the commit from `git archive`, not a worktree, with its own `npm ci`); the path to give startOurs as `entry`.
+ */
+export function baselineBundle(commit: string): string {
+  const sha = execFileSync('git', ['rev-parse', '--verify', `${commit}^{commit}`], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+  const dir = join(REPO_ROOT, '.bench', `baseline-${sha.slice(0, 12)}`);
+  const bundle = join(dir, 'services/ftp-edge/dist/main.js');
+  if (existsSync(bundle)) return bundle;
+  console.log(`building the baseline ${sha.slice(0, 12)} into ${dir} (npm ci + build, once)…`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  execFileSync('sh', ['-c', `git archive ${sha} | tar -x -C '${dir}'`], { cwd: REPO_ROOT });
+  run('npm', ['ci', '--no-audit', '--no-fund'], dir);
+  run('npm', ['run', 'build', '--workspace', '@ftp/edge'], dir);
+  return bundle;
 }
 
 export async function startOurs(options: OursOptions): Promise<RunningServer> {

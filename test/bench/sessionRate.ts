@@ -14,13 +14,13 @@
  * QUIT), BENCH_CONCURRENCY at a time, after a warm-up; the edge's CPU (every thread, from /proc) over the window gives
  * CPU per session and sessions per CPU-second. Redis' CPU per session is printed beside it.
  */
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { envInt } from './env';
 import { median } from './report';
-import { codeVersion, edgeEntry, freePort, REPO_ROOT, startOurs, startRedisServer, stopServer, type RunningServer } from './servers';
+import { baselineBundle, codeVersion, edgeEntry, freePort, REPO_ROOT, run, startOurs, startRedisServer, stopServer, type RunningServer } from './servers';
 import { sessions } from './workloads';
 
 const settings = {
@@ -45,26 +45,6 @@ interface Sample {
   redisCpuMsPerSession?: number;
   clientPct: number;
   errors: number;
-}
-
-const run = (cmd: string, args: string[], cwd: string) => {
-  const result = spawnSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 900_000 });
-  if (result.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed in ${cwd}:\n${result.stderr}${result.stdout}`.slice(0, 4000));
-};
-
-/** The baseline commit's edge bundle, built once into .bench/baseline-<sha>/ (a plain copy of the commit, not a worktree). */
-function baselineBundle(commit: string): string {
-  const sha = execFileSync('git', ['rev-parse', '--verify', `${commit}^{commit}`], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
-  const dir = join(REPO_ROOT, '.bench', `baseline-${sha.slice(0, 12)}`);
-  const bundle = join(dir, 'services/ftp-edge/dist/main.js');
-  if (existsSync(bundle)) return bundle;
-  console.log(`building the baseline ${sha.slice(0, 12)} into ${dir} (npm ci + build, once)…`);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  execFileSync('sh', ['-c', `git archive ${sha} | tar -x -C '${dir}'`], { cwd: REPO_ROOT });
-  run('npm', ['ci', '--no-audit', '--no-fund'], dir);
-  run('npm', ['run', 'build', '--workspace', '@ftp/edge'], dir);
-  return bundle;
 }
 
 function processCpuMs(pid: number): number {

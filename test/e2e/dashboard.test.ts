@@ -76,7 +76,7 @@ test('the Grafana dashboard parses, and every metric it queries exists in the /m
 
   // Real processes: an edge and a worker, each with its admin listener; their /metrics list every metric they define.
   const prefix = `test:dashboard:${randomUUID()}:`;
-  const server = await startTestServer({ env: { FTP_ADMIN_PORT: String(await freeBlock(1, ['127.0.0.1'])) } });
+  const server = await startTestServer({ env: { FTP_ADMIN_PORT: String(await freeBlock(1, ['127.0.0.1'])), FTP_METRICS_USER_LABELS: 'true' } });
   const worker = await startWorker(
     loadWorkerConfig({ REDIS_URL, FTP_REDIS_PREFIX: prefix, FTP_DATA_DIR: server.dataDir, WORKER_ADMIN_PORT: String(await freeBlock(1, ['127.0.0.1'])) }),
     createLogger({ level: 'silent' }),

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ClusterState, SessionKick, SessionRecord } from './types';
+import type { ByteTake, ClusterState, SessionKick, SessionRecord } from './types';
+import { utcDay } from './windows';
 
 /** A fresh session record for tests. */
 export const record = (id: string, clientAddress = '10.0.0.1'): SessionRecord => ({
@@ -24,7 +25,7 @@ export function clusterStateContract(
     let t = 1_000_000;
     const clock = { now: () => t };
     const state = await make(range, clock);
-    return { state, advance: (ms: number) => (t += ms) };
+    return { state, now: clock.now, advance: (ms: number) => (t += ms) };
   };
 
   test(`${name}: admission enforces total and per-address limits`, async () => {
@@ -53,11 +54,13 @@ export function clusterStateContract(
     const { state } = await setup();
     const limits = { maxSessions: 0, maxPerAddress: 0 };
     for (const id of ['a', 'b', 'c']) await state.sessions.open(record(id), limits);
-    assert.equal(await state.sessions.bindUser('a', 'alice', 2), true);
-    assert.equal(await state.sessions.bindUser('b', 'alice', 2), true);
-    assert.equal(await state.sessions.bindUser('c', 'alice', 2), false);
+    const two = { maxPerUser: 2 };
+    assert.deepEqual(await state.sessions.bindUser('a', 'alice', two), { ok: true });
+    assert.deepEqual(await state.sessions.bindUser('b', 'alice', two), { ok: true });
+    assert.deepEqual(await state.sessions.bindUser('c', 'alice', two), { ok: false, reason: 'max-per-user' });
+    assert.deepEqual(await state.sessions.bindUser('gone', 'alice', two), { ok: false, reason: 'gone' }, 'an unknown session cannot bind');
     await state.sessions.unbindUser('a');
-    assert.equal(await state.sessions.bindUser('c', 'alice', 2), true);
+    assert.deepEqual(await state.sessions.bindUser('c', 'alice', two), { ok: true });
     assert.equal(await state.sessions.update('c', { command: 'RETR', bytesOut: 42 }), true);
     assert.equal(await state.sessions.update('no-such-session', { command: 'RETR' }), false, 'a lost record is reported');
     const c = (await state.sessions.list()).find((r) => r.id === 'c');
@@ -157,7 +160,7 @@ export function clusterStateContract(
     // A login is the session's bindUser: it forgives the failures of the account that logged in, from that address.
     const login = async (id: string, user: string) => {
       assert.deepEqual(await state.sessions.open(record(id, '10.0.0.3'), { maxSessions: 0, maxPerAddress: 0 }), { ok: true });
-      assert.equal(await state.sessions.bindUser(id, user, 0), true);
+      assert.deepEqual(await state.sessions.bindUser(id, user, { maxPerUser: 0 }), { ok: true });
     };
     await state.bans.recordFailure('10.0.0.3', 'victim', policy);
     await state.bans.recordFailure('10.0.0.3', 'victim', policy);
@@ -249,12 +252,202 @@ export function clusterStateContract(
     assert.deepEqual(await state.sessions.open(record('b'), limits), { ok: true });
     assert.deepEqual(await state.sessions.open(record('c'), limits), { ok: false, reason: 'max-unauthenticated' });
     assert.deepEqual(await state.sessions.open(record('c', '10.0.0.9'), limits), { ok: true }, 'other addresses are not affected');
-    assert.equal(await state.sessions.bindUser('a', 'alice', 0), true);
+    assert.deepEqual(await state.sessions.bindUser('a', 'alice', { maxPerUser: 0 }), { ok: true });
     assert.equal(await state.sessions.update('a', { command: 'NOOP' }), true, 'a heartbeat does not put a logged-in session back');
     assert.deepEqual(await state.sessions.open(record('d'), limits), { ok: true }, 'a login frees its pre-login slot');
     assert.deepEqual(await state.sessions.open(record('e'), limits), { ok: false, reason: 'max-unauthenticated' });
     await state.sessions.close('b');
     assert.deepEqual(await state.sessions.open(record('e'), limits), { ok: true }, 'a closed session frees its slot');
+    await state.close();
+  });
+
+  test(`${name}: new sessions per minute from one address are limited; only admitted ones count`, async () => {
+    const { state, advance } = await setup();
+    const limits = { maxSessions: 0, maxPerAddress: 0, sessionsPerMinutePerAddress: 3 };
+    for (const id of ['a', 'b', 'c']) assert.deepEqual(await state.sessions.open(record(id), limits), { ok: true });
+    assert.deepEqual(await state.sessions.open(record('d'), limits), { ok: false, reason: 'address-rate' });
+    assert.deepEqual(await state.sessions.open(record('d', '10.0.0.2'), limits), { ok: true }, 'other addresses are not affected');
+    await state.sessions.close('a');
+    assert.deepEqual(await state.sessions.open(record('e'), limits), { ok: false, reason: 'address-rate' }, 'a rate, not a count of open sessions');
+    advance(30_000);
+    for (let i = 0; i < 5; i++) assert.equal((await state.sessions.open(record(`x${i}`), limits)).ok, false);
+    advance(30_001); // a, b, c leave the window; the refused attempts never entered it
+    for (const id of ['f', 'g', 'h']) assert.deepEqual(await state.sessions.open(record(id), limits), { ok: true });
+    assert.deepEqual(await state.sessions.open(record('i'), limits), { ok: false, reason: 'address-rate' });
+    assert.deepEqual(await state.sessions.open(record('j'), { maxSessions: 0, maxPerAddress: 0 }), { ok: true }, 'no rate, no limit');
+    await state.close();
+  });
+
+  test(`${name}: logins per minute of one user are limited; only successful binds count`, async () => {
+    const { state, advance } = await setup();
+    for (const id of ['a', 'b', 'c', 'd']) await state.sessions.open(record(id), { maxSessions: 0, maxPerAddress: 0 });
+    const limits = { maxPerUser: 0, sessionsPerMinute: 2 };
+    assert.deepEqual(await state.sessions.bindUser('a', 'alice', limits), { ok: true });
+    assert.deepEqual(await state.sessions.bindUser('b', 'alice', limits), { ok: true });
+    assert.deepEqual(await state.sessions.bindUser('c', 'alice', limits), { ok: false, reason: 'user-rate' });
+    assert.deepEqual(await state.sessions.bindUser('c', 'bob', limits), { ok: true }, 'other users are not affected');
+    await state.sessions.unbindUser('a');
+    assert.deepEqual(await state.sessions.bindUser('a', 'alice', limits), { ok: true }, 'a second login in one session does not count itself');
+    assert.deepEqual(await state.sessions.bindUser('d', 'alice', { maxPerUser: 2, sessionsPerMinute: 2 }), { ok: false, reason: 'max-per-user' });
+    assert.deepEqual(await state.sessions.bindUser('gone', 'alice', limits), { ok: false, reason: 'gone' });
+    advance(30_000);
+    assert.equal(await state.sessions.update('d', {}), true); // heartbeat: sessions outlive the rate window
+    advance(30_001);
+    assert.deepEqual(await state.sessions.bindUser('d', 'alice', limits), { ok: true });
+    await state.close();
+  });
+
+  test(`${name}: usage is unknown until set; a scan's result is set once with ifAbsent`, async () => {
+    const { state } = await setup();
+    assert.equal(await state.usage.get('bob'), null);
+    assert.equal(await state.usage.reserve('bob', 'u1', 100, { bytes: 1000 }, 60_000), 0, 'no record: nothing granted until a scan');
+    await state.usage.apply('bob', { bytes: 10, files: 1 });
+    assert.equal(await state.usage.get('bob'), null, 'apply creates no record');
+    await state.usage.set('bob', { bytes: 10, files: 1 }, { ifAbsent: true });
+    await state.usage.set('bob', { bytes: 20, files: 2 }, { ifAbsent: true }); // a second scan racing the first
+    assert.deepEqual(await state.usage.get('bob'), { bytes: 10, files: 1 });
+    await state.usage.set('bob', { bytes: 30, files: 3 });
+    assert.deepEqual(await state.usage.get('bob'), { bytes: 30, files: 3 }, 'a rescan replaces');
+    await state.close();
+  });
+
+  test(`${name}: reservations of one user's uploads on two replicas never cross the quota`, async () => {
+    const { state } = await setup();
+    await state.usage.set('alice', { bytes: 600, files: 3 });
+    const quota = { bytes: 1000 };
+    // Uploads u1 and u2 (on different replicas) reserve in chunks until the quota is full.
+    let granted = 0;
+    for (let i = 0; i < 10; i++) {
+      granted += await state.usage.reserve('alice', 'u1', 70, quota, 60_000);
+      granted += await state.usage.reserve('alice', 'u2', 70, quota, 60_000);
+    }
+    assert.equal(granted, 400);
+    const racing = await Promise.all(Array.from({ length: 10 }, (_, i) => state.usage.reserve('alice', `r${i}`, 50, quota, 60_000)));
+    assert.deepEqual(racing, Array(10).fill(0), 'nothing left for anyone');
+    assert.equal(await state.usage.reserve('alice', 'u3', 300, { bytes: 1000, credit: 200 }, 60_000), 200, 'an overwrite counts the size it replaces');
+    assert.equal(await state.usage.reserve('alice', 'u4', 5000, { bytes: 0 }, 60_000), 5000, 'no byte quota: everything');
+    assert.deepEqual(await state.usage.get('alice'), { bytes: 600, files: 3 }, 'reservations are not usage');
+    await state.close();
+  });
+
+  test(`${name}: a reservation not renewed within its TTL stops counting`, async () => {
+    const { state, advance } = await setup();
+    await state.usage.set('carol', { bytes: 0, files: 0 });
+    const quota = { bytes: 1000 };
+    assert.equal(await state.usage.reserve('carol', 'dead', 800, quota, 10_000), 800);
+    assert.equal(await state.usage.reserve('carol', 'live', 800, quota, 10_000), 200);
+    advance(6_000);
+    assert.equal(await state.usage.reserve('carol', 'live', 0, quota, 10_000), 0, 'a renewal with nothing more wanted');
+    advance(4_001); // 'dead' was last renewed 10.001 s ago, 'live' 4.001 s ago
+    assert.equal(await state.usage.reserve('carol', 'live', 800, quota, 10_000), 800, "the dead replica's reservation is gone");
+    assert.equal(await state.usage.reserve('carol', 'other', 1, quota, 10_000), 0, "the live one's is not");
+    await state.close();
+  });
+
+  test(`${name}: apply turns a reservation into usage, release drops one, usage never goes below 0`, async () => {
+    const { state } = await setup();
+    await state.usage.set('dave', { bytes: 0, files: 0 });
+    const quota = { bytes: 1000 };
+    assert.equal(await state.usage.reserve('dave', 'u1', 500, quota, 60_000), 500);
+    assert.equal(await state.usage.reserve('dave', 'u2', 400, quota, 60_000), 400);
+    await state.usage.apply('dave', { bytes: 450, files: 1 }, 'u1'); // the upload was 450 bytes in the end
+    assert.deepEqual(await state.usage.get('dave'), { bytes: 450, files: 1 });
+    assert.equal(await state.usage.reserve('dave', 'u3', 1000, quota, 60_000), 150, '1000 - 450 used - 400 of u2');
+    await state.usage.release('dave', 'u2'); // u2 failed
+    assert.equal(await state.usage.reserve('dave', 'u3', 1000, quota, 60_000), 400);
+    await state.usage.apply('dave', { bytes: -10_000, files: -5 });
+    assert.deepEqual(await state.usage.get('dave'), { bytes: 0, files: 0 });
+    await state.close();
+  });
+
+  const take = (over: Partial<ByteTake>): ByteTake => ({
+    user: 'erin',
+    direction: 'download',
+    replicaId: 'r1',
+    want: 1000,
+    bytesPerSecond: 0,
+    burstMs: 1000,
+    dailyBytes: 0,
+    ...over,
+  });
+
+  test(`${name}: a bandwidth bucket shared by two replicas grants at most rate × time + one burst`, async () => {
+    const { state, advance } = await setup();
+    const rate = { bytesPerSecond: 10_000, burstMs: 500 }; // one burst: 5000 bytes
+    const first = await state.budgets.take(take({ ...rate, want: 8000 }));
+    assert.deepEqual([first.granted, first.limitedBy], [5000, 'bandwidth'], 'a full bucket holds one burst');
+    assert.equal(first.retryAfterMs, 500, 'until a full burst is back');
+    let granted = first.granted;
+    let elapsed = 0;
+    for (let i = 0; i < 300; i++) {
+      const step = ((i * 37) % 90) + 5;
+      advance(step);
+      elapsed += step;
+      const grant = await state.budgets.take(take({ ...rate, want: 700, replicaId: i % 2 ? 'r1' : 'r2' }));
+      if (grant.granted < 700) {
+        assert.equal(grant.limitedBy, 'bandwidth');
+        assert.ok(grant.retryAfterMs! > 0);
+      }
+      granted += grant.granted;
+    }
+    const refill = (rate.bytesPerSecond * elapsed) / 1000;
+    assert.ok(granted <= refill + 5000, `granted ${granted} within ${refill} + 5000`);
+    assert.ok(granted >= refill, `granted ${granted} keeps up with the rate (${refill})`);
+    // Drained: the retry time is when the wanted bytes are back, and then they are there.
+    const short = await state.budgets.take(take({ ...rate, want: 2000 }));
+    assert.equal(short.limitedBy, 'bandwidth');
+    advance(short.retryAfterMs!);
+    assert.equal((await state.budgets.take(take({ ...rate, want: 2000 }))).granted, 2000);
+    await state.close();
+  });
+
+  test(`${name}: a daily volume stops transfers for the day, and a refund gives bytes back`, async () => {
+    const { state, now } = await setup();
+    const daily = { dailyBytes: 10_000 };
+    assert.equal((await state.budgets.take(take({ ...daily, want: 4000 }))).granted, 4000);
+    assert.equal((await state.budgets.take(take({ ...daily, want: 4000, replicaId: 'r2' }))).granted, 4000);
+    assert.deepEqual(await state.budgets.take(take({ ...daily, want: 4000 })), { granted: 2000, limitedBy: 'daily', replicas: 2 });
+    assert.deepEqual(await state.budgets.take(take({ ...daily, want: 4000 })), { granted: 0, limitedBy: 'daily', replicas: 2 });
+    assert.deepEqual(await state.budgets.today('erin'), { upload: 0, download: 10_000 });
+    await state.budgets.refund('erin', 'download', 1500, utcDay(now())); // a transfer ended early
+    assert.deepEqual(await state.budgets.today('erin'), { upload: 0, download: 8500 });
+    assert.deepEqual(await state.budgets.take(take({ ...daily, want: 4000 })), { granted: 1500, limitedBy: 'daily', replicas: 2 });
+    assert.equal((await state.budgets.take(take({ ...daily, direction: 'upload', want: 4000 }))).granted, 4000, 'each direction has its own');
+    // A refund into the bucket is capped at one burst.
+    const rate = { bytesPerSecond: 1000, burstMs: 1000 };
+    assert.equal((await state.budgets.take(take({ ...rate, user: 'frank', want: 1000 }))).granted, 1000);
+    await state.budgets.refund('frank', 'download', 5000, utcDay(now()));
+    assert.equal((await state.budgets.take(take({ ...rate, user: 'frank', want: 5000 }))).granted, 1000);
+    assert.deepEqual(await state.budgets.today('frank'), { upload: 0, download: 1000 }, 'counted without a daily limit too; a refund floors at 0');
+    await state.close();
+  });
+
+  test(`${name}: daily volumes start again at midnight UTC`, async () => {
+    const { state, now, advance } = await setup();
+    const daily = { dailyBytes: 3000, want: 3000 };
+    const day1 = utcDay(now());
+    assert.equal((await state.budgets.take(take(daily))).granted, 3000);
+    advance(Date.UTC(1970, 0, 2) - now() - 1); // 23:59:59.999
+    assert.equal((await state.budgets.take(take(daily))).limitedBy, 'daily');
+    advance(1);
+    assert.equal(utcDay(now()), '1970-01-02');
+    assert.deepEqual(await state.budgets.today('erin'), { upload: 0, download: 0 });
+    assert.equal((await state.budgets.take(take({ ...daily, want: 1000 }))).granted, 1000);
+    await state.budgets.refund('erin', 'download', 3000, day1); // a transfer that began yesterday
+    assert.deepEqual(await state.budgets.today('erin'), { upload: 0, download: 1000 }, "yesterday's refund leaves today alone");
+    await state.close();
+  });
+
+  test(`${name}: a take counts the replicas that took for the user and direction in the last 2 s`, async () => {
+    const { state, advance } = await setup();
+    assert.equal((await state.budgets.take(take({ replicaId: 'r1' }))).replicas, 1);
+    assert.equal((await state.budgets.take(take({ replicaId: 'r2' }))).replicas, 2);
+    assert.equal((await state.budgets.take(take({ replicaId: 'r3', direction: 'upload' }))).replicas, 1, 'per direction');
+    assert.equal((await state.budgets.take(take({ replicaId: 'r3', user: 'other' }))).replicas, 1, 'per user');
+    advance(1500);
+    assert.equal((await state.budgets.take(take({ replicaId: 'r1' }))).replicas, 2);
+    advance(600); // r2 last took 2.1 s ago
+    assert.equal((await state.budgets.take(take({ replicaId: 'r1' }))).replicas, 1);
     await state.close();
   });
 }

@@ -1,3 +1,4 @@
 export * from './types';
+export { utcDay } from './windows';
 export { createMemoryClusterState } from './memory';
 export { createRedisClusterState, createRedisConnection, type RedisClusterStateOptions } from './redis';

@@ -5,6 +5,9 @@ import type {
   BanList,
   KickChannel,
   BanPolicy,
+  ByteBudgets,
+  ByteGrant,
+  ByteTake,
   ClusterState,
   LeaseRequest,
   PassiveLease,
@@ -12,7 +15,11 @@ import type {
   SessionKick,
   SessionRecord,
   SessionRegistry,
+  TransferDirection,
+  Usage,
+  UsageLedger,
 } from './types';
+import { RATE_WINDOW_MS, REPLICA_WINDOW_MS, utcDay } from './windows';
 
 /** Single-process cluster state for the embedded default. JavaScript runs one step at a time, so each method is atomic. */
 export function createMemoryClusterState(options: { pasvRange: { min: number; max: number }; now?: () => number }): ClusterState {
@@ -21,10 +28,12 @@ export function createMemoryClusterState(options: { pasvRange: { min: number; ma
   return {
     kind: 'memory',
     available: () => true,
-    sessions: memorySessions(bans),
+    sessions: memorySessions(bans, now),
     ports: memoryPorts(options.pasvRange, now),
     bans,
     kicks: memoryKicks(),
+    usage: memoryUsage(now),
+    budgets: memoryBudgets(now),
     close: async () => {},
   };
 }
@@ -49,10 +58,13 @@ function memoryKicks(): KickChannel {
   };
 }
 
-function memorySessions(bans: MemoryBans): SessionRegistry {
+function memorySessions(bans: MemoryBans, now: () => number): SessionRegistry {
   const records = new Map<string, SessionRecord>();
   /** Sessions that have not logged in since they opened. */
   const preLogin = new Set<string>();
+  /** Admissions per address and logins per user in the last minute, for the per-minute rates. */
+  const opensByAddress = new RecentWindows(RATE_WINDOW_MS, now);
+  const bindsByUser = new RecentWindows(RATE_WINDOW_MS, now);
   const count = (match: (r: SessionRecord) => boolean) => {
     let n = 0;
     for (const r of records.values()) if (match(r)) n++;
@@ -69,18 +81,24 @@ function memorySessions(bans: MemoryBans): SessionRegistry {
       if (maxUnauthenticated > 0 && count((r) => preLogin.has(r.id) && r.clientAddress === record.clientAddress) >= maxUnauthenticated) {
         return { ok: false, reason: 'max-unauthenticated' };
       }
+      const perMinute = limits.sessionsPerMinutePerAddress ?? 0;
+      if (perMinute > 0 && opensByAddress.others(record.clientAddress, record.id) >= perMinute) return { ok: false, reason: 'address-rate' };
       records.set(record.id, { ...record });
       if (!record.user) preLogin.add(record.id);
+      if (perMinute > 0) opensByAddress.note(record.clientAddress, record.id);
       return { ok: true };
     },
-    async bindUser(id, user, maxPerUser) {
+    async bindUser(id, user, limits) {
       const record = records.get(id);
-      if (!record) return false;
-      if (maxPerUser > 0 && count((r) => r.user === user && r.id !== id) >= maxPerUser) return false;
+      if (!record) return { ok: false, reason: 'gone' };
+      if (limits.maxPerUser > 0 && count((r) => r.user === user && r.id !== id) >= limits.maxPerUser) return { ok: false, reason: 'max-per-user' };
+      const perMinute = limits.sessionsPerMinute ?? 0;
+      if (perMinute > 0 && bindsByUser.others(user, id) >= perMinute) return { ok: false, reason: 'user-rate' };
       record.user = user;
       preLogin.delete(id);
+      if (perMinute > 0) bindsByUser.note(user, id);
       bans.forgive(record.clientAddress, user);
-      return true;
+      return { ok: true };
     },
     async unbindUser(id) {
       const record = records.get(id);
@@ -211,6 +229,165 @@ function memoryBans(now: () => number): MemoryBans {
       bannedUntil.delete(address);
       failures.delete(address);
       return until !== undefined && until > now();
+    },
+  };
+}
+
+/**
+ * Sessions seen per key (an address, a user) within a sliding window, by session id: a session noted again (a
+ * re-registration, a second login in one session) counts once.
+ */
+class RecentWindows {
+  private readonly seen = new Map<string, Map<string, number>>();
+  constructor(
+    private readonly windowMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  /** Sessions of `key` in the window other than `id`. */
+  others(key: string, id: string): number {
+    const entries = this.live(key);
+    if (!entries) return 0;
+    return entries.size - (entries.has(id) ? 1 : 0);
+  }
+
+  note(key: string, id: string): void {
+    const entries = this.live(key) ?? new Map<string, number>();
+    entries.set(id, this.now());
+    this.seen.set(key, entries);
+  }
+
+  private live(key: string): Map<string, number> | undefined {
+    const entries = this.seen.get(key);
+    if (!entries) return undefined;
+    const since = this.now() - this.windowMs;
+    for (const [id, at] of entries) if (at <= since) entries.delete(id);
+    if (entries.size > 0) return entries;
+    this.seen.delete(key);
+    return undefined;
+  }
+}
+
+function memoryUsage(now: () => number): UsageLedger {
+  const records = new Map<string, Usage>();
+  /** user → upload id → its reservation. */
+  const reservations = new Map<string, Map<string, { bytes: number; until: number }>>();
+  /** The user's reservations still renewed within their TTL (a dead replica's stop counting). */
+  const live = (user: string) => {
+    const own = reservations.get(user);
+    if (!own) return undefined;
+    for (const [id, r] of own) if (r.until <= now()) own.delete(id);
+    if (own.size > 0) return own;
+    reservations.delete(user);
+    return undefined;
+  };
+  const drop = (user: string, uploadId: string) => {
+    live(user)?.delete(uploadId);
+    live(user);
+  };
+  return {
+    async get(user) {
+      const usage = records.get(user);
+      return usage ? { ...usage } : null;
+    },
+    async set(user, usage, options) {
+      if (options?.ifAbsent && records.has(user)) return;
+      records.set(user, { bytes: usage.bytes, files: usage.files });
+    },
+    async reserve(user, uploadId, want, quota, ttlMs) {
+      const usage = records.get(user);
+      if (!usage) return 0; // unknown usage: the caller scans first
+      const own = live(user) ?? new Map<string, { bytes: number; until: number }>();
+      const mine = own.get(uploadId)?.bytes ?? 0;
+      let granted = Math.max(0, Math.floor(want));
+      if (quota.bytes > 0) {
+        let reserved = 0;
+        for (const r of own.values()) reserved += r.bytes; // this upload's own included
+        granted = Math.max(0, Math.min(granted, quota.bytes + (quota.credit ?? 0) - usage.bytes - reserved));
+      }
+      if (mine + granted > 0) {
+        own.set(uploadId, { bytes: mine + granted, until: now() + ttlMs });
+        reservations.set(user, own);
+      }
+      return granted;
+    },
+    async apply(user, delta, uploadId) {
+      if (uploadId !== undefined) drop(user, uploadId);
+      const usage = records.get(user);
+      if (!usage) return;
+      usage.bytes = Math.max(0, usage.bytes + delta.bytes);
+      usage.files = Math.max(0, usage.files + delta.files);
+    },
+    async release(user, uploadId) {
+      drop(user, uploadId);
+    },
+  };
+}
+
+function memoryBudgets(now: () => number): ByteBudgets {
+  /** `${direction}|${user}` → replica id → its last take. */
+  const takers = new Map<string, Map<string, number>>();
+  const buckets = new Map<string, { tokens: number; at: number; capacity: number }>();
+  /** `${day}|${direction}|${user}` → bytes taken that day (less refunds). */
+  const daily = new Map<string, number>();
+  let counting = '';
+  /** Keeps today's and yesterday's counters only (yesterday's still takes refunds of transfers that ran past midnight). */
+  const forgetOldDays = (day: string) => {
+    if (day === counting) return;
+    counting = day;
+    const yesterday = utcDay(now() - 86_400_000);
+    for (const key of daily.keys()) if (key.slice(0, 10) < yesterday) daily.delete(key);
+  };
+  return {
+    async take(request: ByteTake): Promise<ByteGrant> {
+      const t = now();
+      const day = utcDay(t);
+      forgetOldDays(day);
+      const who = `${request.direction}|${request.user}`;
+      const seen = takers.get(who) ?? new Map<string, number>();
+      takers.set(who, seen);
+      seen.set(request.replicaId, t);
+      for (const [replica, at] of seen) if (at <= t - REPLICA_WINDOW_MS) seen.delete(replica);
+      const replicas = seen.size;
+
+      const dayKey = `${day}|${who}`;
+      let granted = Math.max(0, Math.floor(request.want));
+      let limitedBy: ByteGrant['limitedBy'];
+      let retryAfterMs: number | undefined;
+      if (request.dailyBytes > 0) {
+        const left = Math.max(request.dailyBytes - (daily.get(dayKey) ?? 0), 0);
+        if (left === 0) return { granted: 0, limitedBy: 'daily', replicas };
+        if (left < granted) [granted, limitedBy] = [left, 'daily'];
+      }
+      const rate = request.bytesPerSecond;
+      if (rate > 0) {
+        const capacity = Math.max((rate * request.burstMs) / 1000, 1);
+        const bucket = buckets.get(who) ?? { tokens: capacity, at: t, capacity };
+        // A clock behind the last refill adds nothing (see the take script).
+        bucket.tokens = Math.min(capacity, bucket.tokens + (Math.max(t - bucket.at, 0) * rate) / 1000);
+        bucket.at = Math.max(bucket.at, t);
+        bucket.capacity = capacity;
+        const n = Math.min(granted, Math.floor(bucket.tokens));
+        bucket.tokens -= n;
+        if (n < granted) {
+          retryAfterMs = Math.ceil(((Math.min(granted, capacity) - bucket.tokens) * 1000) / rate);
+          [granted, limitedBy] = [n, 'bandwidth'];
+        }
+        buckets.set(who, bucket);
+      }
+      if (granted > 0) daily.set(dayKey, (daily.get(dayKey) ?? 0) + granted);
+      return { granted, ...(limitedBy && { limitedBy }), ...(retryAfterMs !== undefined && { retryAfterMs }), replicas };
+    },
+    async refund(user: string, direction: TransferDirection, bytes: number, day: string) {
+      const who = `${direction}|${user}`;
+      const used = daily.get(`${day}|${who}`);
+      if (used !== undefined) daily.set(`${day}|${who}`, Math.max(used - bytes, 0));
+      const bucket = buckets.get(who);
+      if (bucket) bucket.tokens = Math.min(bucket.capacity, bucket.tokens + bytes);
+    },
+    async today(user) {
+      const day = utcDay(now());
+      return { upload: daily.get(`${day}|upload|${user}`) ?? 0, download: daily.get(`${day}|download|${user}`) ?? 0 };
     },
   };
 }

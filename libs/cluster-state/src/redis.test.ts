@@ -63,17 +63,51 @@ test('redis: the per-user limit holds across replicas', async () => {
   const [a, b] = await Promise.all([make({ prefix }), make({ prefix })]);
   const limits = { maxSessions: 0, maxPerAddress: 0 };
   for (let i = 0; i < 20; i++) await (i % 2 ? a : b).sessions.open(record(`u${i}`), limits);
-  const bound = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? b : a).sessions.bindUser(`u${i}`, 'alice', 4)));
-  assert.equal(bound.filter(Boolean).length, 4);
-  assert.equal(await a.sessions.bindUser('missing', 'alice', 0), false, 'an unknown session cannot bind');
+  const bound = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? b : a).sessions.bindUser(`u${i}`, 'alice', { maxPerUser: 4 })));
+  assert.equal(bound.filter((r) => r.ok).length, 4);
+  for (const r of bound) if (!r.ok) assert.equal(r.reason, 'max-per-user');
+  assert.deepEqual(await a.sessions.bindUser('missing', 'alice', { maxPerUser: 0 }), { ok: false, reason: 'gone' }, 'an unknown session cannot bind');
   const holder = (await a.sessions.list()).find((r) => r.user === 'alice');
   assert.ok(holder);
-  assert.equal(await b.sessions.bindUser(holder.id, 'alice', 4), true, 'binding again to the same user does not count itself');
-  assert.equal(await b.sessions.bindUser(holder.id, 'carol', 1), true, 'moving to another user frees the old one');
+  assert.deepEqual(await b.sessions.bindUser(holder.id, 'alice', { maxPerUser: 4 }), { ok: true }, 'binding again to the same user does not count itself');
+  assert.deepEqual(await b.sessions.bindUser(holder.id, 'carol', { maxPerUser: 1 }), { ok: true }, 'moving to another user frees the old one');
   assert.equal((await a.sessions.list()).filter((r) => r.user === 'alice').length, 3);
   const unbound = (await a.sessions.list()).filter((r) => r.user === undefined);
-  assert.equal(await a.sessions.bindUser(unbound[0].id, 'alice', 4), true);
-  assert.equal(await a.sessions.bindUser(unbound[1].id, 'alice', 4), false);
+  assert.deepEqual(await a.sessions.bindUser(unbound[0].id, 'alice', { maxPerUser: 4 }), { ok: true });
+  assert.deepEqual(await a.sessions.bindUser(unbound[1].id, 'alice', { maxPerUser: 4 }), { ok: false, reason: 'max-per-user' });
+  await a.close();
+  await b.close();
+});
+
+test('redis: upload reservations raced from two replicas grant exactly the room left', async () => {
+  const prefix = newPrefix();
+  const [a, b] = await Promise.all([make({ prefix }), make({ prefix })]);
+  await a.usage.set('alice', { bytes: 4000, files: 2 });
+  const quota = { bytes: 10_000 };
+  const grants = await Promise.all(
+    Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).usage.reserve('alice', `up${i % 8}`, 300, quota, 60_000)),
+  );
+  assert.equal(grants.reduce((x, y) => x + y, 0), 6000);
+  await b.usage.apply('alice', { bytes: 1000, files: 1 }, 'up0');
+  assert.deepEqual(await a.usage.get('alice'), { bytes: 5000, files: 3 }, 'one record, seen by both');
+  await a.close();
+  await b.close();
+});
+
+test('redis: two replicas share one bandwidth bucket and one daily counter', async () => {
+  const prefix = newPrefix();
+  let t = Date.UTC(2024, 2, 1, 12);
+  const now = () => t;
+  const [a, b] = await Promise.all([make({ prefix, now }), make({ prefix, now })]);
+  const take = (state: ClusterState, replicaId: string, want: number) =>
+    state.budgets.take({ user: 'bob', direction: 'upload', replicaId, want, bytesPerSecond: 1000, burstMs: 2000, dailyBytes: 5000 });
+  const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => take(i % 2 ? a : b, i % 2 ? 'ra' : 'rb', 500)));
+  assert.equal(burst.reduce((n, g) => n + g.granted, 0), 2000, 'one burst between them');
+  t += 1000;
+  assert.deepEqual(await take(a, 'ra', 5000), { granted: 1000, limitedBy: 'bandwidth', retryAfterMs: 2000, replicas: 2 });
+  t += 10_000;
+  assert.deepEqual(await take(b, 'rb', 5000), { granted: 2000, limitedBy: 'daily', replicas: 1 }, 'ra took last 10 s ago');
+  assert.deepEqual(await a.budgets.today('bob'), { upload: 5000, download: 0 });
   await a.close();
   await b.close();
 });
@@ -138,13 +172,13 @@ test('redis: sessions of a replica that stops heartbeating stop counting after t
   const limits = { maxSessions: 2, maxPerAddress: 0 };
   assert.deepEqual(await alive.sessions.open(record('kept'), limits), { ok: true });
   assert.deepEqual(await crashed.sessions.open(record('ghost', '10.0.0.7'), limits), { ok: true });
-  assert.equal(await crashed.sessions.bindUser('ghost', 'bob', 1), true);
+  assert.deepEqual(await crashed.sessions.bindUser('ghost', 'bob', { maxPerUser: 1 }), { ok: true });
   assert.deepEqual(await alive.sessions.open(record('third'), limits), { ok: false, reason: 'max-sessions' });
   t += 6_000;
   await alive.sessions.update('kept', {}); // heartbeat
   t += 6_000; // ghost last heard of 12 s ago, kept 6 s ago
   assert.deepEqual(await alive.sessions.open(record('third', '10.0.0.7'), { maxSessions: 2, maxPerAddress: 1 }), { ok: true });
-  assert.equal(await alive.sessions.bindUser('third', 'bob', 1), true, 'the ghost no longer holds bob');
+  assert.deepEqual(await alive.sessions.bindUser('third', 'bob', { maxPerUser: 1 }), { ok: true }, 'the ghost no longer holds bob');
   assert.deepEqual((await alive.sessions.list()).map((r) => r.id).sort(), ['kept', 'third']);
   assert.equal(await admin.exists(`${prefix}session:ghost`), 0, 'the expired record is gone');
   // An update for an expired session does not bring it back.
@@ -197,7 +231,7 @@ test('redis: keys follow the documented layout and all carry a garbage-collectio
   const prefix = newPrefix();
   const state = await make({ prefix });
   await state.sessions.open(record('s1', '10.0.0.1'), { maxSessions: 0, maxPerAddress: 0 });
-  await state.sessions.bindUser('s1', 'alice', 0);
+  await state.sessions.bindUser('s1', 'alice', { maxPerUser: 0 });
   const lease = await state.ports.lease({ sessionId: 's1', replicaId: 'r1', relayAddress: '', clientAddress: '10.0.0.1', ttlMs: 30_000 });
   assert.ok(lease);
   await state.bans.recordFailure('10.0.0.8', 'bob', { threshold: 5, banSeconds: 60 });
@@ -225,11 +259,48 @@ test('redis: keys follow the documented layout and all carry a garbage-collectio
   await state.ports.release(lease);
   await state.sessions.close('s1');
   await state.sessions.open(record('s2', '10.0.0.8'), { maxSessions: 0, maxPerAddress: 0 });
-  await state.sessions.bindUser('s2', 'bob', 0); // bob's login forgives bob's failure
+  await state.sessions.bindUser('s2', 'bob', { maxPerUser: 0 }); // bob's login forgives bob's failure
   await state.sessions.close('s2');
   const left = (await keysUnder(prefix)).map((k) => k.slice(prefix.length)).sort();
   // A ban keeps the failure count of its window (it is not a reset); it expires with the window.
   assert.deepEqual(left, ['ban:10.0.0.9', 'bans', 'fail:10.0.0.9', 'ports:cursor'], 'closing, releasing and clearing leave no index behind');
+  await state.close();
+});
+
+test('redis: rate, usage and budget keys follow the documented layout and all carry a garbage-collection TTL', async () => {
+  const prefix = newPrefix();
+  const t = Date.UTC(2024, 4, 31, 23);
+  const state = await make({ prefix, now: () => t, usageTtlMs: 86_400_000 });
+  await state.sessions.open(record('s1', '10.0.0.1'), { maxSessions: 0, maxPerAddress: 0, sessionsPerMinutePerAddress: 10 });
+  await state.sessions.bindUser('s1', 'alice', { maxPerUser: 0, sessionsPerMinute: 10 });
+  await state.usage.set('alice', { bytes: 0, files: 0 });
+  await state.usage.reserve('alice', 'up1', 100, { bytes: 1000 }, 30_000);
+  await state.budgets.take({ user: 'alice', direction: 'download', replicaId: 'r1', want: 100, bytesPerSecond: 1000, burstMs: 1000, dailyBytes: 0 });
+  const keys = (await keysUnder(prefix)).map((k) => k.slice(prefix.length)).sort();
+  assert.deepEqual(keys, [
+    'binds:user:alice',
+    'bucket:download:alice',
+    'daily:2024-05-31:download:alice',
+    'opens:addr:10.0.0.1',
+    'reserved-until:alice',
+    'reserved:alice',
+    'session:s1',
+    'sessions',
+    'sessions:addr:10.0.0.1',
+    'sessions:user:alice',
+    'takers:download:alice',
+    'usage:alice',
+  ]);
+  for (const key of keys) {
+    const ttl = await admin.pttl(prefix + key);
+    assert.ok(ttl > 0 && ttl <= 2 * 86_400_000 + 10 * 60_000, `${key} has a bounded TTL (${ttl})`);
+  }
+  assert.deepEqual(await admin.hgetall(`${prefix}usage:alice`), { bytes: '0', files: '0' });
+  assert.deepEqual(await admin.hgetall(`${prefix}reserved:alice`), { up1: '100' });
+  assert.equal(await admin.get(`${prefix}daily:2024-05-31:download:alice`), '100');
+  await state.usage.apply('alice', { bytes: 100, files: 1 }, 'up1');
+  const left = (await keysUnder(prefix)).map((k) => k.slice(prefix.length));
+  assert.ok(!left.includes('reserved:alice') && !left.includes('reserved-until:alice'), 'the last reservation leaves no key behind');
   await state.close();
 });
 
@@ -261,7 +332,7 @@ test('redis: with Redis unreachable every method rejects quickly', async () => {
   const state = await make({ url: 'redis://127.0.0.1:1', prefix: newPrefix() });
   const calls: Array<() => Promise<unknown>> = [
     () => state.sessions.open(record('a'), { maxSessions: 0, maxPerAddress: 0 }),
-    () => state.sessions.bindUser('a', 'alice', 0),
+    () => state.sessions.bindUser('a', 'alice', { maxPerUser: 0 }),
     () => state.sessions.unbindUser('a'),
     () => state.sessions.update('a', { command: 'LIST' }),
     () => state.sessions.close('a'),
@@ -275,6 +346,14 @@ test('redis: with Redis unreachable every method rejects quickly', async () => {
     () => state.bans.list(),
     () => state.bans.lift('10.0.0.1'),
     () => state.kicks.send('r1', { sessionId: 'a', reason: 'x' }),
+    () => state.usage.get('alice'),
+    () => state.usage.set('alice', { bytes: 0, files: 0 }),
+    () => state.usage.reserve('alice', 'u1', 100, { bytes: 1000 }, 60_000),
+    () => state.usage.apply('alice', { bytes: 100, files: 1 }, 'u1'),
+    () => state.usage.release('alice', 'u1'),
+    () => state.budgets.take({ user: 'alice', direction: 'upload', replicaId: 'r1', want: 100, bytesPerSecond: 100, burstMs: 1000, dailyBytes: 0 }),
+    () => state.budgets.refund('alice', 'upload', 100, '2024-01-01'),
+    () => state.budgets.today('alice'),
   ];
   for (const call of calls) await assert.rejects(call());
   assert.ok(Date.now() - started < 2000, `rejected within ${Date.now() - started} ms`);

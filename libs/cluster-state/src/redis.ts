@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import {
+  applyUsageScript,
   bindUserScript,
   closeScript,
   findScript,
@@ -12,7 +13,12 @@ import {
   openScript,
   recordFailureScript,
   redisKeys,
+  releaseReservationScript,
   releaseScript,
+  refundBytesScript,
+  reserveScript,
+  setUsageScript,
+  takeBytesScript,
   unbindUserScript,
   updateScript,
 } from './redisScripts';
@@ -23,6 +29,9 @@ import type {
   BanList,
   KickChannel,
   BanPolicy,
+  Binding,
+  ByteBudgets,
+  ByteGrant,
   ClusterState,
   LeaseRequest,
   PassiveLease,
@@ -30,7 +39,9 @@ import type {
   SessionKick,
   SessionRecord,
   SessionRegistry,
+  UsageLedger,
 } from './types';
+import { DAY_COUNTER_TTL_MS, utcDay } from './windows';
 
 export interface RedisClusterStateOptions {
   /** Where Redis answers; ignored when `redis` is given. Default redis://127.0.0.1:6379. */
@@ -46,6 +57,11 @@ export interface RedisClusterStateOptions {
   sessionTtlMs?: number;
   /** How long past its logical expiry a key may linger before Redis drops it (garbage collection only). Default 10 min. */
   gcGraceMs?: number;
+  /**
+   * A user's usage record not written (set, apply, reserve) for this long is dropped; the next upload scans again.
+   * Garbage collection of users that left. Default 7 days.
+   */
+  usageTtlMs?: number;
   /** A command not answered within this rejects (own connection only). Default 5 s. */
   commandTimeoutMs?: number;
   /** How long creation waits for the first connection before handing back a state whose calls reject. Default 5 s. */
@@ -128,6 +144,8 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
     ports,
     bans: redisBans(redis, keys, now, gcGraceMs),
     kicks,
+    usage: redisUsage(redis, keys, now, Math.ceil(options.usageTtlMs ?? 7 * 86_400_000), gcGraceMs),
+    budgets: redisBudgets(redis, keys, now, gcGraceMs),
     close: async () => {
       // The subscriber connections are always this state's own, whoever owns the main one.
       await kicks.closeAll();
@@ -173,6 +191,9 @@ function firstConnection(redis: Redis, timeoutMs: number): Promise<void> {
 
 type Keys = ReturnType<typeof redisKeys>;
 
+const ADMISSION_REFUSALS = new Set(['banned', 'max-sessions', 'max-per-address', 'max-unauthenticated', 'address-rate']);
+const BINDING_REFUSALS = new Set(['max-per-user', 'user-rate', 'gone']);
+
 function redisSessions(
   redis: Redis,
   keys: Keys,
@@ -198,23 +219,32 @@ function redisSessions(
           keys.session(record.id),
           keys.sessionsPreLogin(record.clientAddress),
           keys.ban(record.clientAddress),
+          keys.opensByAddress(record.clientAddress),
         ],
-        [...head(), limits.maxSessions, limits.maxPerAddress, record.id, record.user ?? '', limits.maxUnauthenticatedPerAddress ?? 0, ...fields],
+        [
+          ...head(),
+          limits.maxSessions,
+          limits.maxPerAddress,
+          record.id,
+          record.user ?? '',
+          limits.maxUnauthenticatedPerAddress ?? 0,
+          limits.sessionsPerMinutePerAddress ?? 0,
+          ...fields,
+        ],
       );
       if (result === 'ok') return { ok: true };
-      if (result === 'banned' || result === 'max-sessions' || result === 'max-per-address' || result === 'max-unauthenticated') {
-        return { ok: false, reason: result };
-      }
+      if (ADMISSION_REFUSALS.has(result as string)) return { ok: false, reason: result as Extract<Admission, { ok: false }>['reason'] };
       throw new Error(`unexpected reply from the open script: ${String(result)}`);
     },
-    async bindUser(id, user, maxPerUser) {
-      const result = await bindUserScript.run(redis, [keys.sessions, keys.session(id), keys.sessionsByUser(user)], [
-        ...head(),
-        id,
-        user,
-        maxPerUser,
-      ]);
-      return result === 1;
+    async bindUser(id, user, limits): Promise<Binding> {
+      const result = await bindUserScript.run(
+        redis,
+        [keys.sessions, keys.session(id), keys.sessionsByUser(user), keys.bindsByUser(user)],
+        [...head(), id, user, limits.maxPerUser, limits.sessionsPerMinute ?? 0],
+      );
+      if (result === 'ok') return { ok: true };
+      if (BINDING_REFUSALS.has(result as string)) return { ok: false, reason: result as Extract<Binding, { ok: false }>['reason'] };
+      throw new Error(`unexpected reply from the bindUser script: ${String(result)}`);
     },
     async unbindUser(id) {
       await unbindUserScript.run(redis, [keys.sessions, keys.session(id)], [...head(), id]);
@@ -365,6 +395,83 @@ function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: numbe
     },
     async lift(address) {
       return (await liftBanScript.run(redis, [keys.ban(address), keys.failures(address), keys.bans], [now(), address])) === 1;
+    },
+  };
+}
+
+/** Usage and reservations (see the usage scripts): one round trip per call, `get` a plain HMGET. */
+function redisUsage(redis: Redis, keys: Keys, now: () => number, usageTtlMs: number, gcGraceMs: number): UsageLedger {
+  const usagePx = usageTtlMs + gcGraceMs;
+  const whole = (n: number) => Math.max(0, Math.floor(n));
+  return {
+    async get(user) {
+      const [bytes, files] = await redis.hmget(keys.usage(user), 'bytes', 'files');
+      return bytes === null ? null : { bytes: Number(bytes), files: Number(files ?? 0) };
+    },
+    async set(user, usage, options) {
+      await setUsageScript.run(redis, [keys.usage(user)], [whole(usage.bytes), whole(usage.files), options?.ifAbsent ? '1' : '0', usagePx]);
+    },
+    async reserve(user, uploadId, want, quota, ttlMs) {
+      const t = now();
+      const granted = await reserveScript.run(redis, [keys.usage(user), keys.reserved(user), keys.reservedUntil(user)], [
+        t,
+        uploadId,
+        whole(want),
+        whole(quota.bytes),
+        whole(quota.credit ?? 0),
+        t + ttlMs,
+        Math.ceil(Math.max(ttlMs, 0) + gcGraceMs),
+        usagePx,
+      ]);
+      return Number(granted);
+    },
+    async apply(user, delta, uploadId) {
+      await applyUsageScript.run(redis, [keys.usage(user), keys.reserved(user), keys.reservedUntil(user)], [
+        Math.trunc(delta.bytes),
+        Math.trunc(delta.files),
+        uploadId ?? '',
+        usagePx,
+      ]);
+    },
+    async release(user, uploadId) {
+      await releaseReservationScript.run(redis, [keys.reserved(user), keys.reservedUntil(user)], [uploadId]);
+    },
+  };
+}
+
+/** Byte budgets (see the take and refund scripts): one round trip per call, `today` a plain MGET. */
+function redisBudgets(redis: Redis, keys: Keys, now: () => number, gcGraceMs: number): ByteBudgets {
+  return {
+    async take(request) {
+      const t = now();
+      const { user, direction } = request;
+      const [granted, limitedBy, retryAfterMs, replicas] = (await takeBytesScript.run(
+        redis,
+        [keys.takers(direction, user), keys.bucket(direction, user), keys.daily(utcDay(t), direction, user)],
+        [
+          t,
+          request.replicaId,
+          Math.max(0, Math.floor(request.want)),
+          Math.max(0, request.bytesPerSecond),
+          Math.max(0, request.burstMs),
+          Math.max(0, Math.floor(request.dailyBytes)),
+          // The bucket refills in one burst: kept that long plus the grace.
+          Math.ceil(Math.max(request.burstMs, 1000) + gcGraceMs),
+          DAY_COUNTER_TTL_MS,
+        ],
+      )) as [number, string, number, number];
+      const grant: ByteGrant = { granted, replicas };
+      if (limitedBy === 'daily' || limitedBy === 'bandwidth') grant.limitedBy = limitedBy;
+      if (limitedBy === 'bandwidth') grant.retryAfterMs = retryAfterMs;
+      return grant;
+    },
+    async refund(user, direction, bytes, day) {
+      await refundBytesScript.run(redis, [keys.bucket(direction, user), keys.daily(day, direction, user)], [Math.max(0, Math.floor(bytes))]);
+    },
+    async today(user) {
+      const day = utcDay(now());
+      const [upload, download] = await redis.mget(keys.daily(day, 'upload', user), keys.daily(day, 'download', user));
+      return { upload: Number(upload ?? 0), download: Number(download ?? 0) };
     },
   };
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { RATE_WINDOW_MS, REPLICA_WINDOW_MS } from './windows';
 
 /**
  * The Lua scripts behind the Redis cluster state, one per method that touches more than one key or must decide and
@@ -23,6 +24,17 @@ export function redisKeys(prefix: string) {
     failures: (address: string) => `${prefix}fail:${address}`,
     ban: (address: string) => `${prefix}ban:${address}`,
     bans: `${prefix}bans`,
+    /** Admissions per address and logins per user within the last minute (zset session id → when), for the rates. */
+    opensByAddress: (address: string) => `${prefix}opens:addr:${address}`,
+    bindsByUser: (user: string) => `${prefix}binds:user:${user}`,
+    /** Storage usage (hash bytes, files) and the live upload reservations (hash upload id → bytes, zset id → expiry). */
+    usage: (user: string) => `${prefix}usage:${user}`,
+    reserved: (user: string) => `${prefix}reserved:${user}`,
+    reservedUntil: (user: string) => `${prefix}reserved-until:${user}`,
+    /** Byte budgets per direction: replicas taking (zset id → last take), the bucket (hash), the day's counter. */
+    takers: (direction: string, user: string) => `${prefix}takers:${direction}:${user}`,
+    bucket: (direction: string, user: string) => `${prefix}bucket:${direction}:${user}`,
+    daily: (day: string, direction: string, user: string) => `${prefix}daily:${day}:${direction}:${user}`,
     /** Pub/sub channels (no keys): kicks for one replica, and for every replica. */
     kicksTo: (replicaId: string) => `${prefix}kicks:to:${replicaId}`,
     kicksAll: `${prefix}kicks:all`,
@@ -119,11 +131,26 @@ local function touch(sessions, id, addr, user)
   end
   redis.call('PEXPIRE', sessionKey(id), px)
 end
+
+-- The per-minute rates: sessions admitted (or bound) within the window, by id, so that one session noted again (a
+-- re-registration, a second login in the same session) counts once and never against itself.
+local function recentOthers(key, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ${RATE_WINDOW_MS})
+  local n = redis.call('ZCARD', key)
+  if redis.call('ZSCORE', key, id) then n = n - 1 end
+  return n
+end
+
+local function noteRecent(key, id)
+  redis.call('ZADD', key, nowArg, id)
+  extend(key, ${RATE_WINDOW_MS} + px)
+end
 `;
 
 /**
- * KEYS: sessions, address zset, record, address pre-login zset, the address's ban key. ARGV[5] maxSessions,
- * [6] maxPerAddress, [7] id, [8] user or '', [9] maxUnauthenticatedPerAddress, [10..] record fields.
+ * KEYS: sessions, address zset, record, address pre-login zset, the address's ban key, the address's recent admissions.
+ * ARGV[5] maxSessions, [6] maxPerAddress, [7] id, [8] user or '', [9] maxUnauthenticatedPerAddress,
+ * [10] sessionsPerMinutePerAddress, [11..] record fields.
  * A banned address is refused before any limit is looked at (the ban check of a new connection, in the same call).
  */
 export const openScript = new LuaScript(
@@ -145,6 +172,9 @@ if maxUnauthenticated > 0 and ARGV[8] == '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', nowArg)
   if redis.call('ZCARD', KEYS[4]) >= maxUnauthenticated then return 'max-unauthenticated' end
 end
+-- Only admitted sessions enter the window: a client refused for its rate does not lengthen its own wait.
+local perMinute = tonumber(ARGV[10])
+if perMinute > 0 and recentOthers(KEYS[6], id) >= perMinute then return 'address-rate' end
 -- Opening an id again replaces the old record and its index entries.
 local old = redis.call('HMGET', KEYS[3], 'clientAddress', 'user')
 if old[1] then
@@ -153,7 +183,7 @@ if old[1] then
 end
 if old[2] then redis.call('ZREM', userKey(old[2]), id) end
 redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], unpack(ARGV, 10))
+redis.call('HSET', KEYS[3], unpack(ARGV, 11))
 local user = false
 if ARGV[8] ~= '' then user = ARGV[8] end
 redis.call('ZADD', KEYS[2], expiry, id)
@@ -162,14 +192,16 @@ if not user then
   redis.call('ZADD', KEYS[4], expiry, id)
   extend(KEYS[4], px)
 end
+if perMinute > 0 then noteRecent(KEYS[6], id) end
 touch(KEYS[1], id, false, user)
 return 'ok'
 `,
 );
 
 /**
- * KEYS: sessions, record, user zset. ARGV[5] id, [6] user, [7] maxPerUser. Returns 1 when bound. Binding is the login's
- * success: it forgives that user's failures from the session's address (no other user's), in the same call.
+ * KEYS: sessions, record, user zset, the user's recent logins. ARGV[5] id, [6] user, [7] maxPerUser,
+ * [8] sessionsPerMinute. Returns 'ok' or the refusal. Binding is the login's success: it forgives that user's failures
+ * from the session's address (no other user's), in the same call.
  */
 export const bindUserScript = new LuaScript(
   'bindUser',
@@ -177,21 +209,24 @@ export const bindUserScript = new LuaScript(
 local id = ARGV[5]
 local user = ARGV[6]
 prune(KEYS[1])
-if not isLive(KEYS[1], id) then return 0 end
+if not isLive(KEYS[1], id) then return 'gone' end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', nowArg)
 local maxPerUser = tonumber(ARGV[7])
 if maxPerUser > 0 then
   local n = redis.call('ZCARD', KEYS[3])
   if redis.call('ZSCORE', KEYS[3], id) then n = n - 1 end
-  if n >= maxPerUser then return 0 end
+  if n >= maxPerUser then return 'max-per-user' end
 end
+local perMinute = tonumber(ARGV[8])
+if perMinute > 0 and recentOthers(KEYS[4], id) >= perMinute then return 'user-rate' end
+if perMinute > 0 then noteRecent(KEYS[4], id) end
 local f = redis.call('HMGET', KEYS[2], 'clientAddress', 'user')
 if f[2] and f[2] ~= user then redis.call('ZREM', userKey(f[2]), id) end
 if f[1] then redis.call('ZREM', preLoginKey(f[1]), id) end
 redis.call('HSET', KEYS[2], 'user', user)
 touch(KEYS[1], id, f[1], user)
 if f[1] then forgive(failKey(f[1]), user) end
-return 1
+return 'ok'
 `,
 );
 
@@ -421,5 +456,167 @@ redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 if bannedUntil and tonumber(bannedUntil) > tonumber(ARGV[1]) then return 1 end
 return 0
+`,
+);
+
+/**
+ * Storage usage. Reservations live in two keys per user: a hash upload id → bytes and a zset upload id → expiry (ms).
+ * A reservation whose upload stopped renewing it (its replica died) is pruned by every script that reads them.
+ */
+const RESERVATIONS = `${COMMON}
+local function pruneReservations(amounts, expiries, now)
+  local dead = redis.call('ZRANGEBYSCORE', expiries, '-inf', now)
+  for _, id in ipairs(dead) do redis.call('HDEL', amounts, id) end
+  redis.call('ZREMRANGEBYSCORE', expiries, '-inf', now)
+end
+`;
+
+/**
+ * KEYS: usage, reserved, reserved-until. ARGV[1] now, [2] upload id, [3] want, [4] quota bytes (0 = none), [5] credit,
+ * [6] expiry (now + TTL), [7] reservation backstop PX, [8] usage backstop PX. Returns the bytes granted.
+ */
+export const reserveScript = new LuaScript(
+  'reserve',
+  `${RESERVATIONS}
+-- Unknown usage grants nothing: a quota is only as good as the scan behind it.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+pruneReservations(KEYS[2], KEYS[3], ARGV[1])
+local id = ARGV[2]
+local grant = tonumber(ARGV[3])
+local quota = tonumber(ARGV[4])
+if quota > 0 then
+  local used = tonumber(redis.call('HGET', KEYS[1], 'bytes')) or 0
+  local reserved = 0
+  local h = redis.call('HGETALL', KEYS[2])
+  for i = 2, #h, 2 do reserved = reserved + tonumber(h[i]) end -- this upload's own included
+  grant = math.max(0, math.min(grant, quota + tonumber(ARGV[5]) - used - reserved))
+end
+local mine = tonumber(redis.call('HGET', KEYS[2], id)) or 0
+if grant > 0 then redis.call('HINCRBY', KEYS[2], id, grant) end
+if mine + grant > 0 then
+  redis.call('ZADD', KEYS[3], ARGV[6], id)
+  extend(KEYS[2], tonumber(ARGV[7]))
+  extend(KEYS[3], tonumber(ARGV[7]))
+  -- A user uploading keeps the record: losing it mid-upload would mean a scan.
+  extend(KEYS[1], tonumber(ARGV[8]))
+end
+return grant
+`,
+);
+
+/**
+ * KEYS: usage, reserved, reserved-until. ARGV[1] bytes delta, [2] files delta, [3] upload id or '', [4] usage backstop PX.
+ * The reservation goes even without a record (nothing else would drop it); the record is never created here: a
+ * delta on an unknown total would be a wrong total.
+ */
+export const applyUsageScript = new LuaScript(
+  'applyUsage',
+  `
+if ARGV[3] ~= '' then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+-- Floored at 0: a delete of a file the scan missed must not leave a negative total.
+if redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[1]) < 0 then redis.call('HSET', KEYS[1], 'bytes', 0) end
+if redis.call('HINCRBY', KEYS[1], 'files', ARGV[2]) < 0 then redis.call('HSET', KEYS[1], 'files', 0) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`,
+);
+
+/** KEYS: usage. ARGV[1] bytes, [2] files, [3] '1' = only if there is no record, [4] backstop PX. */
+export const setUsageScript = new LuaScript(
+  'setUsage',
+  `
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'bytes', ARGV[1], 'files', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`,
+);
+
+/** KEYS: reserved, reserved-until. ARGV[1] upload id. */
+export const releaseReservationScript = new LuaScript(
+  'releaseReservation',
+  `
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+`,
+);
+
+/**
+ * KEYS: takers (zset replica id → last take), bucket (hash tokens, at, capacity), the day's counter. ARGV[1] now,
+ * [2] replica id, [3] want, [4] bytes per second (0 = none), [5] burst ms, [6] daily bytes (0 = none), [7] backstop PX,
+ * [8] day counter PX. Returns {granted, limitedBy or '', retryAfterMs, replicas}.
+ * The bucket starts full and refills continuously; tokens are fractional, grants whole bytes.
+ */
+export const takeBytesScript = new LuaScript(
+  'takeBytes',
+  `${COMMON}
+local now = tonumber(ARGV[1])
+local grant = tonumber(ARGV[3])
+local rate = tonumber(ARGV[4])
+local daily = tonumber(ARGV[6])
+local px = tonumber(ARGV[7])
+
+-- Who moves this user's bytes now: the share each replica falls back to if Redis goes away.
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ${REPLICA_WINDOW_MS})
+extend(KEYS[1], px)
+local replicas = redis.call('ZCARD', KEYS[1])
+
+local limitedBy = ''
+local retry = 0
+if daily > 0 then
+  local left = math.max(daily - (tonumber(redis.call('GET', KEYS[3])) or 0), 0)
+  if left == 0 then return {0, 'daily', 0, replicas} end
+  if left < grant then grant = left; limitedBy = 'daily' end
+end
+
+if rate > 0 then
+  local capacity = math.max(rate * tonumber(ARGV[5]) / 1000, 1)
+  local b = redis.call('HMGET', KEYS[2], 'tokens', 'at')
+  local tokens, at = capacity, now
+  if b[1] then
+    at = tonumber(b[2])
+    -- Replicas' clocks differ: one behind the last refill adds nothing until it passes it, so skew never mints bytes.
+    tokens = math.min(capacity, tonumber(b[1]) + math.max(now - at, 0) * rate / 1000)
+    at = math.max(at, now)
+  end
+  local n = math.min(grant, math.floor(tokens))
+  tokens = tokens - n
+  if n < grant then
+    retry = math.ceil((math.min(grant, capacity) - tokens) * 1000 / rate)
+    grant = n
+    limitedBy = 'bandwidth'
+  end
+  redis.call('HSET', KEYS[2], 'tokens', tokens, 'at', at, 'capacity', capacity)
+  extend(KEYS[2], px)
+end
+
+-- Counted with or without a daily limit, so that today() reports what every user moved.
+if grant > 0 then
+  redis.call('INCRBY', KEYS[3], grant)
+  extend(KEYS[3], tonumber(ARGV[8]))
+end
+return {grant, limitedBy, retry, replicas}
+`,
+);
+
+/**
+ * KEYS: bucket, the counter of the day the bytes were taken. ARGV[1] bytes. Neither key is created here: a counter
+ * gone (a day long past) or a bucket gone (idle, so full) has nothing to give back to.
+ */
+export const refundBytesScript = new LuaScript(
+  'refundBytes',
+  `
+local bytes = tonumber(ARGV[1])
+local used = tonumber(redis.call('GET', KEYS[2]))
+if used then redis.call('SET', KEYS[2], math.max(used - bytes, 0), 'KEEPTTL') end
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'capacity')
+if b[1] then redis.call('HSET', KEYS[1], 'tokens', math.min(tonumber(b[2]), tonumber(b[1]) + bytes)) end
+return 1
 `,
 );

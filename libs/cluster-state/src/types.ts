@@ -43,18 +43,36 @@ export interface AdmissionLimits {
    * session counts from `open` until `bindUser`. 0 = unlimited.
    */
   maxUnauthenticatedPerAddress?: number;
+  /**
+   * New sessions one address may open per minute (a sliding 60 s window; only admitted sessions count): slows a
+   * client that reconnects in a loop. 0 or absent = none.
+   */
+  sessionsPerMinutePerAddress?: number;
 }
 
-export type Admission = { ok: true } | { ok: false; reason: 'banned' | 'max-sessions' | 'max-per-address' | 'max-unauthenticated' };
+export type Admission =
+  | { ok: true }
+  | { ok: false; reason: 'banned' | 'max-sessions' | 'max-per-address' | 'max-unauthenticated' | 'address-rate' };
+
+export interface UserLimits {
+  /** Sessions one user may have at once, cluster-wide; 0 = unlimited. */
+  maxPerUser: number;
+  /** Logins (successful binds) one user may make per minute (a sliding 60 s window); 0 or absent = none. */
+  sessionsPerMinute?: number;
+}
+
+/** `gone`: the session is no longer registered (closed, or expired). */
+export type Binding = { ok: true } | { ok: false; reason: 'max-per-user' | 'user-rate' | 'gone' };
 
 export interface SessionRegistry {
   /** Registers a new connection unless its address is banned or a limit is reached, atomically (one round trip). */
   open(record: SessionRecord, limits: AdmissionLimits): Promise<Admission>;
   /**
-   * Attaches a logged-in user to a session unless that user already has `maxPerUser` sessions (0 = unlimited). Binding
+   * Attaches a logged-in user to a session unless that user already has `maxPerUser` sessions or made
+   * `sessionsPerMinute` logins in the last minute (the session's own earlier binding never counts against it). Binding
    * is the login's success, so it also forgives that user's failed logins from the session's address (see BanList).
    */
-  bindUser(id: string, user: string, maxPerUser: number): Promise<boolean>;
+  bindUser(id: string, user: string, limits: UserLimits): Promise<Binding>;
   /** Detaches the user (REIN, or a failed login after USER). */
   unbindUser(id: string): Promise<void>;
   /**
@@ -171,6 +189,78 @@ export interface KickChannel {
   listen(replicaId: string, onKick: (kick: SessionKick) => void): Promise<() => Promise<void>>;
 }
 
+/** A user's stored bytes and files (published files only; partial uploads are not counted). */
+export interface Usage {
+  bytes: number;
+  files: number;
+}
+
+/**
+ * Storage usage per user, shared by every replica, for storage quotas. Only users with a quota are tracked; a user
+ * without a record (`get` → null) is scanned from storage and `set`. An upload reserves room before it writes
+ * (`reserve`), in chunks, so that uploads of one user running on several replicas at once cannot together cross the
+ * quota; the commit turns its reservation into usage (`apply`). A reservation not renewed within its TTL (a replica
+ * died mid-upload) no longer counts.
+ */
+export interface UsageLedger {
+  get(user: string): Promise<Usage | null>;
+  /** Replaces the record (a scan's result); `ifAbsent`: only when there is none (a first scan racing another). */
+  set(user: string, usage: Usage, options?: { ifAbsent?: boolean }): Promise<void>;
+  /**
+   * Grows upload `uploadId`'s reservation by up to `want` bytes so that usage + every live reservation of the user
+   * stays within `quota.bytes` (0 = no byte quota), where this upload may count `credit` bytes extra (the size of the
+   * file it replaces). Resolves the bytes granted (0..want); renews the reservation's TTL. With no usage record it
+   * grants nothing: scan first.
+   */
+  reserve(user: string, uploadId: string, want: number, quota: { bytes: number; credit?: number }, ttlMs: number): Promise<number>;
+  /** Adds `delta` to the usage (a publish, delete, overwrite) and drops `uploadId`'s reservation if given, atomically. No record: no-op. */
+  apply(user: string, delta: Usage, uploadId?: string): Promise<void>;
+  /** Drops an upload's reservation (it failed or was aborted). */
+  release(user: string, uploadId: string): Promise<void>;
+}
+
+export type TransferDirection = 'upload' | 'download';
+
+export interface ByteTake {
+  user: string;
+  direction: TransferDirection;
+  replicaId: string;
+  /** Bytes wanted now. */
+  want: number;
+  /** The user's shared cap in bytes/s, 0 = none. The bucket holds at most `burstMs` of it. */
+  bytesPerSecond: number;
+  burstMs: number;
+  /** Bytes the user may move in this direction per UTC day, 0 = none. */
+  dailyBytes: number;
+}
+
+export interface ByteGrant {
+  /** 0..want. */
+  granted: number;
+  /** When nothing (or less than wanted) was granted: which limit. 'daily' is final for today; 'bandwidth' clears with time. */
+  limitedBy?: 'bandwidth' | 'daily';
+  /**
+   * With 'bandwidth': ms until `want` bytes (at most one burst, and at most what the day's volume leaves) will be in
+   * the bucket.
+   */
+  retryAfterMs?: number;
+  /** Replicas that took bytes for this user and direction in the last 2 s, this one included (for the fallback share). */
+  replicas: number;
+}
+
+/**
+ * Byte budgets per user and direction, shared by all replicas: a token bucket for the bandwidth cap and a counter per
+ * UTC day for the daily volume. Transfers take bytes in chunks ahead of need (never per data chunk) and give back what
+ * they did not use at the end.
+ */
+export interface ByteBudgets {
+  take(request: ByteTake): Promise<ByteGrant>;
+  /** Gives back bytes taken but not moved: to the daily counter of `day` (YYYY-MM-DD, UTC) and to the bucket. */
+  refund(user: string, direction: TransferDirection, bytes: number, day: string): Promise<void>;
+  /** Bytes moved today (UTC) by the user. */
+  today(user: string): Promise<{ upload: number; download: number }>;
+}
+
 export interface ClusterState {
   kind: 'memory' | 'redis';
   /** Whether the backing store answers right now (readiness): false while Redis is away. */
@@ -179,5 +269,7 @@ export interface ClusterState {
   ports: PassivePortPool;
   bans: BanList;
   kicks: KickChannel;
+  usage: UsageLedger;
+  budgets: ByteBudgets;
   close(): Promise<void>;
 }

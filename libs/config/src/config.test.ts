@@ -161,3 +161,61 @@ test('admin API: off by default, its own port, a tokens file beside the users fi
   assert.equal(fromFile.apiPort, 9444);
   assert.equal(fromFile.apiTokensFile, '/srv/tokens.yaml');
 });
+
+test('default limits and the per-address session rate: 0 (none) unless set, whole numbers, from the environment or YAML', () => {
+  const none = loadConfig({ env: {} });
+  assert.deepEqual(none.defaultLimits, {
+    quotaBytes: 0,
+    quotaFiles: 0,
+    dailyUploadBytes: 0,
+    dailyDownloadBytes: 0,
+    bandwidthUp: 0,
+    bandwidthDown: 0,
+    sessionBandwidthUp: 0,
+    sessionBandwidthDown: 0,
+    sessionsPerMinute: 0,
+  });
+  assert.equal(none.sessionsPerMinutePerIp, 0);
+
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'default_quota_bytes: 10737418240\ndefault_bandwidth_down: 1048576\nsessions_per_minute_per_ip: 120\n');
+  const config = loadConfig({
+    file,
+    env: {
+      FTP_DEFAULT_QUOTA_FILES: '100000',
+      FTP_DEFAULT_DAILY_UPLOAD_BYTES: '5000000000',
+      FTP_DEFAULT_DAILY_DOWNLOAD_BYTES: '6000000000',
+      FTP_DEFAULT_BANDWIDTH_UP: '2000000',
+      FTP_DEFAULT_SESSION_BANDWIDTH_UP: '500000',
+      FTP_DEFAULT_SESSION_BANDWIDTH_DOWN: '600000',
+      FTP_DEFAULT_SESSIONS_PER_MINUTE: '30',
+      FTP_DEFAULT_BANDWIDTH_DOWN: '3000000', // the environment wins over the file
+    },
+  });
+  assert.deepEqual(config.defaultLimits, {
+    quotaBytes: 10737418240,
+    quotaFiles: 100000,
+    dailyUploadBytes: 5000000000,
+    dailyDownloadBytes: 6000000000,
+    bandwidthUp: 2000000,
+    bandwidthDown: 3000000,
+    sessionBandwidthUp: 500000,
+    sessionBandwidthDown: 600000,
+    sessionsPerMinute: 30,
+  });
+  assert.equal(config.sessionsPerMinutePerIp, 120);
+
+  for (const [env, raw] of [
+    ['FTP_DEFAULT_QUOTA_BYTES', '-1'],
+    ['FTP_DEFAULT_QUOTA_FILES', '1.5'],
+    ['FTP_DEFAULT_BANDWIDTH_UP', '10M'],
+    ['FTP_DEFAULT_DAILY_DOWNLOAD_BYTES', '9007199254740992'],
+    ['FTP_DEFAULT_SESSIONS_PER_MINUTE', '1000001'],
+    ['FTP_SESSIONS_PER_MINUTE_PER_IP', 'many'],
+  ]) {
+    assert.throws(() => loadConfig({ env: { [env]: raw } }), (err: Error) => err instanceof ConfigError && err.message.startsWith(`${env}: expected a whole number from 0`), `${env}=${raw}`);
+  }
+  writeFileSync(file, 'default_session_bandwidth_down: -5\n');
+  assert.throws(() => loadConfig({ file, env: {} }), /^ConfigError: default_session_bandwidth_down \(in .*\): expected a whole number/);
+});

@@ -142,6 +142,29 @@ export interface FtpConfig {
    */
   tlsCiphers: string;
   /**
+   * FTP_DEFAULT_*: the limits of a user for which neither the user nor any of its groups sets one (issue 16: they hold
+   * across every replica and protocol). Bytes, bytes/s or counts; 0 = no limit (the default of each). A user's or a
+   * group's own value, 0 included, wins over these.
+   * - FTP_DEFAULT_QUOTA_BYTES / FTP_DEFAULT_QUOTA_FILES: what a user's home may hold (published files).
+   * - FTP_DEFAULT_DAILY_UPLOAD_BYTES / FTP_DEFAULT_DAILY_DOWNLOAD_BYTES: volume per UTC day.
+   * - FTP_DEFAULT_BANDWIDTH_UP / FTP_DEFAULT_BANDWIDTH_DOWN: bytes/s shared by all of a user's transfers, cluster-wide.
+   * - FTP_DEFAULT_SESSION_BANDWIDTH_UP / FTP_DEFAULT_SESSION_BANDWIDTH_DOWN: bytes/s of each one session.
+   * - FTP_DEFAULT_SESSIONS_PER_MINUTE: new sessions (logins) of one user per minute, cluster-wide.
+   */
+  defaultLimits: {
+    quotaBytes: number;
+    quotaFiles: number;
+    dailyUploadBytes: number;
+    dailyDownloadBytes: number;
+    bandwidthUp: number;
+    bandwidthDown: number;
+    sessionBandwidthUp: number;
+    sessionBandwidthDown: number;
+    sessionsPerMinute: number;
+  };
+  /** FTP_SESSIONS_PER_MINUTE_PER_IP: new connections from one client address per minute, cluster-wide; 0 = unlimited. */
+  sessionsPerMinutePerIp: number;
+  /**
    * REDIS_URL: shared state for a cluster (sessions, passive-port leases, bans, TLS session cache); empty = this
    * process alone, with in-memory state.
    */
@@ -200,11 +223,15 @@ export class ConfigError extends Error {
 
 type Parser<T> = (raw: string) => T;
 
-interface KeySpec<K extends keyof FtpConfig> {
+/** A setting: `key` of FtpConfig, or `key.field` of one of its groups (defaultLimits.quotaBytes). */
+type SpecKey = keyof FtpConfig | `defaultLimits.${keyof FtpConfig['defaultLimits']}`;
+type SpecValue<K extends SpecKey> = K extends keyof FtpConfig ? FtpConfig[K] : number;
+
+interface KeySpec<K extends SpecKey> {
   key: K;
   env: string;
-  parse: Parser<FtpConfig[K]>;
-  fallback: () => FtpConfig[K];
+  parse: Parser<SpecValue<K>>;
+  fallback: () => SpecValue<K>;
 }
 
 const fail = (message: string): never => {
@@ -331,8 +358,11 @@ const hookUrl = optionalUrl(
 
 const logLevel = oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
-const spec = <K extends keyof FtpConfig>(key: K, env: string, parse: Parser<FtpConfig[K]>, fallback: () => FtpConfig[K]) =>
+const spec = <K extends SpecKey>(key: K, env: string, parse: Parser<SpecValue<K>>, fallback: () => SpecValue<K>) =>
   ({ key, env, parse, fallback }) as KeySpec<K>;
+
+/** A byte count, rate or count of a limit: 0 (none) up to 2^53 - 1. */
+const limit = integer(0, Number.MAX_SAFE_INTEGER);
 
 const SPECS = [
   spec('host', 'FTP_HOST', text, () => '127.0.0.1'),
@@ -388,6 +418,16 @@ const SPECS = [
   spec('tlsRenewTickets', 'FTP_TLS_RENEW_TICKETS', bool, () => false),
   spec('tlsTicketKeys', 'FTP_TLS_TICKET_KEYS', ticketKeys, () => ''),
   spec('tlsCiphers', 'FTP_TLS_CIPHERS', cipherList, () => DEFAULT_TLS_CIPHERS),
+  spec('defaultLimits.quotaBytes', 'FTP_DEFAULT_QUOTA_BYTES', limit, () => 0),
+  spec('defaultLimits.quotaFiles', 'FTP_DEFAULT_QUOTA_FILES', limit, () => 0),
+  spec('defaultLimits.dailyUploadBytes', 'FTP_DEFAULT_DAILY_UPLOAD_BYTES', limit, () => 0),
+  spec('defaultLimits.dailyDownloadBytes', 'FTP_DEFAULT_DAILY_DOWNLOAD_BYTES', limit, () => 0),
+  spec('defaultLimits.bandwidthUp', 'FTP_DEFAULT_BANDWIDTH_UP', limit, () => 0),
+  spec('defaultLimits.bandwidthDown', 'FTP_DEFAULT_BANDWIDTH_DOWN', limit, () => 0),
+  spec('defaultLimits.sessionBandwidthUp', 'FTP_DEFAULT_SESSION_BANDWIDTH_UP', limit, () => 0),
+  spec('defaultLimits.sessionBandwidthDown', 'FTP_DEFAULT_SESSION_BANDWIDTH_DOWN', limit, () => 0),
+  spec('defaultLimits.sessionsPerMinute', 'FTP_DEFAULT_SESSIONS_PER_MINUTE', integer(0, 1_000_000), () => 0),
+  spec('sessionsPerMinutePerIp', 'FTP_SESSIONS_PER_MINUTE_PER_IP', integer(0, 1_000_000), () => 0),
   spec('redisUrl', 'REDIS_URL', text, () => ''),
   spec('redisPrefix', 'FTP_REDIS_PREFIX', text, () => 'ftp:'),
   spec('uploadEvents', 'FTP_UPLOAD_EVENTS', oneOf(['off', 'completed', 'all'] as const), () => 'completed'),
@@ -452,13 +492,18 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
     const fromFile = file[yamlKey(s.env)];
     const source = fromEnv !== undefined ? s.env : `${yamlKey(s.env)} (in ${options.file})`;
     if (fromEnv !== undefined || fromFile !== undefined) given.add(s.key);
+    let value: unknown;
     try {
-      if (fromEnv !== undefined) config[s.key] = s.parse(fromEnv);
-      else if (fromFile !== undefined) config[s.key] = s.parse(yamlValue(fromFile));
-      else config[s.key] = s.fallback();
+      if (fromEnv !== undefined) value = s.parse(fromEnv);
+      else if (fromFile !== undefined) value = s.parse(yamlValue(fromFile));
+      else value = s.fallback();
     } catch (err) {
       throw new ConfigError(`${source}: ${(err as Error).message}`);
     }
+    // `group.field` keys fill a group of settings (defaultLimits).
+    const [key, field] = s.key.split('.');
+    if (field === undefined) config[key] = value;
+    else config[key] = { ...(config[key] as object | undefined), [field]: value };
   }
   const resolved = resolveUserStore(config as unknown as FtpConfig, given.has('userStore'));
   if (resolved.apiTokensFile === '') resolved.apiTokensFile = join(dirname(resolved.usersFile), 'api-tokens.yaml');

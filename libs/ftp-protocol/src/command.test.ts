@@ -31,7 +31,7 @@ test('the table covers every required verb with a consistent spec', () => {
   const verbs = (
     'USER PASS ACCT QUIT REIN SYST NOOP HELP STAT PWD XPWD CWD XCWD CDUP XCUP MKD XMKD RMD XRMD DELE RNFR RNTO ' +
     'TYPE MODE STRU ALLO PORT PASV EPRT EPSV LIST NLST RETR STOR STOU APPE REST ABOR FEAT OPTS SIZE MDTM MFMT ' +
-    'MLSD MLST HOST HASH AUTH PBSZ PROT CCC CLNT SITE'
+    'MLSD MLST HOST HASH AUTH PBSZ PROT CCC CLNT SITE AVBL'
   ).split(' ');
   assert.deepEqual(Object.keys(COMMANDS).sort(), [...verbs].sort());
   for (const verb of verbs) {

@@ -53,6 +53,7 @@ const CANONICAL: Record<string, Entry> = {
   MODE: ['required', true, 'MODE <sp> S'],
   STRU: ['required', true, 'STRU <sp> F'],
   ALLO: ['required', true, 'ALLO <sp> bytes'],
+  AVBL: ['optional', true, 'AVBL [<sp> path]'],
   PORT: ['required', true, 'PORT <sp> h1,h2,h3,h4,p1,p2'],
   PASV: ['none', true, 'PASV (passive mode)'],
   EPRT: ['required', true, 'EPRT <sp> |af|addr|port|'],

@@ -1,4 +1,4 @@
-import { AccessDenied } from '@ftp/session-core';
+import { AccessDenied, LimitError } from '@ftp/session-core';
 import { StorageError, toStorageError } from '@ftp/storage';
 
 /** An error that already knows its FTP reply. Handlers throw it; the dispatcher sends it. */
@@ -45,6 +45,7 @@ export function storageFailure(err: unknown): StorageError | undefined {
 export function toFtpError(err: unknown): FtpError {
   if (err instanceof FtpError) return err;
   if (err instanceof AccessDenied) return new FtpError(550, 'Permission denied');
+  if (err instanceof LimitError) return new FtpError(552, `Exceeded storage allocation (${err.message})`);
   const storage = storageFailure(err);
   if (storage) {
     const [code, text] = STORAGE_REPLIES[storage.code];
@@ -58,7 +59,8 @@ export function toFtpError(err: unknown): FtpError {
  * someone probes it); a full disk or an unexpected error needs an operator.
  */
 export function failureLevel(err: unknown): 'debug' | 'warn' | 'error' {
-  if (err instanceof FtpError || err instanceof AccessDenied) return 'debug'; // a denial was logged where it was decided
+  // A denial or a limit hit was logged where it was decided.
+  if (err instanceof FtpError || err instanceof AccessDenied || err instanceof LimitError) return 'debug';
   const storage = storageFailure(err);
   if (storage && LIMITS.has(storage.code)) return 'warn';
   return storage && !['no-space', 'quota', 'io'].includes(storage.code) ? 'debug' : 'error';

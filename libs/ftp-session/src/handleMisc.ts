@@ -13,6 +13,7 @@ const FEAT: Handler = (session) =>
   session.reply(211, [
     'Features:',
     ...(session.deps.tls ? ['AUTH TLS', 'PBSZ', 'PROT'] : []),
+    ...(session.deps.diskSpace ? ['AVBL'] : []),
     'EPRT',
     'EPSV',
     `HASH ${Object.keys(HASH_NODE_NAMES)

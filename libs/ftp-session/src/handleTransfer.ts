@@ -17,7 +17,7 @@ import { requirePermission, resolvePath, storageOf } from './access';
 import { disposeData, preparePassive, prepareActive } from './dataChannel';
 import type { Handler, Session } from './state';
 import { runTransfer, type TransferOutcome } from './transfer';
-import { receiveNatively, sendNatively, zeroCopyFor } from './zeroCopyIo';
+import { receiveNatively, sendNatively, sendWhole, zeroCopyFor } from './zeroCopyIo';
 
 const PASV: Handler = async (session) => {
   if (session.epsvAll) throw new FtpError(503, 'Only EPSV is allowed after EPSV ALL');
@@ -90,6 +90,8 @@ const RETR: Handler = async (session, arg) => {
     { direction: 'download', path, opening: `Opening ${mode} mode data connection for ${arg} (${source.size - offset} bytes)` },
     async (socket, signal, link) => {
       if (session.type === 'A') return pipeline(source.stream, asciiToNetwork(), socket, { signal });
+      // A small file the storage already read whole: one write, then the FIN.
+      if (source.data) return sendWhole(source.data, socket, signal);
       // Clear-text binary from a local file: sendfile, off the event loop (streams where it is not available).
       const zeroCopy = zeroCopyFor(session);
       if (zeroCopy && (await sendNatively(zeroCopy, source, socket, signal, link))) return;
@@ -121,7 +123,7 @@ async function store(session: Session, path: string, start: UploadStart, opening
   await requireUploadPermission(session, path);
   const { uploads } = session.deps;
   const startedAt = Date.now();
-  const upload = await storageOf(session).openUpload(path, start);
+  const upload = await storageOf(session).openUpload(path, start, session.allocated);
   const context = uploads ? uploadContext(session.deps, path, startedAt, upload.startOffset, { sequential: true }) : undefined;
   let committed = false;
   const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal, link) => {
@@ -193,8 +195,6 @@ const STRU: Handler = (session, arg) => {
   session.reply(200, 'Structure set to F');
 };
 
-const ALLO: Handler = (session) => session.reply(202, 'ALLO not needed');
-
 export const transferHandlers: Record<string, Handler> = {
   PASV,
   EPSV,
@@ -209,5 +209,4 @@ export const transferHandlers: Record<string, Handler> = {
   TYPE,
   MODE,
   STRU,
-  ALLO,
 };

@@ -2,6 +2,7 @@ import { authHandlers } from './handleAuth';
 import { dirHandlers } from './handleDirs';
 import { fileHandlers } from './handleFiles';
 import { helpFor, miscHandlers } from './handleMisc';
+import { spaceHandlers } from './handleSpace';
 import type { Handler } from './state';
 import { transferHandlers } from './handleTransfer';
 import { tlsHandlers } from './handleTls';
@@ -11,6 +12,7 @@ export const HANDLERS: Record<string, Handler> = {
   ...authHandlers,
   ...dirHandlers,
   ...fileHandlers,
+  ...spaceHandlers,
   ...transferHandlers,
   ...miscHandlers,
   ...tlsHandlers,

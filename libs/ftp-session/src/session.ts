@@ -14,7 +14,7 @@ import type { SessionDeps } from './types';
 import { freshSessionState, withContext, type Session } from './state';
 
 /** Commands clients send between REST and the transfer it applies to. */
-const KEEPS_REST_OFFSET = new Set(['REST', 'PASV', 'EPSV', 'PORT', 'EPRT', 'TYPE']);
+const PREPARES_TRANSFER = new Set(['REST', 'ALLO', 'PASV', 'EPSV', 'PORT', 'EPRT', 'TYPE']);
 /** Commands allowed to be queued behind a running transfer; more means a broken or hostile client. */
 const MAX_QUEUED_COMMANDS = 64;
 /** After our FIN, how long the client gets to close its side before the socket is destroyed. */
@@ -216,8 +216,11 @@ async function serveSession(
       session.reply(ftpError.code, ftpError.message);
     }
     session.currentContext = traceContext;
-    // REST applies only to the transfer command that follows it.
-    if (!KEEPS_REST_OFFSET.has(canonical)) session.restOffset = 0;
+    // REST and ALLO apply only to the transfer command that follows them.
+    if (!PREPARES_TRANSFER.has(canonical)) {
+      session.restOffset = 0;
+      session.allocated = undefined;
+    }
     // 'none': the connection closed before the command could answer.
     metrics.commandsTotal.inc({ verb: canonical, class: lastReply ? replyClass(lastReply) : 'none' });
     metrics.commandSeconds.observe({ verb: canonical }, Number(process.hrtime.bigint() - started) / 1e9);

@@ -53,6 +53,8 @@ export interface Session extends LiveSession {
   cwd: string;
   type: 'A' | 'I';
   restOffset: number;
+  /** ALLO's size, for the upload that follows (a limit may refuse it before any byte moves). */
+  allocated?: number;
   renameFrom?: string;
   epsvAll: boolean;
   hashAlgorithm: 'SHA-256' | 'SHA-1' | 'MD5';

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { createFileStore, type FileStoreOptions } from './fileStore';
+import { NO_LIMITS } from './limits';
 import { hashPassword, verifyPassword } from './password';
 import { parseAuthorizedKey } from './publicKeys';
 import { userStoreContract } from './storeContract';
@@ -70,6 +71,7 @@ test('valid credentials give the user and create the home folder', async () => {
     maxSessions: 3,
     anonymous: false,
     publicKeys: [],
+    limits: NO_LIMITS,
   });
   assert.ok((await stat(result.user.root)).isDirectory());
   identity.close();
@@ -83,7 +85,7 @@ test('anonymous is off by default', async () => {
 });
 
 test('anonymous when enabled: any password, read-only', async () => {
-  const { identity, dataRoot } = await setup(aliceYaml(hashPw) + 'anonymous:\n  enabled: true\n  home: pub\n');
+  const { identity, dataRoot } = await setup(aliceYaml(hashPw) + 'anonymous:\n  enabled: true\n  home: pub\n', { defaultLimits: { ...NO_LIMITS, bandwidthDown: 1000 } });
   assert.equal(identity.isAnonymous('anonymous'), true);
   assert.equal(identity.isAnonymous('FTP'), true);
   assert.equal(identity.isAnonymous('alice'), false);
@@ -93,6 +95,7 @@ test('anonymous when enabled: any password, read-only', async () => {
     assert.equal(result.user.anonymous, true);
     assert.equal(result.user.root, path.join(dataRoot, 'pub'));
     assert.deepEqual(result.user.permissions, { '/': ['list', 'download'] });
+    assert.deepEqual(result.user.limits, { ...NO_LIMITS, bandwidthDown: 1000 }, "the server's defaults");
   }
   identity.close();
 });

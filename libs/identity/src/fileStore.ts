@@ -5,7 +5,7 @@ import { loadUsersFile, type UsersFileData } from './usersFile';
 import { createVerifier, type Directory, type VerifierOptions } from './verify';
 import { byName, groupViews, userView } from './views';
 
-export interface FileStoreOptions extends Pick<VerifierOptions, 'passwordCache' | 'verifyPassword' | 'now'> {
+export interface FileStoreOptions extends Pick<VerifierOptions, 'passwordCache' | 'verifyPassword' | 'now' | 'defaultLimits'> {
   usersFile: string;
   /** Folder that holds every user's home. */
   dataRoot: string;

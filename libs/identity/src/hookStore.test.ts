@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { verifyHmacSignature, SIGNATURE_HEADER, TIMESTAMP_HEADER } from '@ftp/signing';
 import { generate } from 'selfsigned';
 import { createHookStore, type HookRequest, type HookStoreOptions } from './hookStore';
+import { NO_LIMITS } from './limits';
 import { parseAuthorizedKey } from './publicKeys';
 import { isUserStoreError, type UserStore } from './store';
 import { sshKeygen } from './testKeys';
@@ -86,7 +87,7 @@ const ALICE = {
   permissions: { '/': ['list', 'download'], '/inbox': ['list', 'upload'] },
   groups: ['partners'],
   protocols: ['sftp', 'ftps'],
-  limits: { daily_bytes: 1000 },
+  limits: { daily_upload_bytes: 1000, bandwidth_down: 0 },
   max_sessions: 3,
 };
 const provider = (request: HookRequest): Reply => {
@@ -99,7 +100,8 @@ const provider = (request: HookRequest): Reply => {
 test('hook: a yes gives the user the hook describes (home created), signed requests carry {user, protocol, client, credential}', async () => {
   answer = provider;
   received.length = 0;
-  const { store } = open();
+  // The server's defaults fill the limits the answer leaves out; its 0 (none) stays.
+  const { store } = open({ defaultLimits: { ...NO_LIMITS, quotaFiles: 50, bandwidthDown: 4000 } });
   const result = await store.authenticate('alice', 'pw', '203.0.113.7', 'sftp');
   assert.ok(result.ok);
   assert.deepEqual(result.user, {
@@ -113,7 +115,7 @@ test('hook: a yes gives the user the hook describes (home created), signed reque
     anonymous: false,
     publicKeys: [],
     protocols: ['sftp', 'ftps'],
-    limits: { dailyBytes: 1000 },
+    limits: { ...NO_LIMITS, dailyUploadBytes: 1000, quotaFiles: 50 },
   });
   assert.ok((await stat(result.user.root)).isDirectory());
   assert.equal(received.length, 1);

@@ -7,7 +7,7 @@ import { signedHeaders } from '@ftp/signing';
 import { formatAuthorizedKey } from './publicKeys';
 import { parseUserDocument, type UserRecord } from './records';
 import { readOnlyWrites, UserStoreError, type UserStore, type UserStoreHealth } from './store';
-import type { AuthMethod, AuthResult, LoginProtocol } from './types';
+import type { AuthMethod, AuthResult, EffectiveLimits, LoginProtocol } from './types';
 import { admitUser } from './verify';
 
 export interface HookStoreOptions {
@@ -26,6 +26,8 @@ export interface HookStoreOptions {
   ca?: string | Buffer;
   log?: { warn(fields: object, message: string): void; error(fields: object, message: string): void };
   now?: () => number;
+  /** The server's limits (FTP_DEFAULT_*) for those the hook's answer leaves out; default none. */
+  defaultLimits?: EffectiveLimits;
 }
 
 /** The request body. Exactly one of password and public_key. */
@@ -192,6 +194,7 @@ export function createHookStore(options: HookStoreOptions): UserStore {
       protocol: request.protocol,
       method: request.method,
       now: now(),
+      defaultLimits: options.defaultLimits,
     });
   };
 

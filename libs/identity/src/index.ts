@@ -26,14 +26,18 @@ export {
   ANONYMOUS_NAMES,
   USER_KEYS,
   GROUP_KEYS,
+  LIMIT_FIELDS,
+  limitsDocument,
+  type LimitKey,
   type UserRecord,
   type GroupRecord,
   type SharedSettings,
   type ParseContext,
 } from './records';
 export { effectiveSettings, protocolAllowed, type EffectiveSettings } from './resolve';
+export { NO_LIMITS, limitsOf, resolveLimits } from './limits';
 export { loadUsersFile, saveUsersFile, parseUsersFile, stringifyUsersFile, validateUsersFile, emptyUsersFile, type UsersFileData } from './usersFile';
-export { admitUser, createVerifier, type Directory, type VerifierOptions } from './verify';
+export { admitUser, createVerifier, resolveHome, type Directory, type VerifierOptions } from './verify';
 export * from './store';
 export { createFileStore, type FileStore, type FileStoreOptions } from './fileStore';
 export { createPostgresStore, type PostgresStore, type PostgresStoreOptions } from './pgStore';

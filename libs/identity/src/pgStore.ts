@@ -40,7 +40,7 @@ import type { UsersFileData } from './usersFile';
 import { createVerifier, type Directory, type VerifierOptions } from './verify';
 import { byName, groupViews, userView } from './views';
 
-export interface PostgresStoreOptions extends Pick<VerifierOptions, 'passwordCache' | 'verifyPassword' | 'now'> {
+export interface PostgresStoreOptions extends Pick<VerifierOptions, 'passwordCache' | 'verifyPassword' | 'now' | 'defaultLimits'> {
   /** FTP_USERS_DATABASE_URL, e.g. postgres://ftp@db:5432/ftp (or a full pg client config). */
   connection: string | pg.ClientConfig;
   /** Folder that holds every user's home. */

@@ -59,13 +59,26 @@ export const MAX_DESCRIPTION_LENGTH = 1000;
 const SETTING_KEYS = ['permissions', 'allow_from', 'require_tls', 'max_sessions', 'protocols', 'auth_methods', 'limits'];
 export const GROUP_KEYS = ['description', ...SETTING_KEYS];
 export const USER_KEYS = ['password', 'home', 'groups', 'disabled', 'public_keys', 'description', 'expires_at', ...SETTING_KEYS];
-/** `limits:` keys (snake_case) and their UserLimits field. */
-const LIMIT_FIELDS: Record<string, keyof UserLimits> = {
-  storage_bytes: 'storageBytes',
-  storage_files: 'storageFiles',
-  daily_bytes: 'dailyBytes',
-  upload_bytes_per_second: 'uploadBytesPerSecond',
-  download_bytes_per_second: 'downloadBytesPerSecond',
+/** `limits:` keys (snake_case, as the users file, PostgreSQL and the API name them) and their UserLimits field. */
+export const LIMIT_FIELDS = {
+  quota_bytes: 'quotaBytes',
+  quota_files: 'quotaFiles',
+  daily_upload_bytes: 'dailyUploadBytes',
+  daily_download_bytes: 'dailyDownloadBytes',
+  bandwidth_up: 'bandwidthUp',
+  bandwidth_down: 'bandwidthDown',
+  session_bandwidth_up: 'sessionBandwidthUp',
+  session_bandwidth_down: 'sessionBandwidthDown',
+  sessions_per_minute: 'sessionsPerMinute',
+} as const satisfies Record<string, keyof UserLimits>;
+export type LimitKey = keyof typeof LIMIT_FIELDS;
+/** The names before issue 16, for a message that says what to write instead (PostgreSQL's migration 002 renames them). */
+const OLD_LIMIT_NAMES: Record<string, string> = {
+  storage_bytes: 'quota_bytes',
+  storage_files: 'quota_files',
+  daily_bytes: 'daily_upload_bytes and daily_download_bytes',
+  upload_bytes_per_second: 'bandwidth_up',
+  download_bytes_per_second: 'bandwidth_down',
 };
 
 type Obj = Record<string, unknown>;
@@ -237,12 +250,14 @@ function parseLimits(value: unknown, at: string, errors: string[]): UserLimits |
   }
   const limits: UserLimits = {};
   for (const [key, amount] of Object.entries(value)) {
-    const field = Object.hasOwn(LIMIT_FIELDS, key) ? LIMIT_FIELDS[key] : undefined;
+    const field = Object.hasOwn(LIMIT_FIELDS, key) ? LIMIT_FIELDS[key as LimitKey] : undefined;
     if (!field) {
-      errors.push(`${at}: unknown key "${key}" (known: ${Object.keys(LIMIT_FIELDS).join(', ')})`);
+      const renamed = Object.hasOwn(OLD_LIMIT_NAMES, key) ? `, now ${OLD_LIMIT_NAMES[key]}` : '';
+      errors.push(`${at}: unknown key "${key}"${renamed} (known: ${Object.keys(LIMIT_FIELDS).join(', ')})`);
       continue;
     }
-    const parsed = positiveInteger(amount, `${at}.${key}`, errors);
+    // 0 is a value ("none", which also lifts a group's limit), not the absence of one.
+    const parsed = nonNegativeInteger(amount, `${at}.${key}`, errors);
     if (parsed !== undefined) limits[field] = parsed;
   }
   return limits;
@@ -333,6 +348,15 @@ function positiveInteger(value: unknown, at: string, errors: string[]): number |
   return value as number;
 }
 
+function nonNegativeInteger(value: unknown, at: string, errors: string[]): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!(Number.isSafeInteger(value) && (value as number) >= 0)) {
+    errors.push(`${at}: must be a whole number, 0 or more (0 = no limit)`);
+    return undefined;
+  }
+  return value as number;
+}
+
 /** The settings as a snake_case document; only what is set. */
 function settingsDocument(s: SharedSettings): Obj {
   const out: Obj = {};
@@ -348,7 +372,7 @@ function settingsDocument(s: SharedSettings): Obj {
 
 export function limitsDocument(limits: UserLimits): Obj {
   const out: Obj = {};
-  for (const [key, field] of Object.entries(LIMIT_FIELDS)) if (limits[field] !== undefined) out[key] = limits[field];
+  for (const [key, field] of Object.entries(LIMIT_FIELDS) as [LimitKey, keyof UserLimits][]) if (limits[field] !== undefined) out[key] = limits[field];
   return out;
 }
 

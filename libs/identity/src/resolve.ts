@@ -1,5 +1,6 @@
 import { ALL_PERMISSIONS, type GroupRecord, type SharedSettings, type UserRecord } from './records';
-import type { LoginProtocol, Permission, UserLimits } from './types';
+import { NO_LIMITS, resolveLimits } from './limits';
+import type { EffectiveLimits, LoginProtocol, Permission, UserLimits } from './types';
 
 /** A user's settings after its groups are merged in: what admission and the session apply. */
 export interface EffectiveSettings {
@@ -10,7 +11,8 @@ export interface EffectiveSettings {
   /** Absent: every front door. */
   protocols?: LoginProtocol[];
   authMethods?: SharedSettings['authMethods'];
-  limits: UserLimits;
+  /** Every limit: the user's, its groups', then `defaultLimits`'s; 0 = none. */
+  limits: EffectiveLimits;
 }
 
 const DEFAULT_PERMISSIONS: Record<string, Permission[]> = { '/': ALL_PERMISSIONS };
@@ -22,13 +24,18 @@ const DEFAULT_PERMISSIONS: Record<string, Permission[]> = { '/': ALL_PERMISSIONS
  *   groups names gets the list of the first group naming it. The longest-folder rule then picks among all of these
  *   folders, so a group's stricter `/archive` still holds under a user's own `/` unless the user names `/archive`
  *   too. Nobody naming any folder: everything on `/`.
- * - `limits`, limit by limit (a user's own `daily_bytes` does not drop its group's `storage_bytes`).
+ * - `limits`, limit by limit (a user's own `daily_upload_bytes` does not drop its group's `quota_bytes`), then the
+ *   server's default (FTP_DEFAULT_*) for a limit nobody sets. A 0 is set: "none" (a user's 0 lifts its group's limit).
  * - `allow_from`, `require_tls`, `max_sessions`, `protocols`, `auth_methods`: whole values (a user's
  *   `allow_from: []` means "from anywhere", whatever its groups say).
  * - Not inherited: `home`, `disabled`, `expires_at`, `description`, `public_keys`, the password.
  * A group the user names that does not exist (the users file allows such labels) gives nothing.
  */
-export function effectiveSettings(user: UserRecord, groupOf: (name: string) => GroupRecord | undefined): EffectiveSettings {
+export function effectiveSettings(
+  user: UserRecord,
+  groupOf: (name: string) => GroupRecord | undefined,
+  defaultLimits: UserLimits = NO_LIMITS,
+): EffectiveSettings {
   const groups = user.groups.map(groupOf).filter((g): g is GroupRecord => g !== undefined);
   const first = <K extends keyof SharedSettings>(key: K): SharedSettings[K] | undefined =>
     user[key] !== undefined ? user[key] : groups.find((g) => g[key] !== undefined)?.[key];
@@ -37,8 +44,7 @@ export function effectiveSettings(user: UserRecord, groupOf: (name: string) => G
   for (const source of [user, ...groups]) {
     for (const [folder, perms] of Object.entries(source.permissions ?? {})) if (!Object.hasOwn(permissions, folder)) permissions[folder] = perms;
   }
-  const limits: UserLimits = {};
-  for (const source of [...groups].reverse().concat(user)) Object.assign(limits, source.limits ?? {});
+  const limits = resolveLimits([user.limits, ...groups.map((g) => g.limits)], defaultLimits);
 
   const settings: EffectiveSettings = {
     permissions: Object.keys(permissions).length > 0 ? permissions : DEFAULT_PERMISSIONS,

@@ -8,8 +8,10 @@ import { after, before, test } from 'node:test';
 import { hashPassword, verifyPassword } from './password';
 import { parseAuthorizedKey } from './publicKeys';
 import { ALL_PERMISSIONS, type UserRecord } from './records';
+import { NO_LIMITS } from './limits';
 import { isUserStoreError, type Actor, type UserStore } from './store';
 import { sshKeygen, type GeneratedKey } from './testKeys';
+import type { EffectiveLimits } from './types';
 import type { UsersFileData } from './usersFile';
 
 export interface StoreUnderTest {
@@ -21,15 +23,25 @@ export interface StoreUnderTest {
 export interface StoreHarness {
   /** Whether the store takes writes (PostgreSQL) or refuses them as read-only (the users file). */
   writable: boolean;
-  /** A fresh store that holds `seed`, on this data root and clock, counting password checks through `verifyPassword`. */
+  /**
+   * A fresh store that holds `seed`, on this data root and clock, counting password checks through `verifyPassword`,
+   * with these server default limits.
+   */
   open(
     seed: UsersFileData,
-    options: { dataRoot: string; now: () => number; verifyPassword: (password: string, encoded: string) => Promise<boolean> },
+    options: {
+      dataRoot: string;
+      now: () => number;
+      verifyPassword: (password: string, encoded: string) => Promise<boolean>;
+      defaultLimits: EffectiveLimits;
+    },
   ): Promise<StoreUnderTest>;
 }
 
 const HOUR = 3_600_000;
 const BY: Actor = { name: 'contract-test', via: 'test' };
+/** The server's defaults (FTP_DEFAULT_*) in every case: what neither a user nor its groups set. */
+const DEFAULTS: EffectiveLimits = { ...NO_LIMITS, bandwidthDown: 9000, sessionsPerMinute: 60 };
 
 export function userStoreContract(name: string, harness: StoreHarness) {
   let dir: string;
@@ -63,7 +75,7 @@ export function userStoreContract(name: string, harness: StoreHarness) {
         allowFrom: ['10.0.0.0/8', '127.0.0.1'],
         requireTls: true,
         protocols: ['sftp', 'ftps'],
-        limits: { storageBytes: 5000, dailyBytes: 100 },
+        limits: { quotaBytes: 5000, dailyUploadBytes: 100, bandwidthUp: 2000 },
       },
       audit: { permissions: { '/': ['list'], '/reports': ['list', 'download'] }, maxSessions: 2 },
     },
@@ -76,7 +88,8 @@ export function userStoreContract(name: string, harness: StoreHarness) {
         allowFrom: [],
         requireTls: false,
         protocols: ['ftp'],
-        limits: { dailyBytes: 500 },
+        // Her own daily upload volume; 0 = none, lifting the group's bandwidth_up and the server's bandwidth_down.
+        limits: { dailyUploadBytes: 500, bandwidthUp: 0, bandwidthDown: 0 },
       }),
       carol: user({ home: 'carol', disabled: true, publicKeys: [key(keyB)] }),
       dave: user({ home: 'dave', expiresAt: new Date(t0 + HOUR).toISOString() }),
@@ -93,6 +106,7 @@ export function userStoreContract(name: string, harness: StoreHarness) {
     const data = seed(t);
     const under = await harness.open(data, {
       dataRoot,
+      defaultLimits: DEFAULTS,
       now: () => t,
       verifyPassword: (p, e) => {
         counter.verifications++;
@@ -119,17 +133,18 @@ export function userStoreContract(name: string, harness: StoreHarness) {
       anonymous: false,
       publicKeys: [key(keyA)],
       protocols: ['sftp', 'ftps'],
-      limits: { storageBytes: 5000, dailyBytes: 100 },
+      // Limit by limit: the group's, then the server's default; every limit present (0 = none).
+      limits: { ...DEFAULTS, quotaBytes: 5000, dailyUploadBytes: 100, bandwidthUp: 2000 },
     });
     assert.ok((await stat(alice.user.root)).isDirectory());
 
-    // bob sets his own "/", allow_from, require_tls, protocols and daily_bytes; the rest still comes from partners.
+    // bob sets his own "/", allow_from, require_tls, protocols and some limits; the rest still comes from partners.
     const bob = await store.authenticate('bob', 'pw', '192.0.2.1', 'ftp');
     assert.ok(bob.ok);
     assert.deepEqual(bob.user.permissions, { '/': ALL_PERMISSIONS, '/inbox': ['list', 'upload'], '/archive': ['list'] });
     assert.deepEqual(bob.user.allowFrom, []);
     assert.equal(bob.user.requireTls, false);
-    assert.deepEqual(bob.user.limits, { storageBytes: 5000, dailyBytes: 500 });
+    assert.deepEqual(bob.user.limits, { ...DEFAULTS, quotaBytes: 5000, dailyUploadBytes: 500, bandwidthUp: 0, bandwidthDown: 0 });
     assert.equal(store.requiresTls('alice'), true, 'from the group');
     assert.equal(store.requiresTls('bob'), false, "the user's own setting wins");
     assert.equal(store.requiresTls('nobody'), false);
@@ -347,11 +362,11 @@ export function userStoreContract(name: string, harness: StoreHarness) {
     assert.deepEqual(group.members, []);
     await store.createUser('olga', user({ home: 'olga', groups: ['ops'] }), BY);
     assert.deepEqual(await store.authenticate('olga', 'pw', '10.0.0.1', 'ftp'), { ok: false, reason: 'protocol-not-allowed' });
-    const changed = await store.updateGroup('ops', { protocols: null, limits: { dailyBytes: 7 } }, BY);
+    const changed = await store.updateGroup('ops', { protocols: null, limits: { dailyDownloadBytes: 7 } }, BY);
     assert.deepEqual(changed.members, ['olga']);
     const olga = await store.authenticate('olga', 'pw', '10.0.0.1', 'ftp');
     assert.ok(olga.ok);
-    assert.deepEqual(olga.user.limits, { dailyBytes: 7 });
+    assert.deepEqual(olga.user.limits, { ...DEFAULTS, dailyDownloadBytes: 7 });
     assert.deepEqual(olga.user.permissions, { '/': ['list'] });
     await store.updateUser('olga', { groups: [] }, BY);
     await store.deleteGroup('ops', BY);

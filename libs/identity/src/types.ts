@@ -27,19 +27,45 @@ export const LOGIN_PROTOCOLS = ['ftp', 'ftps', 'sftp'] as const;
 export type LoginProtocol = (typeof LOGIN_PROTOCOLS)[number];
 
 /**
- * What a partner buys, per user (or group): room for the quota and bandwidth limits that hold across replicas and
- * protocols. Stored and merged with groups here; enforced by the byte path once it leases budget from Redis.
+ * What a partner buys, per user (inherited from its groups, defaults from the server's configuration): limits that hold
+ * across replicas and protocols. Every field is bytes, bytes/s or a count; 0 = no limit (on a user, 0 also overrides a
+ * group's limit). Snake-case names in the users file, PostgreSQL and the API: quota_bytes, quota_files,
+ * daily_upload_bytes, daily_download_bytes, bandwidth_up, bandwidth_down, session_bandwidth_up, session_bandwidth_down,
+ * sessions_per_minute.
  */
 export interface UserLimits {
-  /** Bytes the user's home may hold. */
-  storageBytes?: number;
+  /** Bytes the user's home may hold (published files). */
+  quotaBytes?: number;
   /** Files the user's home may hold. */
-  storageFiles?: number;
-  /** Bytes moved per UTC day, uploads and downloads together. */
-  dailyBytes?: number;
-  uploadBytesPerSecond?: number;
-  downloadBytesPerSecond?: number;
+  quotaFiles?: number;
+  /** Bytes uploaded per UTC day. */
+  dailyUploadBytes?: number;
+  /** Bytes downloaded per UTC day. */
+  dailyDownloadBytes?: number;
+  /** Bytes/s shared by all of the user's uploads on all replicas. */
+  bandwidthUp?: number;
+  bandwidthDown?: number;
+  /** Bytes/s of each one session's uploads (downloads). */
+  sessionBandwidthUp?: number;
+  sessionBandwidthDown?: number;
+  /** New sessions (logins) of the user per minute, cluster-wide. */
+  sessionsPerMinute?: number;
 }
+
+export const LIMIT_NAMES = [
+  'quotaBytes',
+  'quotaFiles',
+  'dailyUploadBytes',
+  'dailyDownloadBytes',
+  'bandwidthUp',
+  'bandwidthDown',
+  'sessionBandwidthUp',
+  'sessionBandwidthDown',
+  'sessionsPerMinute',
+] as const satisfies readonly (keyof UserLimits)[];
+
+/** Every limit resolved (user, then groups, then server default); 0 = none. */
+export type EffectiveLimits = Required<UserLimits>;
 
 /** A user as the session sees it: no password material. */
 export interface User {
@@ -68,8 +94,12 @@ export interface User {
   authMethods?: AuthMethodSet;
   /** Front doors this user may use (after merging its groups); absent means every one. */
   protocols?: readonly LoginProtocol[];
-  /** Quota and bandwidth settings (after merging its groups); absent or empty means none. */
-  limits?: UserLimits;
+  /**
+   * Quotas and bandwidth limits, every one resolved (the user's own, else its first group's, else the server's
+   * FTP_DEFAULT_*; 0 = none). Every user store fills it; absent (users built by hand in tests) = all 0: read it with
+   * `limitsOf(user)`.
+   */
+  limits?: EffectiveLimits;
   /** When the account stops working (ISO 8601), if ever. */
   expiresAt?: string;
 }
@@ -118,4 +148,10 @@ export interface Identity {
   isAnonymous(name: string): boolean;
   /** Whether `name` must use TLS, asked at USER so that the password never crosses a clear connection. */
   requiresTls(name: string): boolean;
+  /**
+   * The user's limits as the store holds them now (after a users-file edit, a PostgreSQL change, an API call), read at
+   * each transfer of a running session so that a change holds for its next transfer. Undefined when the store cannot
+   * tell between logins (the identity hook): the limits of the login stay in force.
+   */
+  limitsNow?(name: string): EffectiveLimits | undefined;
 }

@@ -181,21 +181,22 @@ test('groups, protocols, expires_at, description and limits load, report their m
   const text =
     userYaml(
       '    groups: [partners, audit]\n    protocols: [sftp, ftps]\n    expires_at: 2030-01-31\n    description: ACME upload account\n' +
-        '    limits: {daily_bytes: 1000000}\n',
+        '    limits: {daily_upload_bytes: 1000000, bandwidth_down: 0}\n',
     ) +
     'groups:\n  partners:\n    description: every partner\n    permissions:\n      /: [list, download]\n      /inbox: [list, upload]\n' +
-    '    allow_from: [10.0.0.0/8]\n    limits: {storage_bytes: 5000000, upload_bytes_per_second: 100000}\n  audit: {}\n';
+    '    allow_from: [10.0.0.0/8]\n    limits: {quota_bytes: 5000000, quota_files: 1000, daily_download_bytes: 7, bandwidth_up: 100000,' +
+    ' session_bandwidth_up: 1, session_bandwidth_down: 2, sessions_per_minute: 30}\n  audit: {}\n';
   const data = parseUsersFile(text);
   const alice = data.users.alice;
   assert.deepEqual(alice.protocols, ['sftp', 'ftps']);
   assert.equal(alice.expiresAt, '2030-01-31T00:00:00.000Z');
   assert.equal(alice.description, 'ACME upload account');
-  assert.deepEqual(alice.limits, { dailyBytes: 1000000 });
+  assert.deepEqual(alice.limits, { dailyUploadBytes: 1000000, bandwidthDown: 0 }, '0 is kept: "none", not "unset"');
   assert.deepEqual(data.groups.partners, {
     description: 'every partner',
     permissions: { '/': ['list', 'download'], '/inbox': ['list', 'upload'] },
     allowFrom: ['10.0.0.0/8'],
-    limits: { storageBytes: 5000000, uploadBytesPerSecond: 100000 },
+    limits: { quotaBytes: 5000000, quotaFiles: 1000, dailyDownloadBytes: 7, bandwidthUp: 100000, sessionBandwidthUp: 1, sessionBandwidthDown: 2, sessionsPerMinute: 30 },
   });
   assert.deepEqual(data.groups.audit, {});
   const file = path.join(dir, 'groups.yaml');
@@ -206,7 +207,7 @@ test('groups, protocols, expires_at, description and limits load, report their m
   let message = '';
   try {
     parseUsersFile(
-      userYaml('    protocols: [sftp, scp]\n    expires_at: tomorrow\n    limits: {daily_bytes: -1, speed: 3}\n    groups: [ok, "bad name"]\n') +
+      userYaml('    protocols: [sftp, scp]\n    expires_at: tomorrow\n    limits: {daily_upload_bytes: -1, bandwidth_up: 1.5, daily_bytes: 3}\n    groups: [ok, "bad name"]\n') +
         'groups:\n  g1:\n    home: x\n    protocols: []\n',
     );
   } catch (err) {
@@ -214,8 +215,9 @@ test('groups, protocols, expires_at, description and limits load, report their m
   }
   assert.match(message, /users\.alice\.protocols: unknown protocol "scp"/);
   assert.match(message, /users\.alice\.expires_at: expected a date/);
-  assert.match(message, /users\.alice\.limits\.daily_bytes: must be a positive integer/);
-  assert.match(message, /users\.alice\.limits: unknown key "speed"/);
+  assert.match(message, /users\.alice\.limits\.daily_upload_bytes: must be a whole number, 0 or more \(0 = no limit\)/);
+  assert.match(message, /users\.alice\.limits\.bandwidth_up: must be a whole number/);
+  assert.match(message, /users\.alice\.limits: unknown key "daily_bytes", now daily_upload_bytes and daily_download_bytes \(known: quota_bytes, quota_files, daily_upload_bytes, /);
   assert.match(message, /users\.alice\.groups: "bad name" must match/);
   assert.match(message, /groups\.g1: unknown key "home"/);
   assert.match(message, /groups\.g1\.protocols: must be a non-empty list/);

@@ -7,7 +7,8 @@ import { createPasswordCache } from './passwordCache';
 import { dummyKeys, findKey } from './publicKeys';
 import { ANONYMOUS_NAMES, type GroupRecord, type UserRecord } from './records';
 import { effectiveSettings, protocolAllowed } from './resolve';
-import type { AuthMethod, AuthResult, Identity, LoginProtocol, User } from './types';
+import { NO_LIMITS } from './limits';
+import type { AuthMethod, AuthResult, EffectiveLimits, Identity, LoginProtocol, User } from './types';
 
 const ANONYMOUS_PERMISSIONS: User['permissions'] = { '/': ['list', 'download'] };
 
@@ -32,6 +33,8 @@ export interface VerifierOptions {
   verifyPassword?: (password: string, encoded: string) => Promise<boolean>;
   /** Clock for `expires_at` (tests). */
   now?: () => number;
+  /** The server's limits for what neither a user nor its groups set (FTP_DEFAULT_*); default none. */
+  defaultLimits?: EffectiveLimits;
 }
 
 /** Resolves a home folder inside the data root; validation already refused absolute and '..' homes. */
@@ -43,8 +46,14 @@ export function resolveHome(dataRoot: string, home: string): string {
 }
 
 /** The session's view of a user: its record with its groups merged in, its home resolved; no password material. */
-export function toUser(name: string, record: UserRecord, groupOf: (name: string) => GroupRecord | undefined, dataRoot: string): User {
-  const settings = effectiveSettings(record, groupOf);
+export function toUser(
+  name: string,
+  record: UserRecord,
+  groupOf: (name: string) => GroupRecord | undefined,
+  dataRoot: string,
+  defaultLimits: EffectiveLimits = NO_LIMITS,
+): User {
+  const settings = effectiveSettings(record, groupOf, defaultLimits);
   const user: User = {
     name,
     root: resolveHome(dataRoot, record.home),
@@ -55,10 +64,10 @@ export function toUser(name: string, record: UserRecord, groupOf: (name: string)
     maxSessions: settings.maxSessions,
     anonymous: false,
     publicKeys: record.publicKeys,
+    limits: settings.limits,
   };
   if (settings.authMethods) user.authMethods = settings.authMethods;
   if (settings.protocols) user.protocols = settings.protocols;
-  if (Object.keys(settings.limits).length > 0) user.limits = settings.limits;
   if (record.expiresAt) user.expiresAt = record.expiresAt;
   return user;
 }
@@ -73,6 +82,8 @@ export interface Admission {
   /** The credential that was found right. */
   method: AuthMethod;
   now: number;
+  /** The server's defaults (FTP_DEFAULT_*) for limits neither the user nor its groups set. */
+  defaultLimits?: EffectiveLimits;
 }
 
 /**
@@ -83,7 +94,7 @@ export interface Admission {
 export async function admitUser(a: Admission): Promise<AuthResult> {
   if (a.record.disabled) return { ok: false, reason: 'disabled' };
   if (a.record.expiresAt !== undefined && Date.parse(a.record.expiresAt) <= a.now) return { ok: false, reason: 'expired' };
-  const user = toUser(a.name, a.record, a.groupOf, a.dataRoot);
+  const user = toUser(a.name, a.record, a.groupOf, a.dataRoot, a.defaultLimits);
   if (!addressAllowed(a.clientAddress, user.allowFrom)) return { ok: false, reason: 'address-denied' };
   if (!protocolAllowed(user.protocols, a.protocol)) return { ok: false, reason: 'protocol-not-allowed' };
   if (!allowsMethod(user, a.method)) return { ok: false, reason: 'method-not-allowed' };
@@ -106,6 +117,7 @@ export function createVerifier(options: VerifierOptions): Identity {
   const cache = createPasswordCache(options.passwordCache);
   const now = options.now ?? Date.now;
   const refresh = options.refresh ?? (() => Promise.resolve());
+  const defaultLimits = options.defaultLimits ?? NO_LIMITS;
 
   const inFlight = new Map<string, Promise<boolean>>();
   const passwordOk = async (name: string, encoded: string, password: string): Promise<boolean> => {
@@ -123,7 +135,7 @@ export function createVerifier(options: VerifierOptions): Identity {
   };
 
   const admit = (directory: Directory, name: string, record: UserRecord, clientAddress: string, protocol: LoginProtocol, method: AuthMethod) =>
-    admitUser({ name, record, groupOf: (g) => directory.group(g), dataRoot, clientAddress, protocol, method, now: now() });
+    admitUser({ name, record, groupOf: (g) => directory.group(g), dataRoot, clientAddress, protocol, method, now: now(), defaultLimits });
 
   return {
     async authenticate(name, password, clientAddress, protocol) {
@@ -140,6 +152,7 @@ export function createVerifier(options: VerifierOptions): Identity {
           requireTls: false,
           anonymous: true,
           publicKeys: [],
+          limits: defaultLimits,
         };
         await mkdir(user.root, { recursive: true });
         return { ok: true, user };
@@ -166,6 +179,14 @@ export function createVerifier(options: VerifierOptions): Identity {
     },
 
     isAnonymous: (name) => isAnonymousName(options.directory(), name),
+
+    limitsNow(name) {
+      void refresh().catch(() => undefined); // an edited users file is read by the next call, as for a login
+      const directory = options.directory();
+      if (name === 'anonymous' && directory.anonymous) return defaultLimits;
+      const record = directory.user(name);
+      return record ? effectiveSettings(record, (g) => directory.group(g), defaultLimits).limits : undefined;
+    },
 
     // Unknown names answer false, the same as users without the rule: USER does not reveal who exists.
     requiresTls(name) {

@@ -1,7 +1,7 @@
 import { context } from '@opentelemetry/api';
 import type { CoreDeps, CoreSession } from './types';
 
-export type RefusalReason = 'banned' | 'max-sessions' | 'max-per-address' | 'max-unauthenticated' | 'unavailable';
+export type RefusalReason = 'banned' | 'max-sessions' | 'max-per-address' | 'max-unauthenticated' | 'address-rate' | 'unavailable';
 
 export type AdmissionResult = { ok: true } | { ok: false; reason: RefusalReason; message: string };
 
@@ -11,6 +11,7 @@ export const REFUSAL_MESSAGES: Record<RefusalReason, string> = {
   'max-sessions': 'Too many users, try again later',
   'max-per-address': 'Too many connections from your address',
   'max-unauthenticated': 'Too many connections from your address that have not logged in',
+  'address-rate': 'Too many new sessions from your address, try again later',
   unavailable: 'Service temporarily unavailable, try again later',
 };
 
@@ -29,10 +30,14 @@ export async function admitSession(session: CoreSession, deps: CoreDeps, started
     return await context.with(session.currentContext, async () => {
       const admission = await cluster.sessions.open(
         { id: session.id, replicaId: settings.replicaId, clientAddress: session.clientAddress, protocol: session.protocol, startedAt, bytesIn: 0, bytesOut: 0 },
-        { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp, maxUnauthenticatedPerAddress: settings.maxUnauthenticatedPerIp },
+        { maxSessions: settings.maxSessions, maxPerAddress: settings.maxSessionsPerIp, maxUnauthenticatedPerAddress: settings.maxUnauthenticatedPerIp, sessionsPerMinutePerAddress: settings.sessionsPerMinutePerIp },
       );
       if (!admission.ok) {
         if (admission.reason === 'banned') session.log.warn('connection refused: address is banned after failed logins');
+        else if (admission.reason === 'address-rate') {
+          metrics.limitHits.inc({ limit: 'sessions_per_minute_per_ip' });
+          session.log.warn({ perMinute: settings.sessionsPerMinutePerIp }, 'connection refused: too many new sessions from this address');
+        }
         else session.log.warn({ reason: admission.reason }, 'connection refused: session limit reached');
         return refuse(admission.reason);
       }

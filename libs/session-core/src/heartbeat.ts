@@ -21,7 +21,7 @@ export async function reportSession(session: LiveSession, deps: CoreDeps): Promi
     const record = { id: session.id, replicaId: settings.replicaId, clientAddress: session.clientAddress, startedAt: session.startedAt, bytesIn: 0, bytesOut: 0 };
     // Already admitted: no limit may turn it away now.
     await cluster.sessions.open({ ...record, ...session.progress() }, { maxSessions: 0, maxPerAddress: 0 });
-    if (session.user) await cluster.sessions.bindUser(session.id, session.user.name, 0);
+    if (session.user) await cluster.sessions.bindUser(session.id, session.user.name, { maxPerUser: 0 });
     session.log.info('session record was lost by the cluster state: registered again');
   } catch {
     metrics.clusterStateErrors.inc();

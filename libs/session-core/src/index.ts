@@ -9,3 +9,4 @@ export { normalizeAddress } from './address';
 export { PROXY_TLV, encodeProxyV1, encodeProxyV2, parseProxyHeader, type ProxyEndpoint, type ProxyHeader, type ProxyParse, type ProxyV2Input } from './proxyProtocol';
 export { clientBytesRead, createProxyTrust, ProxyHeaderError, readProxyHeader } from './proxyHeader';
 export { resolvePeer, type Peer } from './peer';
+export { bytesAvailable, LimitError, limitHit, localDiskSpace, localShares, quotaDiskSpace, withLimits, type DiskSpace, type LimitName, type LimitsContext } from './limits';

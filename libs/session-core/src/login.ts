@@ -1,5 +1,5 @@
 import { context, type Span } from '@opentelemetry/api';
-import type { User } from '@ftp/identity';
+import { limitsOf, type User } from '@ftp/identity';
 import { REFUSAL_MESSAGES } from './admission';
 import type { CoreDeps, CoreSession } from './types';
 
@@ -13,7 +13,7 @@ export type LoginFailureReason =
   | 'failure'
   /** Right credential, but the front door's policy refuses it (e.g. TLS required); not counted. */
   | 'refused'
-  /** The user has its maximum of sessions, cluster-wide: the session must end. */
+  /** The user has its maximum of sessions, or of new sessions per minute, cluster-wide: the session must end. */
   | 'limited'
   /** The client hung up during the check. */
   | 'disconnected'
@@ -91,11 +91,19 @@ export async function completeLogin(session: CoreSession, deps: CoreDeps, user: 
     return fail('refused', refusal, false);
   }
   const maxPerUser = user.maxSessions ?? settings.maxSessionsPerUser;
+  const limits = { maxPerUser, sessionsPerMinute: limitsOf(user).sessionsPerMinute };
   try {
-    const bound = await context.with(session.currentContext, () => cluster.sessions.bindUser(session.id, user.name, maxPerUser));
-    if (!bound) {
-      metrics.loginsTotal.inc({ protocol: session.protocol, result: 'limited' });
-      session.log.warn({ user: user.name, limit: maxPerUser }, 'login refused: too many sessions for this user');
+    const bound = await context.with(session.currentContext, () => cluster.sessions.bindUser(session.id, user.name, limits));
+    if (!bound.ok) {
+      const rate = bound.reason === 'user-rate';
+      metrics.loginsTotal.inc({ protocol: session.protocol, result: rate ? 'user-rate' : 'limited' });
+      if (rate) {
+        metrics.limitHits.inc({ limit: 'sessions_per_minute' });
+        session.log.warn({ user: user.name, perMinute: limits.sessionsPerMinute }, 'login refused: too many new sessions for this user');
+        return fail('limited', 'Too many new sessions for this user, try again later', true);
+      }
+      // 'gone' (the record expired under the session) is refused as before: the session ends either way.
+      session.log.warn({ user: user.name, limit: maxPerUser, reason: bound.reason }, 'login refused: too many sessions for this user');
       return fail('limited', 'Too many sessions for this user', true);
     }
   } catch (err) {

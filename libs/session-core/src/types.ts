@@ -3,6 +3,7 @@ import type { ClusterState } from '@ftp/cluster-state';
 import type { Identity, User } from '@ftp/identity';
 import type { EdgeMetrics, Logger, Xferlog } from '@ftp/telemetry';
 import type { UploadAbortedEvent, UploadEvent } from '@ftp/upload-events';
+import type { DiskSpace } from './limits/space';
 
 /** The front door a session came through: FTP in clear, FTP over TLS, or SFTP over SSH. */
 export type Protocol = 'ftp' | 'ftps' | 'sftp';
@@ -30,6 +31,8 @@ export interface CoreSettings {
   maxSessionsPerIp: number;
   /** Sessions of one address that have not logged in yet (sshd's MaxStartups). */
   maxUnauthenticatedPerIp: number;
+  /** New sessions of one address per minute, cluster-wide (FTP_SESSIONS_PER_MINUTE_PER_IP); 0 = unlimited. */
+  sessionsPerMinutePerIp: number;
   banAfterFailures: number;
   banSeconds: number;
   /** Host folder of all user roots: upload events name files relative to it (storageKey). */
@@ -53,6 +56,11 @@ export interface CoreDeps {
   metrics: EdgeMetrics;
   /** Absent when upload events are off (no Redis, or FTP_UPLOAD_EVENTS=off). */
   uploads?: UploadEvents;
+  /**
+   * The room a user sees (FTP AVBL and ALLO, SFTP statvfs): its quota where it has one, else its file system's. Absent:
+   * the storage cannot tell (AVBL answers 502, statvfs is not offered).
+   */
+  diskSpace?(user: User): (path: string) => Promise<DiskSpace>;
   /** The xferlog audit stream (FTP_XFERLOG_FILE); absent when off. */
   xferlog?: Pick<Xferlog, 'write'>;
 }

@@ -9,7 +9,7 @@ import ssh2, { type Algorithms, type Connection, type ParsedKey, type SFTPWrappe
 import { handleAuthentication, type AuthState } from './sshAuth';
 import { transferHooks } from './transferEvents';
 import { serveSftp } from './session';
-import type { DiskSpace, SftpSession } from './types';
+import type { SftpSession } from './types';
 
 const { Server } = ssh2;
 
@@ -32,7 +32,6 @@ export interface SshDeps extends CoreDeps {
   hostKeys: { key: ParsedKey }[];
   /** Open SFTP sessions of this process (heartbeat, drain). */
   live: Set<SshSession>;
-  diskSpace?(user: User): (path: string) => Promise<DiskSpace>;
 }
 
 /** Who is at the other end (after any PROXY header, read by the core) and which server address they reached. */

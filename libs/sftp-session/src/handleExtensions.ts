@@ -5,7 +5,7 @@ import { LIMITS } from './limits';
 import { renamePath } from './rename';
 import type { Request, Session } from './state';
 import { SftpError, STATUS } from './status';
-import type { DiskSpace } from './types';
+import type { DiskSpace } from '@ftp/session-core';
 import { uint64s, wireReader } from './wire';
 
 type Extension = (s: Session, req: Request, data: ReturnType<typeof wireReader>) => Promise<void>;

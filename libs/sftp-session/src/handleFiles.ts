@@ -32,25 +32,25 @@ async function openForRead(s: Session, path: string): Promise<ReadHandle> {
  *   O_APPEND does). OpenSSH's `reput` opens with WRITE|CREAT|APPEND and writes from the size STAT reported.
  * Writing to an existing name (a partial counts) needs `overwrite`, to a new one `upload`, as for FTP.
  */
-async function openForWrite(s: Session, path: string, flags: number): Promise<WriteHandle> {
+async function openForWrite(s: Session, path: string, flags: number, expectedSize?: number): Promise<WriteHandle> {
   const existing = await statIfExists(s.ctx.storage, path);
   requirePermission(s, path, existing ? 'overwrite' : 'upload');
   if (existing?.type === 'dir') throw new SftpError(STATUS.FAILURE, 'Is a directory');
   if (!existing && !(flags & OPEN_FLAGS.CREAT)) throw new SftpError(STATUS.NO_SUCH_FILE, 'No such file');
   if (existing && flags & OPEN_FLAGS.CREAT && flags & OPEN_FLAGS.EXCL) throw new SftpError(STATUS.FAILURE, 'File already exists');
   const fresh = !existing || (flags & OPEN_FLAGS.TRUNC) !== 0;
-  const upload = await s.ctx.storage.openUpload(path, fresh ? { kind: 'replace' } : { kind: 'append' });
+  const upload = await s.ctx.storage.openUpload(path, fresh ? { kind: 'replace' } : { kind: 'append' }, expectedSize);
   const writer = createFileWriter(upload, { append: (flags & OPEN_FLAGS.APPEND) !== 0, backlog: (delta) => writeBacklog(s, delta) });
   return { kind: 'write', path, upload, writer, startedAt: new Date() };
 }
 
-async function OPEN(s: Session, req: Request, filename: string, flags: number): Promise<void> {
+async function OPEN(s: Session, req: Request, filename: string, flags: number, attrs?: RequestedAttrs): Promise<void> {
   const path = resolvePath(req, filename);
   const write = (flags & OPEN_FLAGS.WRITE) !== 0;
   // OpenSSH's client never opens read-write; serving reads of an unpublished partial is not worth its cost.
   if (write && flags & OPEN_FLAGS.READ) throw new SftpError(STATUS.OP_UNSUPPORTED, 'Opening for both reading and writing is not supported');
   s.handles.reserve();
-  await registerHandle(s, req.id, write ? await openForWrite(s, path, flags) : await openForRead(s, path));
+  await registerHandle(s, req.id, write ? await openForWrite(s, path, flags, attrs?.size) : await openForRead(s, path));
 }
 
 /** Publish an upload at CLOSE: queued writes in, fsync + atomic rename, the requested mtime, the edge's hook; then OK. */

@@ -61,7 +61,7 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): SftpSession {
   const { STAT, LSTAT, SETSTAT, REMOVE, RENAME, READLINK, SYMLINK } = pathHandlers;
   const { EXTENDED } = extensionHandlers;
   sftp
-    .on('OPEN', (id, filename, flags) => dispatch('OPEN', id, (req) => OPEN(s, req, filename, flags)))
+    .on('OPEN', (id, filename, flags, attrs) => dispatch('OPEN', id, (req) => OPEN(s, req, filename, flags, attrs)))
     .on('CLOSE', (id, handle) => dispatch('CLOSE', id, (req) => CLOSE(s, req, handle)))
     .on('READ', (id, handle, offset, length) => dispatch('READ', id, (req) => READ(s, req, handle, offset, length)))
     .on('WRITE', (id, handle, offset, data) => dispatch('WRITE', id, (req) => WRITE(s, req, handle, offset, data)))

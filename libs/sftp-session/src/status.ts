@@ -1,4 +1,4 @@
-import { AccessDenied } from '@ftp/session-core';
+import { AccessDenied, LimitError } from '@ftp/session-core';
 import { StorageError, toStorageError, type StorageErrorCode } from '@ftp/storage';
 
 /** SSH_FX_* status codes of SFTP v3 (draft-ietf-secsh-filexfer-02 §7). */
@@ -46,6 +46,7 @@ const STORAGE_STATUS: Record<StorageErrorCode, [StatusCode, string]> = {
 export function toStatus(err: unknown): { code: StatusCode; message: string; level: 'debug' | 'error' } {
   if (err instanceof SftpError) return { code: err.status, message: err.message, level: 'debug' };
   if (err instanceof AccessDenied) return { code: STATUS.PERMISSION_DENIED, message: 'Permission denied', level: 'debug' }; // logged where decided
+  if (err instanceof LimitError) return { code: STATUS.FAILURE, message: `Quota exceeded: ${err.message}`, level: 'debug' }; // logged where hit
   const storage = err instanceof StorageError ? err : toStorageError(err);
   const [code, message] = STORAGE_STATUS[storage.code] ?? [STATUS.FAILURE, 'Failure'];
   // A missing file or a bad name is routine; a full disk or an unexpected error needs an operator.

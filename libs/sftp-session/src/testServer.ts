@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Permission, User } from '@ftp/identity';
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import ssh2, { type Connection, type SFTPWrapper } from 'ssh2';
-import { localDiskSpace } from './diskSpace';
+import { localDiskSpace } from '@ftp/session-core';
 import { serveSftp } from './session';
 import type { SftpContext, SftpLogger, SftpSession, SftpTransfer } from './types';
 

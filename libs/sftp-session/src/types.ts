@@ -1,3 +1,4 @@
+import type { DiskSpace } from '@ftp/session-core';
 import type { Context } from '@opentelemetry/api';
 import type { User } from '@ftp/identity';
 import type { Storage } from '@ftp/storage';
@@ -28,17 +29,6 @@ export interface SftpTransfer {
    * failed. aborted: the session ended with the handle open; an upload's bytes stay a partial for a resume.
    */
   result: 'ok' | 'failed' | 'aborted';
-}
-
-/** statvfs@openssh.com's numbers (`man statvfs`). */
-export interface DiskSpace {
-  blockSize: number;
-  blocks: number;
-  blocksFree: number;
-  blocksAvailable: number;
-  files: number;
-  filesFree: number;
-  nameMax: number;
 }
 
 /** What an SFTP session needs from outside: the authenticated user, its storage, a logger and the edge's hooks. */

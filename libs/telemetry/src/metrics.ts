@@ -57,6 +57,12 @@ export function createEdgeMetrics(options: EdgeMetricsOptions = {}) {
           labelNames: ['user', 'direction', 'result'] as const,
           registers: [registry],
         }),
+        quotaUsed: new Gauge({
+          name: 'ftp_user_quota_used_ratio',
+          help: 'Share of its storage quota a user fills (bytes or files, whichever is fuller), as of its last change on this replica (FTP_METRICS_USER_LABELS)',
+          labelNames: ['user'] as const,
+          registers: [registry],
+        }),
       }
     : undefined;
   const metrics = {
@@ -129,6 +135,23 @@ export function createEdgeMetrics(options: EdgeMetricsOptions = {}) {
       name: 'ftp_relayed_data_connections_total',
       help: 'Data connections relayed between replicas: sent = reached this replica for a peer lease, received = handed over by a peer',
       labelNames: ['side'] as const,
+      registers: [registry],
+    }),
+    limitHits: new Counter({
+      name: 'ftp_limit_hits_total',
+      help: 'Refusals and stops by a user limit: quota_bytes, quota_files, daily_upload_bytes, daily_download_bytes, sessions_per_minute, sessions_per_minute_per_ip',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    }),
+    limitThrottledSeconds: new Counter({
+      name: 'ftp_limit_throttled_seconds_total',
+      help: 'Time transfers waited for bandwidth (bandwidth = the user cap shared across replicas, session = the per-session cap)',
+      labelNames: ['direction', 'limit'] as const,
+      registers: [registry],
+    }),
+    limitFallback: new Gauge({
+      name: 'ftp_limit_fallback_transfers',
+      help: 'Limited transfers running on a local share of their user cap because the cluster state (Redis) did not answer',
       registers: [registry],
     }),
     bansTotal: new Counter({ name: 'ftp_bans_total', help: 'Addresses banned after failed logins by this replica', registers: [registry] }),

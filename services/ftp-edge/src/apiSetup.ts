@@ -26,6 +26,8 @@ export async function startAdminApi(
     tokens,
     audit: hasAuditTrail(parts.store) ? parts.store : undefined,
     cluster: parts.cluster,
+    dataRoot: config.dataDir,
+    defaultLimits: config.defaultLimits,
     replicaId: config.replicaId,
     endLocal: parts.endLocal,
     banPolicy: parts.banPolicy,

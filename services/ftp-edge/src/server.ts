@@ -3,7 +3,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import type { ClusterState } from '@ftp/cluster-state';
 import type { FtpConfig } from '@ftp/config';
-import type { User, UserStore } from '@ftp/identity';
+import { limitsOf, type User, type UserStore } from '@ftp/identity';
 import {
   createPassiveListeners,
   relayToOwner,
@@ -13,7 +13,7 @@ import {
   type Session,
   type SessionDeps,
 } from '@ftp/session';
-import { createProxyTrust, resolvePeer, startHeartbeat } from '@ftp/session-core';
+import { createProxyTrust, localDiskSpace, localShares, quotaDiskSpace, resolvePeer, startHeartbeat, withLimits } from '@ftp/session-core';
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import { createEdgeMetrics, createXferlog, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { createUploadPublisher } from '@ftp/upload-events';
@@ -133,19 +133,24 @@ export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCo
     const tls = config.tlsEnabled ? await createTlsProvider(config, log) : undefined;
     if (tls) closers.push(() => tls.close());
 
+    const baseStorageFor =
+      storageFor ??
+      ((user: User) =>
+        createLocalStorage({
+          root: user.root,
+          fsync: config.fsyncUploads,
+          metadataIo: config.storageMetadataIo,
+          limits: { maxListEntries: config.maxListEntries, maxPathLength: config.maxPathLength, maxPathDepth: config.maxPathDepth },
+        }));
+    // A session's limits as the user store holds them now, so a change holds for the session's next transfer.
+    const limitsNow = (user: User) => () => identity.limitsNow?.(user.name) ?? limitsOf(user);
+    const limitsContext = { budgets: cluster.budgets, usage: cluster.usage, replicaId: config.replicaId, metrics, localShares: localShares() };
     const live = new Set<Session>();
     const deps: SessionDeps = {
       settings: { ...config, relayAddress: relay },
       identity,
-      storageFor:
-        storageFor ??
-        ((user) =>
-          createLocalStorage({
-            root: user.root,
-            fsync: config.fsyncUploads,
-            metadataIo: config.storageMetadataIo,
-            limits: { maxListEntries: config.maxListEntries, maxPathLength: config.maxPathLength, maxPathDepth: config.maxPathDepth },
-          })),
+      storageFor: (user) => withLimits(baseStorageFor(user), user, { ...limitsContext, log: log.child({ user: user.name }) }, limitsNow(user)),
+      diskSpace: (user) => quotaDiskSpace(localDiskSpace(user.root), user.name, limitsNow(user), cluster.usage),
       cluster,
       passive,
       tls,

@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { FtpConfig } from '@ftp/config';
 import type { User } from '@ftp/identity';
 import { resolvePeer, type createProxyTrust, type CoreDeps } from '@ftp/session-core';
-import { hostKeyEntries, loadHostKeys, localDiskSpace, runSshConnection, type SshSession } from '@ftp/sftp-session';
+import { hostKeyEntries, loadHostKeys, runSshConnection, type SshSession } from '@ftp/sftp-session';
 import type { Storage } from '@ftp/storage';
 import type { Logger } from '@ftp/telemetry';
 
@@ -37,7 +37,6 @@ export async function startSftpListener(
     log,
     hostKeys: hostKeyEntries(hostKeys.map((h) => h.key)),
     live,
-    diskSpace: (user: User) => localDiskSpace(user.root),
   };
   const server: Server = createServer({ noDelay: true }, async (socket) => {
     socket.on('error', () => {}); // a client gone before its session starts is nothing to report

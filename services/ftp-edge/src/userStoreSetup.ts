@@ -13,7 +13,8 @@ export interface UserStoreSetup {
 /**
  * The user store FTP_USER_STORE chose: the users file (created with a `demo` user on first start), PostgreSQL
  * (migrated at start unless FTP_USERS_DATABASE_MIGRATE=false; the start fails while it cannot load the users once), or
- * the identity hook.
+ * the identity hook. Each fills every user's limits that neither the user nor its groups set with the server's
+ * FTP_DEFAULT_* (config.defaultLimits).
  */
 export async function createUserStore(config: FtpConfig, log: Logger): Promise<UserStoreSetup> {
   const storeLog = log.child({ component: 'user-store' });
@@ -23,6 +24,7 @@ export async function createUserStore(config: FtpConfig, log: Logger): Promise<U
         connection: config.usersDatabaseUrl,
         dataRoot: config.dataDir,
         migrate: config.usersDatabaseMigrate,
+        defaultLimits: config.defaultLimits,
         log: storeLog,
       });
       storeLog.info({ database: redactUrl(config.usersDatabaseUrl), users: store.health().users }, 'users from PostgreSQL');
@@ -36,6 +38,7 @@ export async function createUserStore(config: FtpConfig, log: Logger): Promise<U
         timeoutMs: config.authHookTimeoutMs,
         cacheTtlMs: config.authHookCacheSeconds * 1000,
         ca: config.authHookCa ? await readFile(config.authHookCa) : undefined,
+        defaultLimits: config.defaultLimits,
         log: storeLog,
       });
       storeLog.info({ hook: redactUrl(config.authHookUrl), cacheSeconds: config.authHookCacheSeconds }, 'users from the identity hook');
@@ -46,6 +49,7 @@ export async function createUserStore(config: FtpConfig, log: Logger): Promise<U
       const store = await createFileStore({
         usersFile: config.usersFile,
         dataRoot: config.dataDir,
+        defaultLimits: config.defaultLimits,
         onReloadError: (err) => storeLog.error({ err: (err as Error).message, file: config.usersFile }, 'users file not reloaded: keeping the previous users'),
       });
       const createdUser = bootstrap.created && bootstrap.user && bootstrap.password ? { name: bootstrap.user, password: bootstrap.password } : undefined;

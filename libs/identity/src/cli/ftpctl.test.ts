@@ -205,16 +205,16 @@ test('db migrate, users import FILE (YAML → PostgreSQL) and users export (the 
     const env = { FTP_USERS_DATABASE_URL: db.url, FTP_DATA_DIR: path.join(dir, 'data') };
     let r = await ftpctl(['db', 'migrate'], '', env);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /applying migration 001\.do\.user-store\.sql\nschema at version 1 \(was 0\)/);
+    assert.match(r.stdout, /applying migration 001\.do\.user-store\.sql\napplying migration 002\.do\.limit-names\.sql\nschema at version 2 \(was 0\)/);
     r = await ftpctl(['db', 'migrate'], '', env);
-    assert.match(r.stdout, /schema already at version 1/);
+    assert.match(r.stdout, /schema already at version 2/);
 
     const key = sshKeygen(dir, 'ed25519');
     const source = path.join(dir, 'import.yaml');
     const hash = await hashPassword('pw');
     const yaml =
       `users:\n  ann:\n    password: ${hash}\n    groups: [partners, labels]\n    protocols: [sftp]\n    expires_at: 2031-01-01\n` +
-      `    public_keys:\n      - ${key.line}\n  ben:\n    password: ${hash}\n    home: b\n    limits: {daily_bytes: 9}\n` +
+      `    public_keys:\n      - ${key.line}\n  ben:\n    password: ${hash}\n    home: b\n    limits: {daily_upload_bytes: 9, bandwidth_down: 0}\n` +
       'groups:\n  partners:\n    description: p\n    permissions:\n      /: [list]\n';
     await saveUsersFile(source, parseUsersFile(yaml));
     r = await ftpctl(['users', 'import', source], '', env);
@@ -246,6 +246,136 @@ test('db migrate, users import FILE (YAML → PostgreSQL) and users export (the 
     r = await ftpctl(['users', 'export'], '', { FTP_USERS_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /ftpctl: .*(ECONNREFUSED|connect)/);
+  } finally {
+    await db.drop();
+  }
+});
+
+const LIMIT_ROW = (name: string, own: string, inForce: string, from: string) => new RegExp(`^${name}\\s+${escape(own)}\\s+${escape(inForce)}\\s+${escape(from)}$`, 'm');
+
+test('user set changes only the limits given (sizes, 0 = none, inherit), user show tells where each limit comes from', async () => {
+  const hash = await hashPassword('pw');
+  await saveUsersFile(
+    usersFile,
+    parseUsersFile(
+      `users:\n  lim:\n    password: ${hash}\n    groups: [partners, gold]\n    limits: {quota_files: 10}\n` +
+        'groups:\n  partners:\n    limits: {quota_bytes: 5000, bandwidth_up: 700}\n  gold:\n    limits: {quota_bytes: 9000, sessions_per_minute: 3}\n',
+    ),
+  );
+  let r = await ftpctl(['user', 'set', 'lim', '--daily-upload-bytes', '10G', '--bandwidth-down', '4MiB', '--session-bandwidth-up', '2MB', '--bandwidth-up', '0']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), `limits of lim: quota_files=10 daily_upload_bytes=${10 * 2 ** 30} bandwidth_up=none bandwidth_down=${4 * 2 ** 20} session_bandwidth_up=2000000`);
+  assert.deepEqual((await loadUsersFile(usersFile)).users.lim.limits, {
+    quotaFiles: 10,
+    dailyUploadBytes: 10 * 2 ** 30,
+    bandwidthUp: 0,
+    bandwidthDown: 4 * 2 ** 20,
+    sessionBandwidthUp: 2_000_000,
+  });
+
+  r = await ftpctl(['user', 'show', 'lim'], '', { FTP_DEFAULT_QUOTA_FILES: '99', FTP_DEFAULT_DAILY_DOWNLOAD_BYTES: '12345', REDIS_URL: '' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^lim: home lim, groups partners, gold\nLIMIT\s+OWN\s+IN FORCE\s+FROM\n/);
+  assert.match(r.stdout, LIMIT_ROW('quota_bytes', '-', '5000', 'group partners'));
+  assert.match(r.stdout, LIMIT_ROW('quota_files', '10', '10', 'user'));
+  assert.match(r.stdout, LIMIT_ROW('daily_download_bytes', '-', '12345', 'default (FTP_DEFAULT_DAILY_DOWNLOAD_BYTES)'));
+  assert.match(r.stdout, LIMIT_ROW('bandwidth_up', 'none', 'none', 'user'), "the user's 0 wins over the group's 700");
+  assert.match(r.stdout, LIMIT_ROW('session_bandwidth_down', '-', 'none', 'default (FTP_DEFAULT_SESSION_BANDWIDTH_DOWN)'));
+  assert.match(r.stdout, LIMIT_ROW('sessions_per_minute', '-', '3', 'group gold'));
+  assert.match(r.stdout, /^usage: not shown: REDIS_URL is not set/m);
+
+  // inherit drops the user's own value; the last one gone, so is `limits:`.
+  r = await ftpctl(['user', 'set', 'lim', '--bandwidth-up', 'inherit', '--quota-files', 'inherit', '--daily-upload-bytes', 'inherit']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match((await ftpctl(['user', 'show', 'lim'], '', { REDIS_URL: '' })).stdout, LIMIT_ROW('bandwidth_up', '-', '700', 'group partners'));
+  r = await ftpctl(['user', 'set', 'lim', '--bandwidth-down', 'inherit', '--session-bandwidth-up', 'inherit']);
+  assert.equal(r.stdout.trim(), 'limits of lim: none of its own (all inherited)');
+  assert.equal((await loadUsersFile(usersFile)).users.lim.limits, undefined);
+
+  const before = await readFile(usersFile, 'utf8');
+  for (const args of [
+    ['user', 'set', 'lim'],
+    ['user', 'set', 'lim', '--quota-bytes', '-1'],
+    ['user', 'set', 'lim', '--quota-bytes', '1.5G'],
+    ['user', 'set', 'lim', '--quota-files', '10K'],
+    ['user', 'set', 'lim', '--sessions-per-minute', 'lots'],
+    ['user', 'set', 'lim', '--quota-bytes', '99999999T'],
+    ['user', 'set', 'lim', '--speed', '1'],
+    ['user', 'set'],
+    ['user', 'show'],
+  ]) {
+    r = await ftpctl(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+  }
+  assert.match((await ftpctl(['user', 'set', 'lim', '--quota-files', '10K'])).stderr, /--quota-files 10K: expected a whole number \(0 = none\), or inherit/);
+  r = await ftpctl(['user', 'set', 'nobody', '--quota-bytes', '1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no user "nobody"/);
+  assert.equal((await ftpctl(['user', 'show', 'nobody'], '', { REDIS_URL: '' })).code, 1);
+  assert.equal(await readFile(usersFile, 'utf8'), before, 'file untouched');
+  r = await ftpctl(['quota', 'scan']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /quota scan runs in the edge.*--api URL quota scan/);
+});
+
+test('user show reads the usage and today\'s bytes from Redis (REDIS_URL, FTP_REDIS_PREFIX), as the edge keeps them', async () => {
+  const { createRedisClusterState, createRedisConnection } = await import('@ftp/cluster-state');
+  const { deleteKeysUnder } = await import('../../../../test/support/redisKeys');
+  const url = process.env.FTP_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const prefix = `ftpctl-test-${process.pid}-${Date.now()}:`;
+  const state = await createRedisClusterState({ url, prefix, pasvRange: { min: 30000, max: 30001 } });
+  const admin = createRedisConnection(url);
+  try {
+    const hash = await hashPassword('pw');
+    await saveUsersFile(usersFile, parseUsersFile(`users:\n  used:\n    password: ${hash}\n    limits: {quota_bytes: 100000}\n  fresh:\n    password: ${hash}\n`));
+    await state.usage.set('used', { bytes: 4321, files: 7 });
+    await state.budgets.take({ user: 'used', direction: 'upload', replicaId: 'r1', want: 300, bytesPerSecond: 0, burstMs: 1000, dailyBytes: 1_000_000 });
+    const env = { REDIS_URL: url, FTP_REDIS_PREFIX: prefix };
+    let r = await ftpctl(['user', 'show', 'used'], '', env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^usage: 4321 bytes in 7 files$/m);
+    assert.match(r.stdout, /^today \(UTC\): 300 bytes uploaded, 0 bytes downloaded$/m);
+    r = await ftpctl(['user', 'show', 'fresh'], '', env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^usage: not scanned yet/m);
+    r = await ftpctl(['user', 'show', 'used'], '', { REDIS_URL: 'redis://127.0.0.1:1', FTP_REDIS_PREFIX: prefix });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^usage: not shown: Redis did not answer/m, 'the limits are shown all the same');
+  } finally {
+    await state.close();
+    await deleteKeysUnder(admin, prefix);
+    admin.disconnect();
+  }
+});
+
+test('user set and user show on PostgreSQL (FTP_USERS_DATABASE_URL), audited as ftpctl', async () => {
+  const db = await createTestDatabase('ftpctl_limits');
+  try {
+    const env = { FTP_USERS_DATABASE_URL: db.url, FTP_DATA_DIR: path.join(dir, 'data'), REDIS_URL: '', USER: 'opal' };
+    const hash = await hashPassword('pw');
+    const source = path.join(dir, 'limits-import.yaml');
+    await saveUsersFile(source, parseUsersFile(`users:\n  pam:\n    password: ${hash}\n    groups: [partners]\ngroups:\n  partners:\n    limits: {quota_bytes: 777}\n`));
+    assert.equal((await ftpctl(['users', 'import', source], '', env)).code, 0);
+
+    let r = await ftpctl(['user', 'set', 'pam', '--quota-bytes', '0', '--sessions-per-minute', '12'], '', env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'limits of pam: quota_bytes=none sessions_per_minute=12');
+    assert.deepEqual((await db.query("SELECT limits FROM ftp_users WHERE name = 'pam'")).rows[0].limits, { quota_bytes: 0, sessions_per_minute: 12 });
+    const audit = await db.query("SELECT actor, via, after FROM ftp_admin_audit WHERE action = 'user.update' AND target = 'pam'");
+    assert.equal(audit.rows.length, 1);
+    assert.deepEqual([audit.rows[0].actor, audit.rows[0].via, audit.rows[0].after.limits], ['opal', 'ftpctl', { quota_bytes: 0, sessions_per_minute: 12 }]);
+
+    r = await ftpctl(['user', 'show', 'pam'], '', { ...env, FTP_DEFAULT_BANDWIDTH_UP: '5' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, LIMIT_ROW('quota_bytes', 'none', 'none', 'user'));
+    assert.match(r.stdout, LIMIT_ROW('bandwidth_up', '-', '5', 'default (FTP_DEFAULT_BANDWIDTH_UP)'));
+    assert.match(r.stdout, LIMIT_ROW('sessions_per_minute', '12', '12', 'user'));
+
+    r = await ftpctl(['user', 'set', 'pam', '--quota-bytes', 'inherit', '--sessions-per-minute', 'inherit'], '', env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await db.query("SELECT limits FROM ftp_users WHERE name = 'pam'")).rows[0].limits, null);
+    assert.match((await ftpctl(['user', 'show', 'pam'], '', env)).stdout, LIMIT_ROW('quota_bytes', '-', '777', 'group partners'));
+    assert.equal((await ftpctl(['user', 'set', 'nobody', '--quota-bytes', '1'], '', env)).code, 1);
   } finally {
     await db.drop();
   }

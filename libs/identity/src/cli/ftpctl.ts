@@ -7,8 +7,10 @@ import { migrateUserStore } from '../pgMigrate';
 import { createPostgresStore } from '../pgStore';
 import type { Actor } from '../store';
 import { API_USAGE, apiCommand, takeApiOption } from './ftpctlApi';
+import { LIMITS_USAGE, setUserLimits, showUserLimits } from './ftpctlLimits';
 import { TOKEN_USAGE, tokenCommand } from './ftpctlTokens';
 import { fail, parseKeyLines, parsePerms, readPasswordLine, readStdinText, USER_OPTIONS } from './input';
+import { LIMIT_OPTIONS } from './limitsInput';
 import {
   USER_NAME_PATTERN,
   checkHome,
@@ -28,6 +30,8 @@ const USAGE = `usage: ftpctl <command>   (users file: $FTP_USERS_FILE, default .
   user add-key NAME                     add the authorized_keys lines read from stdin ("ssh-ed25519 AAAA… comment")
   user remove-key NAME SHA256:…         remove the key with that fingerprint (as user list shows it)
   user set-auth-methods NAME METHODS    METHODS: publickey,password (both required), publickey, password, or any
+${LIMITS_USAGE}
+  quota scan [NAME]                     (with --api only) recount users' stored bytes and files from storage
   db migrate                            bring the PostgreSQL user store's schema to the newest version
   users import FILE [--prune]           copy a users file's users and groups into PostgreSQL (--prune: delete the others)
   users export [FILE]                   write PostgreSQL's users and groups as a users file (FILE, mode 0600; or stdout)
@@ -39,7 +43,7 @@ function parse(args: string[]) {
     return parseArgs({
       args,
       allowPositionals: true,
-      options: { ...USER_OPTIONS, prune: { type: 'boolean' } },
+      options: { ...USER_OPTIONS, ...LIMIT_OPTIONS, prune: { type: 'boolean' }, config: { type: 'string' } },
     });
   } catch (err) {
     fail(2, (err as Error).message);
@@ -152,6 +156,10 @@ async function userCommand(file: string, args: string[]): Promise<void> {
       console.log(`auth methods of ${name}: ${describeAuthMethods(user.authMethods)}`);
       return;
     }
+    case 'set':
+      return setUserLimits(file, requireName(nameArg), values);
+    case 'show':
+      return showUserLimits(file, requireName(nameArg), values.config);
     case 'list': {
       if (nameArg) fail(2, `unexpected argument "${nameArg}"`);
       const data = await load(file, false);
@@ -246,6 +254,11 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'users') return usersCommand(rest);
   if (command === 'db') return dbCommand(rest);
   if (command === 'token') return tokenCommand(rest);
+  if (command === 'quota')
+    fail(
+      2,
+      'quota scan runs in the edge, which has the homes (FTP_DATA_DIR) and the cluster state the usage lives in (in its memory without REDIS_URL): use ftpctl --api URL quota scan [NAME]',
+    );
   fail(2, command ? `unknown command "${command}"\n${USAGE}` : USAGE);
 }
 

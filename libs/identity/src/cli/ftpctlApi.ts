@@ -4,12 +4,16 @@ import { parseArgs } from 'node:util';
 import { hashPassword } from '../password';
 import { formatAuthorizedKey, parseAuthorizedKey } from '../publicKeys';
 import { printTable } from './ftpctlTokens';
+import { LIMIT_FIELDS, type LimitKey } from '../records';
 import { fail, parseKeyLines, parsePerms, readPasswordLine, readStdinText, USER_OPTIONS } from './input';
+import { applyLimitChanges, describeOwnLimits, LIMIT_OPTIONS, limitChanges } from './limitsInput';
 
 export const API_USAGE = `with --api URL (the admin API of a running cluster, e.g. http://ftp-edge-api:9443; token in $FTPCTL_TOKEN):
   user add NAME --password-stdin [--home DIR] [--perm /path=list,download ...] [--group G ...]
   user remove NAME | user list | user passwd NAME --password-stdin | user add-key NAME (keys on stdin)
   user remove-key NAME SHA256:… | user disable NAME | user enable NAME
+  user set NAME --quota-bytes N …       as without --api | user show NAME (own limits, in force, usage)
+  quota scan [NAME]                     recount the stored bytes and files of NAME (default: every user) from its home
   sessions list [--user U]              live sessions on every replica, with their replica and transfer bytes
   sessions kill ID | sessions kill --user U
   bans list | bans lift ADDRESS`;
@@ -68,6 +72,9 @@ interface UserDoc {
   disabled: boolean;
   public_keys: string[];
   auth_methods?: string[];
+  limits?: Partial<Record<LimitKey, number>>;
+  effective_limits?: Record<LimitKey, number>;
+  usage?: { bytes: number; files: number; today_upload_bytes: number; today_download_bytes: number } | null;
 }
 interface SessionDoc {
   id: string;
@@ -86,7 +93,7 @@ export async function apiCommand(url: string, argv: string[]): Promise<void> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { ...USER_OPTIONS, user: { type: 'string' } },
+      options: { ...USER_OPTIONS, ...LIMIT_OPTIONS, user: { type: 'string' } },
     });
   } catch (err) {
     fail(2, (err as Error).message);
@@ -139,6 +146,40 @@ export async function apiCommand(url: string, argv: string[]): Promise<void> {
         console.log(sub === 'disable' ? `disabled ${name}: refused everywhere, its sessions are ended` : `enabled ${name}`);
         return;
       }
+      case 'set': {
+        const name = need('NAME', arg);
+        const changes = limitChanges(values);
+        if (changes.size === 0) fail(2, 'user set needs at least one limit (--quota-bytes N, …)');
+        // PATCH replaces the whole limits document: read it, change the limits given, write it back.
+        const user = await api.call<UserDoc>('GET', `/users/${enc(name)}`);
+        const own = Object.fromEntries(
+          (Object.entries(LIMIT_FIELDS) as [LimitKey, string][]).filter(([key]) => user.limits?.[key] !== undefined).map(([key, field]) => [field, user.limits![key]]),
+        );
+        const next = applyLimitChanges(own, changes);
+        const limits = next
+          ? Object.fromEntries((Object.entries(LIMIT_FIELDS) as [LimitKey, keyof typeof next][]).filter(([, field]) => next[field] !== undefined).map(([key, field]) => [key, next[field]]))
+          : null;
+        await api.call('PATCH', `/users/${enc(name)}`, { limits });
+        console.log(`limits of ${name}: ${describeOwnLimits(next)}`);
+        return;
+      }
+      case 'show': {
+        const name = need('NAME', arg);
+        const user = await api.call<UserDoc>('GET', `/users/${enc(name)}`);
+        const shown = (value: number | undefined) => (value === undefined ? '-' : value === 0 ? 'none' : String(value));
+        console.log(`${name}${user.disabled ? ' (disabled)' : ''}: home ${user.home}${user.groups.length > 0 ? `, groups ${user.groups.join(', ')}` : ''}`);
+        printTable(
+          ['LIMIT', 'OWN', 'IN FORCE'],
+          (Object.keys(LIMIT_FIELDS) as LimitKey[]).map((key) => [key, shown(user.limits?.[key]), shown(user.effective_limits?.[key])]),
+        );
+        if (user.usage === undefined) console.log('usage: not shown: the cluster state did not answer');
+        else if (user.usage === null) console.log(`usage: not scanned yet (ftpctl --api URL quota scan ${name})`);
+        else {
+          console.log(`usage: ${user.usage.bytes} bytes in ${user.usage.files} files`);
+          console.log(`today (UTC): ${user.usage.today_upload_bytes} bytes uploaded, ${user.usage.today_download_bytes} bytes downloaded`);
+        }
+        return;
+      }
       case 'list': {
         const { items } = await api.call<{ items: UserDoc[] }>('GET', '/users');
         printTable(
@@ -182,6 +223,16 @@ export async function apiCommand(url: string, argv: string[]): Promise<void> {
         return;
       }
     }
+  } else if (command === 'quota' && sub === 'scan') {
+    if (third) fail(2, `unexpected argument "${third}"`);
+    const names = arg ? [arg] : (await api.call<{ items: UserDoc[] }>('GET', '/users')).items.map((u) => u.name);
+    const rows: string[][] = [];
+    for (const name of names) {
+      const usage = await api.call<{ bytes: number; files: number }>('POST', `/users/${enc(name)}/quota-scan`);
+      rows.push([name, String(usage.bytes), String(usage.files)]);
+    }
+    printTable(['USER', 'BYTES', 'FILES'], rows);
+    return;
   } else if (command === 'bans') {
     switch (sub) {
       case 'list': {

@@ -4,7 +4,7 @@
 // PostgreSQL cut off, logins go on while writes answer 503, until it is back.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -204,6 +204,59 @@ test('ftpctl --api drives the running edge: user add/list/passwd/add-key/disable
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /401 unknown, revoked or expired token/);
   assert.equal((await ftpctl(['--api', url, 'user', 'list'], {})).code, 2, 'no token: a usage error');
+});
+
+test('limits through the API and ftpctl --api: user set (PATCH of the whole limits), user show (own, in force, usage), quota scan', async () => {
+  const env = { FTPCTL_TOKEN: token };
+  const url = `http://127.0.0.1:${server.edge.apiPort}`;
+  assert.equal((await api.post('/groups', { name: 'metered', limits: { quota_bytes: 1_000_000, bandwidth_down: 0, sessions_per_minute: 5 } })).status, 201);
+  const created = await api.post('/users', { name: 'judy', password: 'judy-password', groups: ['metered'], limits: { quota_files: 0 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.deepEqual(created.body.limits, { quota_files: 0 }, '0 is stored: none');
+
+  let r = await ftpctl(['--api', url, 'user', 'set', 'judy', '--daily-download-bytes', '1G', '--bandwidth-up', '64K'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), `limits of judy: quota_files=none daily_download_bytes=${2 ** 30} bandwidth_up=65536`);
+  const judy = await api.get('/users/judy');
+  assert.deepEqual(judy.body.limits, { quota_files: 0, daily_download_bytes: 2 ** 30, bandwidth_up: 65536 });
+  assert.deepEqual(judy.body.effective_limits, {
+    quota_bytes: 1_000_000,
+    quota_files: 0,
+    daily_upload_bytes: 0,
+    daily_download_bytes: 2 ** 30,
+    bandwidth_up: 65536,
+    bandwidth_down: 0,
+    session_bandwidth_up: 0,
+    session_bandwidth_down: 0,
+    sessions_per_minute: 5,
+  });
+  const audit = await db.query("SELECT after FROM ftp_admin_audit WHERE action = 'user.update' AND target = 'judy' ORDER BY id DESC LIMIT 1");
+  assert.deepEqual(audit.rows[0].after.limits, { quota_files: 0, daily_download_bytes: 2 ** 30, bandwidth_up: 65536 });
+
+  // What a user's session sees: the same limits, resolved by the store at login.
+  assert.equal(await ftpLogin('judy', 'judy-password'), 230);
+  mkdirSync(join(server.dataDir, 'judy', 'sub'), { recursive: true });
+  writeFileSync(join(server.dataDir, 'judy', 'a.bin'), Buffer.alloc(300));
+  writeFileSync(join(server.dataDir, 'judy', 'sub', 'b.bin'), Buffer.alloc(12));
+
+  r = await ftpctl(['--api', url, 'quota', 'scan', 'judy'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^USER\s+BYTES\s+FILES\njudy\s+312\s+2\n$/);
+  r = await ftpctl(['--api', url, 'user', 'show', 'judy'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^judy: home judy, groups metered\nLIMIT\s+OWN\s+IN FORCE\n/);
+  assert.match(r.stdout, /^quota_bytes\s+-\s+1000000$/m);
+  assert.match(r.stdout, /^quota_files\s+none\s+none$/m);
+  assert.match(r.stdout, /^usage: 312 bytes in 2 files\ntoday \(UTC\): \d+ bytes uploaded, \d+ bytes downloaded$/m);
+  r = await ftpctl(['--api', url, 'quota', 'scan'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^judy\s+312\s+2$/m, 'every user');
+
+  r = await ftpctl(['--api', url, 'user', 'set', 'judy', '--quota-files', 'inherit', '--daily-download-bytes', 'inherit', '--bandwidth-up', 'inherit'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await api.get('/users/judy')).body.limits, undefined, 'all inherited: the limits cleared');
+  assert.equal((await api.get('/users/judy')).body.effective_limits.quota_files, 0);
+  assert.equal((await ftpctl(['--api', url, 'user', 'set', 'nobody', '--quota-bytes', '1'], env)).code, 1);
 });
 
 test('PostgreSQL cut off: existing users keep logging in, reads answer from memory, writes answer 503; all recovers by itself', async () => {

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { BanPolicy, ClusterState, SessionKick } from '@ftp/cluster-state';
-import type { Actor, AdminTokenInfo, AdminTokens, AuditTrail, UserStore } from '@ftp/identity';
+import type { Actor, AdminTokenInfo, AdminTokens, AuditTrail, EffectiveLimits, UserStore } from '@ftp/identity';
 import type { Logger } from '@ftp/telemetry';
 
 /** What the admin API works with: every part is an interface, the same on every replica. */
@@ -11,7 +11,12 @@ export interface ApiContext {
   tokens: Pick<AdminTokens, 'verifyToken'>;
   /** PostgreSQL's audit table, for what the API does outside the store (ending sessions, lifting bans). */
   audit?: AuditTrail;
+  /** Cluster-wide state: sessions, bans, and the users' storage usage and byte counters. */
   cluster: ClusterState;
+  /** FTP_DATA_DIR: the homes a quota scan walks. */
+  dataRoot: string;
+  /** FTP_DEFAULT_*: the limits of a user that neither it nor its groups set (shown as its effective limits). */
+  defaultLimits: EffectiveLimits;
   /** This replica (FTP_REPLICA_ID): its own sessions are ended directly, others' through the kick channel. */
   replicaId: string;
   /** Ends this replica's sessions matching the kick at once; returns how many. */

@@ -2,11 +2,13 @@ import {
   formatAuthorizedKey,
   groupDocument,
   hashPassword,
+  limitsDocument,
   parseAuthorizedKey,
   parseGroupDocument,
   parseUserDocument,
   userDocument,
   UserStoreError,
+  type EffectiveLimits,
   type GroupChange,
   type GroupRecord,
   type GroupView,
@@ -15,7 +17,7 @@ import {
   type UserRecord,
   type UserView,
 } from '@ftp/identity';
-import type { GroupOut, User } from './schemas';
+import type { GroupOut, User, UserDetail } from './schemas';
 
 /**
  * Between the API's documents (the users file's snake_case fields) and the store's records (camelCase). Parsing goes
@@ -59,6 +61,9 @@ export function userOut(view: UserView): User {
     ...(updatedAt ? { updated_at: updatedAt } : {}),
   } as User;
 }
+
+/** Every limit in force, snake_case (all of them present). */
+export const effectiveLimitsOut = (limits: EffectiveLimits) => limitsDocument(limits) as UserDetail['effective_limits'];
 
 export function groupOut(view: GroupView): GroupOut {
   const { name, members, createdAt, updatedAt, ...record } = view;

@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from 'typebox';
-import { ADMIN_SCOPES, LOGIN_PROTOCOLS, PERMISSIONS } from '@ftp/identity';
+import { ADMIN_SCOPES, LIMIT_FIELDS, LOGIN_PROTOCOLS, PERMISSIONS, type LimitKey } from '@ftp/identity';
 
 /**
  * The admin API's request and response schemas. Fastify validates requests against them (a bad field answers 400
@@ -7,7 +7,7 @@ import { ADMIN_SCOPES, LOGIN_PROTOCOLS, PERMISSIONS } from '@ftp/identity';
  * and @fastify/swagger turns them into the OpenAPI document. Field names are the users file's (snake_case).
  */
 
-const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+const nullable = <T extends TSchema>(schema: T, options: { description?: string } = {}) => Type.Union([schema, Type.Null()], options);
 
 export const NAME = Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'letters, digits, ".", "_", "-"; at most 64' });
 const PERMISSION = Type.Enum([...PERMISSIONS], { description: 'what may be done where the rule applies' });
@@ -17,15 +17,35 @@ const TIMESTAMP = Type.String({ description: 'ISO 8601: 2026-12-31 (midnight UTC
 const PERMISSIONS_MAP = Type.Record(Type.String({ pattern: '^/' }), Type.Array(PERMISSION, { uniqueItems: true }), {
   description: 'virtual folder → permissions; the longest folder containing a path applies; "/" is required',
 });
-const LIMITS = Type.Object(
+/** What each limit is (the users file's names); every one is a whole number, 0 = none. */
+const LIMIT_MEANING: Record<LimitKey, string> = {
+  quota_bytes: 'bytes the home may hold (published files)',
+  quota_files: 'files the home may hold',
+  daily_upload_bytes: 'bytes uploaded per UTC day',
+  daily_download_bytes: 'bytes downloaded per UTC day',
+  bandwidth_up: "bytes/s shared by all of the user's uploads, cluster-wide",
+  bandwidth_down: "bytes/s shared by all of the user's downloads, cluster-wide",
+  session_bandwidth_up: "bytes/s of each one session's uploads",
+  session_bandwidth_down: "bytes/s of each one session's downloads",
+  sessions_per_minute: 'new sessions (logins) per minute, cluster-wide',
+};
+const LIMIT_KEYS = Object.keys(LIMIT_FIELDS) as LimitKey[];
+const limitValue = (key: LimitKey) => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: `${LIMIT_MEANING[key]}; 0 = none` });
+const LIMITS = Type.Object(Object.fromEntries(LIMIT_KEYS.map((key) => [key, Type.Optional(limitValue(key))])) as Record<LimitKey, ReturnType<typeof Type.Optional<ReturnType<typeof limitValue>>>>, {
+  additionalProperties: false,
+  description: "the user's (group's) own limits: a limit given here wins over the groups' and the server's (FTP_DEFAULT_*), 0 included (none); absent: inherited",
+});
+const EFFECTIVE_LIMITS = Type.Object(Object.fromEntries(LIMIT_KEYS.map((key) => [key, limitValue(key)])) as Record<LimitKey, ReturnType<typeof limitValue>>, {
+  description: "every limit in force for the user: its own, else its first group's that sets it, else the server's default (FTP_DEFAULT_*); 0 = none",
+});
+const USAGE = Type.Object(
   {
-    storage_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
-    storage_files: Type.Optional(Type.Integer({ minimum: 1 })),
-    daily_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
-    upload_bytes_per_second: Type.Optional(Type.Integer({ minimum: 1 })),
-    download_bytes_per_second: Type.Optional(Type.Integer({ minimum: 1 })),
+    bytes: Type.Integer({ description: 'bytes of published files in the home, as last scanned and kept up to date since' }),
+    files: Type.Integer({ description: 'published files in the home' }),
+    today_upload_bytes: Type.Integer({ description: 'bytes uploaded today (UTC), cluster-wide' }),
+    today_download_bytes: Type.Integer({ description: 'bytes downloaded today (UTC), cluster-wide' }),
   },
-  { additionalProperties: false },
+  { description: 'from the cluster state' },
 );
 
 /** Settings a group gives its members and a user may set for itself (absent: inherited; null in a PATCH: cleared). */
@@ -89,22 +109,40 @@ export const UserPatch = Type.Object(
 );
 export type UserPatch = Static<typeof UserPatch>;
 
-export const User = Type.Object(
-  {
-    name: Type.String(),
-    home: Type.String(),
-    groups: Type.Array(Type.String()),
-    disabled: Type.Boolean(),
-    description: Type.Optional(Type.String()),
-    expires_at: Type.Optional(Type.String()),
-    public_keys: Type.Array(Type.String()),
-    ...optionalSettings(),
-    created_at: Type.Optional(Type.String()),
-    updated_at: Type.Optional(Type.String()),
-  },
-  { $id: 'User', description: 'a user as the users file holds it, without the password' },
-);
+const USER_FIELDS = {
+  name: Type.String(),
+  home: Type.String(),
+  groups: Type.Array(Type.String()),
+  disabled: Type.Boolean(),
+  description: Type.Optional(Type.String()),
+  expires_at: Type.Optional(Type.String()),
+  public_keys: Type.Array(Type.String()),
+  ...optionalSettings(),
+  created_at: Type.Optional(Type.String()),
+  updated_at: Type.Optional(Type.String()),
+};
+export const User = Type.Object(USER_FIELDS, { $id: 'User', description: 'a user as the users file holds it, without the password' });
 export type User = Static<typeof User>;
+
+/** GET /users/{name}: the user, its limits in force and its usage. */
+export const UserDetail = Type.Object(
+  {
+    ...USER_FIELDS,
+    effective_limits: EFFECTIVE_LIMITS,
+    usage: Type.Optional(
+      nullable(USAGE, {
+        description: 'null: the home was not scanned yet (POST /users/{name}/quota-scan; the edge scans a user with a quota when it first needs the figure); absent: the cluster state did not answer',
+      }),
+    ),
+  },
+  { $id: 'UserDetail', description: 'a user as the users file holds it, without the password, with its limits in force and its usage' },
+);
+export type UserDetail = Static<typeof UserDetail>;
+
+export const ScannedUsage = Type.Object(
+  { bytes: Type.Integer({ description: 'bytes of the published files in the home' }), files: Type.Integer({ description: 'published files in the home' }) },
+  { $id: 'ScannedUsage', description: 'what a scan of the home found (partial uploads and symbolic links not counted)' },
+);
 export type GroupOut = Static<typeof Group>;
 
 export const Password = Type.Object({ password: PASSWORD }, { additionalProperties: false, $id: 'Password' });

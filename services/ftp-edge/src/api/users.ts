@@ -1,15 +1,40 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { UserStoreError } from '@ftp/identity';
+import { resolveHome, resolveLimits, UserStoreError, type UserView } from '@ftp/identity';
+import { createLocalStorage } from '@ftp/storage';
 import { requireScope } from './auth';
 import { actorOf, audit, type ApiContext } from './context';
-import { keyOut, keysFromBody, locksOut, userChangeFromBody, userFromBody, userOut } from './documents';
-import { ErrorReply, KeyParam, NameParam, Password, PublicKey, PublicKeys, SessionEnding, User, UserCreate, UserPatch } from './schemas';
+import { effectiveLimitsOut, keyOut, keysFromBody, locksOut, userChangeFromBody, userFromBody, userOut } from './documents';
+import { ApiError } from './errors';
+import { ErrorReply, KeyParam, NameParam, Password, PublicKey, PublicKeys, ScannedUsage, SessionEnding, User, UserCreate, UserDetail, UserPatch } from './schemas';
 import { endUserSessions } from './sessions';
 
 const errors = { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply, 409: ErrorReply, 429: ErrorReply, 501: ErrorReply, 503: ErrorReply };
 const tags = ['users'];
+
+/**
+ * The user's storage usage and today's bytes from the cluster state: null when its home was never scanned, undefined
+ * when the cluster state does not answer (Redis away: the user is still shown).
+ */
+async function usageOf(ctx: ApiContext, name: string): Promise<UserDetail['usage']> {
+  try {
+    const [stored, today] = await Promise.all([ctx.cluster.usage.get(name), ctx.cluster.budgets.today(name)]);
+    if (!stored) return null;
+    return { bytes: stored.bytes, files: stored.files, today_upload_bytes: today.upload, today_download_bytes: today.download };
+  } catch (err) {
+    ctx.log.warn({ err: (err as Error).message, user: name }, 'admin API: usage not read (cluster state unavailable)');
+    return undefined;
+  }
+}
+
+/** The user, its limits in force (its own, its groups', the server's defaults) and its usage. */
+async function userDetail(ctx: ApiContext, view: UserView): Promise<UserDetail> {
+  const groups = await Promise.all(view.groups.map((g) => ctx.store.getGroup(g)));
+  const limits = resolveLimits([view.limits, ...groups.map((g) => g?.limits)], ctx.defaultLimits);
+  const usage = await usageOf(ctx, view.name);
+  return { ...userOut(view), effective_limits: effectiveLimitsOut(limits), ...(usage === undefined ? {} : { usage }) };
+}
 
 /**
  * Users: CRUD through the user store (PostgreSQL takes writes; the users file and the identity hook answer 409 with
@@ -31,8 +56,44 @@ export function userRoutes(ctx: ApiContext) {
       items: (await ctx.store.listUsers()).map(userOut),
     }));
 
-    app.get('/users/:name', { onRequest: read, schema: { tags, summary: 'One user (scope users:read)', params: NameParam, response: { 200: User, ...errors } } }, async (request) =>
-      userOut(await found(request.params.name)),
+    app.get(
+      '/users/:name',
+      {
+        onRequest: read,
+        schema: {
+          tags,
+          summary: 'One user, with its limits in force and its usage (scope users:read)',
+          params: NameParam,
+          response: { 200: UserDetail, ...errors },
+        },
+      },
+      async (request) => userDetail(ctx, await found(request.params.name)),
+    );
+
+    app.post(
+      '/users/:name/quota-scan',
+      {
+        onRequest: write,
+        schema: {
+          tags,
+          summary: "Recount the user's stored bytes and files from storage (scope users:write)",
+          description:
+            'Walks the home (partial uploads and symbolic links not counted) and replaces the usage the quotas count in the cluster state: after files were changed outside the server, or to check it.',
+          params: NameParam,
+          response: { 200: ScannedUsage, ...errors },
+        },
+      },
+      async (request) => {
+        const view = await found(request.params.name);
+        const usage = await createLocalStorage({ root: resolveHome(ctx.dataRoot, view.home) }).usage();
+        try {
+          await ctx.cluster.usage.set(view.name, usage);
+        } catch (err) {
+          throw new ApiError(503, `the usage was not recorded (cluster state: ${(err as Error).message})`);
+        }
+        await audit(ctx, request, 'user.quota-scan', view.name, { after: usage });
+        return usage;
+      },
     );
 
     app.post(
