@@ -160,8 +160,8 @@ test('bandwidth: an upload capped at 1 MiB/s takes about as long as its size say
     const started = Date.now();
     assert.equal(await upload(s.open(), '/f', 2 * MiB), 'ok');
     const seconds = (Date.now() - started) / 1000;
-    // 2 MiB at 1 MiB/s, less the 200 ms burst the bucket starts with; generous above for a busy machine.
-    assert.ok(seconds > 1.6 && seconds < 4, `${JSON.stringify(limits)}: ${seconds} s`);
+    // 2 MiB at 1 MiB/s, less the 200 ms burst the bucket starts with; the upper bound only catches a stuck gate.
+    assert.ok(seconds > 1.6 && seconds < 10, `${JSON.stringify(limits)}: ${seconds} s`);
     assert.equal((await stat(path.join(s.root, 'f'))).size, 2 * MiB);
   }
 });

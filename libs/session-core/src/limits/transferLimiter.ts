@@ -46,6 +46,8 @@ class SharedBudget implements Gate {
   private replicas = 1;
   private fallback?: TokenBucket;
   private retryAt = 0;
+  /** After a partial grant, when the bucket will hold a whole lease: asking sooner would only get crumbs. */
+  private refilledAt = 0;
 
   constructor(
     private readonly ctx: LimitsContext,
@@ -66,6 +68,8 @@ class SharedBudget implements Gate {
         if (wait > 0) await this.wait(wait);
         break;
       }
+      const early = this.refilledAt - this.now();
+      if (early > 0) await this.wait(early);
       const want = Math.max(n - this.held, leaseSize(this.bytesPerSecond));
       let grant;
       try {
@@ -86,6 +90,7 @@ class SharedBudget implements Gate {
       this.leaveFallback();
       this.replicas = Math.max(1, grant.replicas);
       this.held += grant.granted;
+      this.refilledAt = grant.limitedBy === 'bandwidth' ? this.now() + Math.max(2, Math.min(1000, grant.retryAfterMs ?? 10)) : 0;
       if (this.held >= n) break;
       if (grant.limitedBy === 'daily') {
         const limit = this.direction === 'upload' ? 'daily_upload_bytes' : 'daily_download_bytes';
@@ -94,7 +99,6 @@ class SharedBudget implements Gate {
         this.held = 0;
         throw limitHit(this.ctx, limit, `Daily ${this.direction} limit of ${this.dailyBytes} bytes reached`, allowed);
       }
-      await this.wait(Math.min(1000, Math.max(2, grant.retryAfterMs ?? 10)));
     }
     this.held -= n;
   }
