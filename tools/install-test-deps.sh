@@ -34,6 +34,11 @@ has() {
 has_paramiko() {
   [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("paramiko") is None)' 2>/dev/null
 }
+# rados (python3-rados) for Debian's python3: test/support/radosgw.ts sends its mon commands through it, as the `ceph`
+# CLI does. ceph-mon pulls it in; checked apart so a broken install is named here.
+has_python_rados() {
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("rados") is None)' 2>/dev/null
+}
 
 all_of() { local c; for c in "$@"; do has "$c" || return 1; done; }
 # A PostgreSQL server cluster (Debian's postgresql: pg_ctlcluster and a cluster under /etc/postgresql) and its client.
@@ -75,6 +80,12 @@ check_packages() {
     need g++ 'g++ (zero-copy addon)' has g++
     # The PostgreSQL user store's tests run against a real server (databases of their own, dropped after).
     need postgresql 'PostgreSQL server' has_postgres
+    # The S3 storage tests run against a real S3 server: a throw-away one-node Ceph (one mon, one in-RAM OSD, radosgw)
+    # with its own config in a temp folder (test/support/radosgw.ts), never the packages' services. Ceph 16, ~60 MB.
+    need radosgw 'radosgw (S3 tests)' has radosgw
+    need ceph-mon 'ceph-mon, monmaptool, radosgw-admin' all_of ceph-mon monmaptool radosgw-admin
+    need ceph-osd 'ceph-osd' has ceph-osd
+    need python3-rados 'rados for /usr/bin/python3' has_python_rados
   fi
 }
 
@@ -122,6 +133,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
     if [ -d /run/systemd/system ]; then systemctl disable --quiet ssh.service ssh.socket >/dev/null 2>&1 || true; fi
     if has update-rc.d; then update-rc.d ssh disable >/dev/null 2>&1 || true; fi
+  fi
+  # Ceph was absent, so its system units are new (the packages enable ceph.target, ceph-crash and the per-daemon
+  # targets): keep them from starting at the next boot; the tests start their own daemons.
+  if [[ " ${missing[*]} " == *" radosgw "* || " ${missing[*]} " == *" ceph-mon "* || " ${missing[*]} " == *" ceph-osd "* ]]; then
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --quiet ceph.target ceph-crash.service ceph-mon.target ceph-osd.target ceph-radosgw.target >/dev/null 2>&1 || true
+    fi
   fi
   # Check again: a package that installed but does not provide the command is an error here, not in 30 tests.
   check_packages

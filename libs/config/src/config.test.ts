@@ -219,3 +219,18 @@ test('default limits and the per-address session rate: 0 (none) unless set, whol
   writeFileSync(file, 'default_session_bandwidth_down: -5\n');
   assert.throws(() => loadConfig({ file, env: {} }), /^ConfigError: default_session_bandwidth_down \(in .*\): expected a whole number/);
 });
+
+test('storage: local by default; s3 needs a bucket, takes a normalised key prefix and a part size of at least 5 MiB', () => {
+  const local = loadConfig({ env: {} });
+  assert.equal(local.storage, 'local');
+  assert.equal(local.s3PartSize, 16 * 1024 * 1024);
+  assert.throws(() => loadConfig({ env: { FTP_STORAGE: 's3' } }), /FTP_STORAGE=s3 needs FTP_S3_BUCKET/);
+  const s3 = loadConfig({
+    env: { FTP_STORAGE: 's3', FTP_S3_BUCKET: 'partners', FTP_S3_ENDPOINT: 'http://127.0.0.1:7480', FTP_S3_PREFIX: 'homes/', FTP_S3_FORCE_PATH_STYLE: 'true' },
+  });
+  assert.deepEqual([s3.storage, s3.s3Bucket, s3.s3Endpoint, s3.s3Prefix, s3.s3ForcePathStyle], ['s3', 'partners', 'http://127.0.0.1:7480', 'homes/', true]);
+  assert.throws(() => loadConfig({ env: { FTP_S3_PREFIX: '../other' } }), /FTP_S3_PREFIX: expected a key prefix/);
+  assert.throws(() => loadConfig({ env: { FTP_S3_PREFIX: '/abs' } }), /FTP_S3_PREFIX: expected a key prefix/);
+  assert.throws(() => loadConfig({ env: { FTP_S3_PART_SIZE: '1000' } }), /FTP_S3_PART_SIZE/);
+  assert.throws(() => loadConfig({ env: { FTP_S3_ENDPOINT: 'ftp://x' } }), /FTP_S3_ENDPOINT: expected an http\(s\):\/\/ URL/);
+});

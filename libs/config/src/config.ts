@@ -95,6 +95,24 @@ export interface FtpConfig {
    */
   storageMetadataIo: 'sync' | 'async';
   /**
+   * FTP_STORAGE: where users' files live. `local`: folders under FTP_DATA_DIR (a volume every replica mounts). `s3`:
+   * objects in an S3-compatible bucket (FTP_S3_BUCKET), each user's home a key prefix under FTP_S3_PREFIX; credentials
+   * come from the AWS SDK's standard chain (environment, web identity / IRSA), never from this file.
+   */
+  storage: 'local' | 's3';
+  /** FTP_S3_ENDPOINT: the store's URL (radosgw, MinIO); empty = AWS S3 of FTP_S3_REGION. */
+  s3Endpoint: string;
+  /** FTP_S3_REGION. */
+  s3Region: string;
+  /** FTP_S3_BUCKET: must exist; the edge does not start without it. */
+  s3Bucket: string;
+  /** FTP_S3_PREFIX: key prefix of every home (e.g. `homes/`); empty = the bucket's root. */
+  s3Prefix: string;
+  /** FTP_S3_FORCE_PATH_STYLE: `endpoint/bucket/key` URLs instead of `bucket.endpoint/key` (most self-hosted stores). */
+  s3ForcePathStyle: boolean;
+  /** FTP_S3_PART_SIZE: bytes per multipart part (5 MiB to 5 GiB); an upload holds at most two in memory. */
+  s3PartSize: number;
+  /**
    * FTP_MAX_LIST_ENTRIES: a directory with more entries is not listed (LIST, NLST, MLSD, STAT: 550 naming the limit),
    * so one user's huge folder cannot hold a replica's CPU and memory. FTP_MAX_PATH_LENGTH (bytes) and
    * FTP_MAX_PATH_DEPTH (levels) bound every path a client names, in every protocol (553 in FTP).
@@ -356,6 +374,14 @@ const hookUrl = optionalUrl(
   'expected an https:// URL (plain http only to a loopback address)',
 );
 
+/** A key prefix: relative, '/'-separated, no empty, '.' or '..' segment; a trailing '/' is added. */
+const s3Prefix: Parser<string> = (raw) => {
+  const value = raw.trim().replace(/\/+$/, '');
+  if (value === '') return '';
+  if (value.startsWith('/') || value.split('/').some((s) => s === '' || s === '.' || s === '..')) fail('expected a key prefix like homes or tenants/acme');
+  return `${value}/`;
+};
+
 const logLevel = oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 const spec = <K extends SpecKey>(key: K, env: string, parse: Parser<SpecValue<K>>, fallback: () => SpecValue<K>) =>
@@ -400,6 +426,13 @@ const SPECS = [
   spec('allowForeignData', 'FTP_ALLOW_FOREIGN_DATA', bool, () => false),
   spec('fsyncUploads', 'FTP_FSYNC_UPLOADS', bool, () => true),
   spec('storageMetadataIo', 'FTP_STORAGE_METADATA_IO', oneOf(['sync', 'async'] as const), () => 'sync'),
+  spec('storage', 'FTP_STORAGE', oneOf(['local', 's3'] as const), () => 'local'),
+  spec('s3Endpoint', 'FTP_S3_ENDPOINT', optionalUrl((url) => ['http:', 'https:'].includes(url.protocol) && Boolean(url.hostname), 'expected an http(s):// URL'), () => ''),
+  spec('s3Region', 'FTP_S3_REGION', text, () => 'us-east-1'),
+  spec('s3Bucket', 'FTP_S3_BUCKET', (raw) => raw.trim(), () => ''),
+  spec('s3Prefix', 'FTP_S3_PREFIX', s3Prefix, () => ''),
+  spec('s3ForcePathStyle', 'FTP_S3_FORCE_PATH_STYLE', bool, () => false),
+  spec('s3PartSize', 'FTP_S3_PART_SIZE', integer(5 * 1024 * 1024, 5 * 1024 * 1024 * 1024), () => 16 * 1024 * 1024),
   spec('maxListEntries', 'FTP_MAX_LIST_ENTRIES', integer(1, 100_000_000), () => 100_000),
   spec('maxPathLength', 'FTP_MAX_PATH_LENGTH', integer(16, 65_536), () => 4096),
   spec('maxPathDepth', 'FTP_MAX_PATH_DEPTH', integer(1, 4096), () => 256),
@@ -508,6 +541,7 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
   const resolved = resolveUserStore(config as unknown as FtpConfig, given.has('userStore'));
   if (resolved.apiTokensFile === '') resolved.apiTokensFile = join(dirname(resolved.usersFile), 'api-tokens.yaml');
   if (resolved.apiPort !== 0 && resolved.apiPort === resolved.adminPort) throw new ConfigError(`FTP_API_PORT: ${resolved.apiPort} is FTP_ADMIN_PORT too: give the API a port of its own`);
+  if (resolved.storage === 's3' && !resolved.s3Bucket) throw new ConfigError('FTP_STORAGE=s3 needs FTP_S3_BUCKET (and FTP_S3_ENDPOINT for a store other than AWS S3)');
   return resolved;
 }
 

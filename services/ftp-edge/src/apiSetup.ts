@@ -1,6 +1,7 @@
 import type { BanPolicy, ClusterState, SessionKick } from '@ftp/cluster-state';
 import type { FtpConfig } from '@ftp/config';
 import { createFileTokenStore, hasAdminTokens, hasAuditTrail, type UserStore } from '@ftp/identity';
+import type { Storage } from '@ftp/storage';
 import type { Logger } from '@ftp/telemetry';
 import type { ApiContext } from './api/context';
 import { startApiServer, type ApiServer } from './api/server';
@@ -11,7 +12,7 @@ import { startApiServer, type ApiServer } from './api/server';
  */
 export async function startAdminApi(
   config: FtpConfig,
-  parts: { store: UserStore; cluster: ClusterState; endLocal(kick: SessionKick): number; banPolicy: BanPolicy },
+  parts: { store: UserStore; cluster: ClusterState; storageAt(root: string): Storage; endLocal(kick: SessionKick): number; banPolicy: BanPolicy },
   log: Logger,
 ): Promise<ApiServer> {
   const apiLog = log.child({ component: 'admin-api' });
@@ -27,6 +28,7 @@ export async function startAdminApi(
     audit: hasAuditTrail(parts.store) ? parts.store : undefined,
     cluster: parts.cluster,
     dataRoot: config.dataDir,
+    storageAt: parts.storageAt,
     defaultLimits: config.defaultLimits,
     replicaId: config.replicaId,
     endLocal: parts.endLocal,

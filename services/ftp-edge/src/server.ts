@@ -13,8 +13,8 @@ import {
   type Session,
   type SessionDeps,
 } from '@ftp/session';
-import { createProxyTrust, localDiskSpace, localShares, quotaDiskSpace, resolvePeer, startHeartbeat, withLimits } from '@ftp/session-core';
-import { createLocalStorage, type Storage } from '@ftp/storage';
+import { createProxyTrust, localShares, quotaDiskSpace, resolvePeer, startHeartbeat, withLimits } from '@ftp/session-core';
+import type { Storage } from '@ftp/storage';
 import { createEdgeMetrics, createXferlog, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { createUploadPublisher } from '@ftp/upload-events';
 import { loadZeroCopy, type ZeroCopy } from '@ftp/zero-copy';
@@ -23,6 +23,7 @@ import type { ApiServer } from './api/server';
 import { startAdminApi } from './apiSetup';
 import { createClusterState, relayAddress, relayHost } from './clusterSetup';
 import { startSftpListener } from './sftpSetup';
+import { createStorageSetup } from './storageSetup';
 import { endSessions, listenForKicks, type LocalSessions } from './kicks';
 import { createTlsProvider } from './tlsSetup';
 import { createUserStore } from './userStoreSetup';
@@ -133,15 +134,9 @@ export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCo
     const tls = config.tlsEnabled ? await createTlsProvider(config, log) : undefined;
     if (tls) closers.push(() => tls.close());
 
-    const baseStorageFor =
-      storageFor ??
-      ((user: User) =>
-        createLocalStorage({
-          root: user.root,
-          fsync: config.fsyncUploads,
-          metadataIo: config.storageMetadataIo,
-          limits: { maxListEntries: config.maxListEntries, maxPathLength: config.maxPathLength, maxPathDepth: config.maxPathDepth },
-        }));
+    const storage = await createStorageSetup(config, log);
+    closers.push(() => storage.close());
+    const baseStorageFor = storageFor ?? ((user: User) => storage.storageAt(user.root));
     // A session's limits as the user store holds them now, so a change holds for the session's next transfer.
     const limitsNow = (user: User) => () => identity.limitsNow?.(user.name) ?? limitsOf(user);
     const limitsContext = { budgets: cluster.budgets, usage: cluster.usage, replicaId: config.replicaId, metrics, localShares: localShares() };
@@ -150,7 +145,7 @@ export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCo
       settings: { ...config, relayAddress: relay },
       identity,
       storageFor: (user) => withLimits(baseStorageFor(user), user, { ...limitsContext, log: log.child({ user: user.name }) }, limitsNow(user)),
-      diskSpace: (user) => quotaDiskSpace(localDiskSpace(user.root), user.name, limitsNow(user), cluster.usage),
+      diskSpace: (user) => quotaDiskSpace(storage.diskAt(user.root), user.name, limitsNow(user), cluster.usage),
       cluster,
       passive,
       tls,
@@ -212,6 +207,7 @@ export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCo
         {
           store: identity,
           cluster,
+          storageAt: (root: string) => storage.storageAt(root),
           endLocal: (kick) => endSessions(kick, localSessions(), log),
           banPolicy: { threshold: config.banAfterFailures, banSeconds: config.banSeconds },
         },

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { BanPolicy, ClusterState, SessionKick } from '@ftp/cluster-state';
+import type { Storage } from '@ftp/storage';
 import type { Actor, AdminTokenInfo, AdminTokens, AuditTrail, EffectiveLimits, UserStore } from '@ftp/identity';
 import type { Logger } from '@ftp/telemetry';
 
@@ -15,6 +16,8 @@ export interface ApiContext {
   cluster: ClusterState;
   /** FTP_DATA_DIR: the homes a quota scan walks. */
   dataRoot: string;
+  /** The storage of a home (its host path under the data root): the edge's, whatever FTP_STORAGE chose. */
+  storageAt(root: string): Storage;
   /** FTP_DEFAULT_*: the limits of a user that neither it nor its groups set (shown as its effective limits). */
   defaultLimits: EffectiveLimits;
   /** This replica (FTP_REPLICA_ID): its own sessions are ended directly, others' through the kick channel. */

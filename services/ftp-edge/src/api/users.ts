@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { resolveHome, resolveLimits, UserStoreError, type UserView } from '@ftp/identity';
-import { createLocalStorage } from '@ftp/storage';
 import { requireScope } from './auth';
 import { actorOf, audit, type ApiContext } from './context';
 import { effectiveLimitsOut, keyOut, keysFromBody, locksOut, userChangeFromBody, userFromBody, userOut } from './documents';
@@ -85,7 +84,7 @@ export function userRoutes(ctx: ApiContext) {
       },
       async (request) => {
         const view = await found(request.params.name);
-        const usage = await createLocalStorage({ root: resolveHome(ctx.dataRoot, view.home) }).usage();
+        const usage = await ctx.storageAt(resolveHome(ctx.dataRoot, view.home)).usage();
         try {
           await ctx.cluster.usage.set(view.name, usage);
         } catch (err) {
