@@ -124,6 +124,12 @@ async function store(session: Session, path: string, start: UploadStart, opening
   const { uploads } = session.deps;
   const startedAt = Date.now();
   const upload = await storageOf(session).openUpload(path, start, session.allocated);
+  // Object storage resumes only at a complete part (SIZE reports that offset): the client's bytes from its REST offset
+  // would land in the wrong place, so it is told where it can restart instead.
+  if (start.kind === 'resume' && upload.startOffset !== start.offset) {
+    await upload.abort();
+    throw new FtpError(554, `Cannot restart at ${start.offset}: this upload can continue at ${upload.startOffset} (send REST ${upload.startOffset})`);
+  }
   const context = uploads ? uploadContext(session.deps, path, startedAt, upload.startOffset, { sequential: true }) : undefined;
   let committed = false;
   const outcome = await runTransfer(session, { direction: 'upload', path, opening, done }, async (socket, signal, link) => {

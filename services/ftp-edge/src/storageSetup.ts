@@ -47,6 +47,10 @@ export async function createStorageSetup(config: FtpConfig, log: Logger): Promis
     return `${config.s3Prefix}${home ? `${home}/` : ''}`;
   };
   log.info({ bucket: config.s3Bucket, endpoint: config.s3Endpoint || undefined, prefix: config.s3Prefix, partSize: config.s3PartSize }, 'users\' files in S3');
+  if (config.uploadEvents !== 'off' && config.redisUrl) {
+    // The worker still reads finished uploads from the shared volume; on object storage its jobs would fail.
+    log.warn('FTP_STORAGE=s3: the post-upload worker does not read object storage yet; set FTP_UPLOAD_EVENTS=off or run no worker');
+  }
   return {
     kind: 's3',
     storageAt: (root) => createS3Storage({ client, bucket: config.s3Bucket, prefix: prefixOf(root), partSize: config.s3PartSize, limits }),
