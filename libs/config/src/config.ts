@@ -112,6 +112,8 @@ export interface FtpConfig {
   s3ForcePathStyle: boolean;
   /** FTP_S3_PART_SIZE: bytes per multipart part (5 MiB to 5 GiB); an upload holds at most two in memory. */
   s3PartSize: number;
+  /** FTP_S3_ABANDONED_UPLOAD_HOURS: unfinished uploads older than this are aborted (their parts freed); 0 = never. */
+  s3AbandonedUploadHours: number;
   /**
    * FTP_MAX_LIST_ENTRIES: a directory with more entries is not listed (LIST, NLST, MLSD, STAT: 550 naming the limit),
    * so one user's huge folder cannot hold a replica's CPU and memory. FTP_MAX_PATH_LENGTH (bytes) and
@@ -433,6 +435,7 @@ const SPECS = [
   spec('s3Prefix', 'FTP_S3_PREFIX', s3Prefix, () => ''),
   spec('s3ForcePathStyle', 'FTP_S3_FORCE_PATH_STYLE', bool, () => false),
   spec('s3PartSize', 'FTP_S3_PART_SIZE', integer(5 * 1024 * 1024, 5 * 1024 * 1024 * 1024), () => 16 * 1024 * 1024),
+  spec('s3AbandonedUploadHours', 'FTP_S3_ABANDONED_UPLOAD_HOURS', integer(0, 100_000), () => 168),
   spec('maxListEntries', 'FTP_MAX_LIST_ENTRIES', integer(1, 100_000_000), () => 100_000),
   spec('maxPathLength', 'FTP_MAX_PATH_LENGTH', integer(16, 65_536), () => 4096),
   spec('maxPathDepth', 'FTP_MAX_PATH_DEPTH', integer(1, 4096), () => 256),

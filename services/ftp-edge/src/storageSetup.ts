@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { FtpConfig } from '@ftp/config';
 import { localDiskSpace, type DiskSpace } from '@ftp/session-core';
-import { checkBucket, createLocalStorage, createS3Client, createS3Storage, type Storage } from '@ftp/storage';
+import { abortAbandonedUploads, checkBucket, createLocalStorage, createS3Client, createS3Storage, type Storage } from '@ftp/storage';
 import type { Logger } from '@ftp/telemetry';
 
 /** Where users' files live (FTP_STORAGE): one factory for sessions, the API's quota scan and anything else. */
@@ -51,10 +51,34 @@ export async function createStorageSetup(config: FtpConfig, log: Logger): Promis
     // The worker still reads finished uploads from the shared volume; on object storage its jobs would fail.
     log.warn('FTP_STORAGE=s3: the post-upload worker does not read object storage yet; set FTP_UPLOAD_EVENTS=off or run no worker');
   }
+  const stopSweep = startAbandonedUploadSweep(config, client, log);
   return {
     kind: 's3',
     storageAt: (root) => createS3Storage({ client, bucket: config.s3Bucket, prefix: prefixOf(root), partSize: config.s3PartSize, limits }),
     diskAt: () => async () => UNBOUNDED,
-    close: () => client.destroy(),
+    close: () => {
+      stopSweep();
+      client.destroy();
+    },
+  };
+}
+
+/** How often a replica looks for abandoned uploads (every replica does; aborting twice is harmless). */
+const SWEEP_EVERY_MS = 60 * 60_000;
+
+/** Unfinished uploads older than FTP_S3_ABANDONED_UPLOAD_HOURS are aborted, a minute after start and then hourly. */
+function startAbandonedUploadSweep(config: FtpConfig, client: ReturnType<typeof createS3Client>, log: Logger): () => void {
+  if (config.s3AbandonedUploadHours === 0) return () => {};
+  const olderThanMs = config.s3AbandonedUploadHours * 3_600_000;
+  const sweep = () =>
+    abortAbandonedUploads(client, config.s3Bucket, config.s3Prefix, olderThanMs).then(
+      (aborted) => aborted > 0 && log.info({ aborted, olderThanHours: config.s3AbandonedUploadHours }, 'abandoned multipart uploads aborted'),
+      (err: unknown) => log.warn({ err }, 'abandoned multipart uploads: sweep failed (retried in an hour)'),
+    );
+  const first = setTimeout(sweep, 60_000).unref();
+  const every = setInterval(sweep, SWEEP_EVERY_MS).unref();
+  return () => {
+    clearTimeout(first);
+    clearInterval(every);
   };
 }

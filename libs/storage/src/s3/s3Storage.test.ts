@@ -5,6 +5,7 @@ import { HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { StorageError, type FileStat, type Storage } from '../types';
 import { createS3Client } from './client';
 import { createS3Storage } from './s3Storage';
+import { abortAbandonedUploads } from './abandoned';
 import { MiB, readAll, readText, s3Fixture, writeAll, writeSome, type S3Fixture } from './testSupport';
 
 let s3: S3Fixture;
@@ -325,4 +326,25 @@ test('s3: an unreachable store fails with io, bucket and prefix left out of the 
   assert.match(err.message, /object storage unreachable/);
   assert.ok(!/secret-bucket|carol/.test(err.message));
   client.destroy();
+});
+
+test('s3: abandoned uploads older than the age are aborted, younger ones and other prefixes kept', async () => {
+  const home = s3.storage();
+  const other = s3.storage();
+  for (const [storage, path] of [
+    [home, '/old.bin'],
+    [other, '/elsewhere.bin'],
+  ] as const) {
+    const u = await storage.openUpload(path, { kind: 'replace' });
+    await writeSome(u, randomBytes(5 * MiB));
+    await u.abort();
+  }
+  // Nothing is an hour old yet: nothing goes.
+  assert.equal(await abortAbandonedUploads(s3.client, s3.bucket, home.prefix, 3_600_000), 0);
+  assert.deepEqual(await s3.openUploads(home.prefix), [`${home.prefix}old.bin`]);
+  // Seen from two hours on, the upload under this prefix is abandoned; the other prefix's is not this sweep's.
+  assert.equal(await abortAbandonedUploads(s3.client, s3.bucket, home.prefix, 3_600_000, Date.now() + 2 * 3_600_000), 1);
+  assert.deepEqual(await s3.openUploads(home.prefix), []);
+  assert.deepEqual(await s3.openUploads(other.prefix), [`${other.prefix}elsewhere.bin`]);
+  await assert.rejects(home.stat('/old.bin'), code('not-found'));
 });
