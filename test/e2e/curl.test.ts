@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -7,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { partialNameFor } from '@ftp/storage';
+import { runProgram } from '../support/programs';
 import { startTestServer, type TestServer } from '../support/server';
 
 let server: TestServer;
@@ -27,29 +27,7 @@ after(async () => {
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-interface RunResult {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** Runs a program to completion (killed after timeoutMs), collecting its output. */
-function run(cmd: string, args: string[], timeoutMs = 20_000): { done: Promise<RunResult>; kill(): void } {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const done = new Promise<RunResult>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out), stderr });
-    });
-  });
-  return { done, kill: () => child.kill('SIGKILL') };
-}
+const run = (cmd: string, args: string[]) => runProgram(cmd, args, 20_000);
 
 /** curl as alice against `port` (the server unless a proxy is given); -v so the commands it sent can be checked. */
 function curl(args: string[], port = server.port) {

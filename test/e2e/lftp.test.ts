@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { treeSnapshot } from '../support/programs';
 import { startTestServer, type TestServer } from '../support/server';
 
 let server: TestServer;
@@ -18,23 +19,8 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const snapshot = treeSnapshot;
 
-/** Every file below `root` as relative path → sha256 (directories as `dir/` → 'dir'). */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) {
-        out[`${relative(root, full)}/`] = 'dir';
-        walk(full);
-      } else out[relative(root, full)] = sha(readFileSync(full));
-    }
-  };
-  walk(root);
-  return out;
-}
 
 /** ~20 files in nested folders: empty, tiny, larger, names with spaces and UTF-8; mtimes in the past. */
 function makeTree(root: string) {

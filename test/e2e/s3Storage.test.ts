@@ -3,18 +3,19 @@
 // deletes, renames, MFMT and a quota. Every result is checked in the bucket too (ListObjectsV2, ListMultipartUploads).
 // Parts are 5 MiB (the smallest S3 allows), so a "3-part file" is 10–15 MiB.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { hashPassword } from '@ftp/identity';
 import { sharedRadosgw, type Radosgw } from '../support/radosgw';
 import { RawClient } from '../support/rawClient';
 import { openPassive, passiveDownload, passiveUpload, rawLogin } from '../support/rawData';
 import { awsCredentialsEnv, bucketView, s3EdgeEnv, type BucketView } from '../support/s3Bucket';
+import { runProgram, sha256, treeSnapshot } from '../support/programs';
 import { TEST_PASSWORD, type TestServer } from '../support/server';
 import { sftpBatch, startSftpServer, until, waitForLog, type Credentials } from '../support/sftpClient';
 
@@ -51,48 +52,12 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const sha = sha256;
+const snapshot = treeSnapshot;
+const run = runProgram;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Every file below `root` as relative path → sha256, folders as `dir/` → 'dir'. */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) {
-        out[`${relative(root, full)}/`] = 'dir';
-        walk(full);
-      } else out[relative(root, full)] = sha(readFileSync(full));
-    }
-  };
-  walk(root);
-  return out;
-}
 
-interface Run {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** Runs a program to completion (SIGKILLed after timeoutMs), collecting its output. */
-function run(cmd: string, args: string[], timeoutMs = 30_000): { done: Promise<Run>; kill(): void } {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const done = new Promise<Run>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out), stderr });
-    });
-  });
-  return { done, kill: () => child.kill('SIGKILL') };
-}
 
 const url = (path: string, port = server.port) => `ftp://127.0.0.1:${port}/${path}`;
 /** curl as alice; -v so the commands it sent (`> `) and the replies (`< `) can be checked. */
