@@ -172,13 +172,23 @@ function limitedDownload(download: Download, limiter: TransferLimiter): Download
   };
 }
 
+/** What an upload's gate holds before it pushes back: a few socket reads, so the gate does not slow the stream. */
+const GATE_BUFFER = 1024 * 1024;
+
 /**
  * An upload whose bytes pass the limiter before they reach the file. The stream's 'finish' comes only once the file's
  * own stream has finished, so a commit after it sees every byte. A limit hit removes what this upload wrote (nothing
  * half-published, no room held by a partial outside the quota).
  */
 function limitedUpload(upload: Upload, limiter: TransferLimiter, onCommitted: () => Promise<void>): Upload {
-  const inner = upload.stream;
+  // The file's stream is made on first use only (an SFTP upload writes by position and never needs it).
+  let innerStream: Writable | undefined;
+  const inner = () => {
+    if (innerStream) return innerStream;
+    innerStream = upload.stream;
+    innerStream.on('error', (err) => stream.destroy(err));
+    return innerStream;
+  };
   let hit: LimitError | undefined;
   const pass = async (bytes: number, growth = bytes) => {
     try {
@@ -188,24 +198,23 @@ function limitedUpload(upload: Upload, limiter: TransferLimiter, onCommitted: ()
       throw err;
     }
   };
-  const stream = new Writable({
-    highWaterMark: inner.writableHighWaterMark,
+  const stream: Writable = new Writable({
+    highWaterMark: GATE_BUFFER,
     write(chunk: Buffer, _encoding, done) {
       pass(chunk.length).then(() => {
-        if (inner.write(chunk)) done();
-        else inner.once('drain', () => done());
+        if (inner().write(chunk)) done();
+        else inner().once('drain', () => done());
       }, done);
     },
     final(done) {
-      inner.end();
-      finished(inner, (err) => done(err ?? null));
+      inner().end();
+      finished(inner(), (err) => done(err ?? null));
     },
     destroy(err, done) {
-      if (!inner.destroyed) inner.destroy(err ?? undefined);
+      if (innerStream && !innerStream.destroyed) innerStream.destroy(err ?? undefined);
       done(err);
     },
   });
-  inner.on('error', (err) => stream.destroy(err));
   // Positional writes (SFTP) pass for what they add to the file's end; rewriting earlier bytes needs no more room.
   let end = upload.startOffset;
   const growth = (to: number) => {
