@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { partialNameFor } from '@ftp/storage';
+import { startTcpProxy } from '../support/tcpProxy';
 import { runProgram } from '../support/programs';
 import { startTestServer, type TestServer } from '../support/server';
 
@@ -68,24 +68,6 @@ test('curl: EPSV, PASV, EPRT and PORT transfers are byte-exact both ways', async
   }
 });
 
-/** A TCP relay for curl's control connection, so the test can drop it mid-transfer (data connections go direct). */
-async function controlRelay(): Promise<{ port: number; cut(): void; close(): Promise<void> }> {
-  const sockets: Socket[] = [];
-  const relay: Server = createServer((down) => {
-    const up = connect(server.port, '127.0.0.1');
-    sockets.push(down, up);
-    for (const s of [down, up]) s.on('error', () => {});
-    down.pipe(up);
-    up.pipe(down);
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  const cut = () => sockets.forEach((s) => s.destroy());
-  return {
-    port: (relay.address() as AddressInfo).port,
-    cut,
-    close: () => new Promise((resolve) => relay.close(() => resolve())),
-  };
-}
 
 test('curl: an interrupted upload stays hidden, then -C - resumes it with SIZE + APPE byte-exact', async () => {
   const payload = randomBytes(4 * 1024 * 1024 + 321);
@@ -97,18 +79,18 @@ test('curl: an interrupted upload stays hidden, then -C - resumes it with SIZE +
   // Throttled so the control connection can be dropped while bytes are still flowing. The drop goes through a relay
   // rather than by killing curl: a dying curl closes its data socket just before its control socket, so whether the
   // server sees the vanished client before it publishes the data EOF is a microsecond race, not a deterministic test.
-  const relay = await controlRelay();
+  const relay = await startTcpProxy('127.0.0.1', server.port);
   const first = curl(['--limit-rate', '1M', '-T', local, url('resume.bin')], relay.port);
   try {
     for (let i = 0; i < 200 && !(existsSync(partial) && statSync(partial).size >= 256 * 1024); i++) await sleep(25);
     assert.ok(existsSync(partial), 'upload bytes go to the hidden partial');
     assert.equal(existsSync(final), false, 'the final name does not exist while the upload runs');
-    relay.cut();
+    void relay.cut();
     const result = await first.done;
     assert.notEqual(result.code, 0, 'curl reports the broken transfer');
   } finally {
     first.kill();
-    await relay.close();
+    await relay.cut();
   }
   // The server notices the lost control connection, closes the upload and audits it as not ok.
   const uploadAudits = () => server.logs.filter((l) => l.event === 'upload' && l.path === '/resume.bin');

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -15,6 +14,7 @@ import { sharedRadosgw, type Radosgw } from '../support/radosgw';
 import { RawClient } from '../support/rawClient';
 import { openPassive, passiveDownload, passiveUpload, rawLogin } from '../support/rawData';
 import { awsCredentialsEnv, bucketView, s3EdgeEnv, type BucketView } from '../support/s3Bucket';
+import { startTcpProxy } from '../support/tcpProxy';
 import { runProgram, sha256, treeSnapshot } from '../support/programs';
 import { TEST_PASSWORD, type TestServer } from '../support/server';
 import { sftpBatch, startSftpServer, until, waitForLog, type Credentials } from '../support/sftpClient';
@@ -71,23 +71,6 @@ async function curlOk(args: string[]) {
   return result;
 }
 
-/** A TCP relay for a control connection, so that a test can drop it mid-transfer while the data connection goes direct. */
-async function controlRelay(): Promise<{ port: number; cut(): void; close(): Promise<void> }> {
-  const sockets: Socket[] = [];
-  const relay: Server = createServer((down) => {
-    const up = connect(server.port, '127.0.0.1');
-    sockets.push(down, up);
-    for (const s of [down, up]) s.on('error', () => {});
-    down.pipe(up);
-    up.pipe(down);
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (relay.address() as AddressInfo).port,
-    cut: () => sockets.forEach((s) => s.destroy()),
-    close: () => new Promise((resolve) => relay.close(() => resolve())),
-  };
-}
 
 /** Waits until the unfinished upload of `key` holds at least `parts` complete parts. */
 const partsReach = (key: string, parts: number, timeoutMs = 30_000) => until(`${parts} complete parts of ${key}`, async () => (await view.partsOf(key)) >= parts, timeoutMs);
@@ -152,16 +135,16 @@ test('curl: an upload cut after two parts stays unpublished, SIZE reports the pa
   // Throttled (the last 4 MiB take ~1.3 s) so the control connection can be cut while bytes still flow; through a
   // relay, as a dying curl closes its data socket just before its control socket, and the server might take that EOF
   // for the end of the file.
-  const relay = await controlRelay();
+  const relay = await startTcpProxy('127.0.0.1', server.port);
   const first = curl(['--limit-rate', '3M', '-T', local, url('resume.bin', relay.port)]);
   try {
     await partsReach(key, 2);
-    relay.cut();
+    void relay.cut();
     const result = await first.done;
     assert.notEqual(result.code, 0, 'curl reports the broken transfer');
   } finally {
     first.kill();
-    await relay.close();
+    await relay.cut();
   }
   await until('the interrupted upload audited', () => uploadAudits('/resume.bin').length > 0, 15_000);
   assert.notEqual(uploadAudits('/resume.bin')[0].result, 'ok');
