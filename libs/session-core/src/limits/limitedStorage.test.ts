@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import { createMemoryClusterState } from '@ftp/cluster-state';
+import { createMemoryClusterState, type ByteTake } from '@ftp/cluster-state';
 import { NO_LIMITS, type EffectiveLimits, type User } from '@ftp/identity';
 import { createLocalStorage, type Storage } from '@ftp/storage';
 import { createEdgeMetrics, createLogger } from '@ftp/telemetry';
@@ -13,6 +13,7 @@ import { LimitError } from './limitError';
 import { withLimits } from './limitedStorage';
 import { quotaDiskSpace, localDiskSpace, bytesAvailable } from './space';
 import { localShares } from './transferLimiter';
+import { sleep } from './tokenBucket';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -164,4 +165,27 @@ test('bandwidth: an upload capped at 1 MiB/s takes about as long as its size say
     assert.ok(seconds > 1.6 && seconds < 10, `${JSON.stringify(limits)}: ${seconds} s`);
     assert.equal((await stat(path.join(s.root, 'f'))).size, 2 * MiB);
   }
+});
+
+test('positional writes reach the storage in the order they were made, whatever their gates wait for', async (t) => {
+  const s = await setup({ quotaBytes: 64 * MiB, bandwidthUp: 4 * MiB });
+  t.after(s.cleanup);
+  const base = createLocalStorage({ root: s.root, fsync: false });
+  const order: number[] = [];
+  const recording: Storage = {
+    ...base,
+    async openUpload(p, start, size) {
+      const up = await base.openUpload(p, start, size);
+      return { ...up, writeAt: (offset, data) => (order.push(offset), up.writeAt(offset, data)) };
+    },
+  };
+  // Redis answers at its own pace: the first take is the slowest, so without ordering the second write would pass first.
+  const delays = [40];
+  const budgets = { ...s.cluster.budgets, take: async (r: ByteTake) => (await sleep(delays.shift() ?? 0), s.cluster.budgets.take(r)) };
+  const up = await withLimits(recording, s.user, { ...s.ctx, budgets }).openUpload('/ordered', { kind: 'replace' });
+  const chunk = 256 * KiB;
+  await Promise.all(Array.from({ length: 12 }, (_, i) => up.writeAt(i * chunk, Buffer.alloc(chunk, i))));
+  await up.commit();
+  assert.deepEqual(order, Array.from({ length: 12 }, (_, i) => i * chunk));
+  assert.equal((await stat(path.join(s.root, 'ordered'))).size, 12 * chunk);
 });

@@ -216,6 +216,7 @@ function limitedUpload(upload: Upload, limiter: TransferLimiter, onCommitted: ()
     },
   });
   // Positional writes (SFTP) pass for what they add to the file's end; rewriting earlier bytes needs no more room.
+  let inOrder: Promise<unknown> = Promise.resolve();
   let end = upload.startOffset;
   const growth = (to: number) => {
     const more = Math.max(0, to - end);
@@ -226,10 +227,13 @@ function limitedUpload(upload: Upload, limiter: TransferLimiter, onCommitted: ()
     stream,
     startOffset: upload.startOffset,
     bytesWritten: () => upload.bytesWritten(),
-    async writeAt(offset, data) {
+    writeAt(offset, data) {
       const length = data instanceof Uint8Array ? data.length : data.reduce((sum, c) => sum + c.length, 0);
-      await pass(length, growth(offset + length));
-      return upload.writeAt(offset, data);
+      // Writes reach the storage in the order they came, whatever their gates' waits: object storage takes only the
+      // next byte, and an SFTP client pipelines its WRITEs in order.
+      const turn = inOrder.then(() => pass(length, growth(offset + length)));
+      inOrder = turn.catch(() => undefined);
+      return turn.then(() => upload.writeAt(offset, data));
     },
     sync: () => upload.sync(),
     async truncate(size) {
