@@ -16,8 +16,9 @@
  *      2 s against the cap, then ABOR, and every edge must still serve a login.
  * See test/bench/README.md ("Per-user limits") for how to read them.
  */
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -30,7 +31,7 @@ import { finishRun, runBench, writeRandomFile } from './clusterBench';
 import { backgroundLoad, startCpuMeter } from './cpu';
 import { envInt, envList, envNumber, MiB } from './env';
 import { FtpClient } from './ftpClient';
-import { fmt, median, table } from './report';
+import { fmt, log, median, seconds, spread, table } from './report';
 import {
   baselineBundle,
   checkRangeFree,
@@ -38,7 +39,7 @@ import {
   createBenchUser,
   edgeEntry,
   freePort,
-  killNow,
+  killedAtExit,
   startOurs,
   startRedisServer,
   stopServer,
@@ -74,22 +75,7 @@ const started = Date.now();
 const failures: string[] = [];
 /** Ports handed out in this run: edges start in parallel, so a port once given is not given again. */
 const takenPorts = new Set<number>();
-const servers = new Set<RunningServer>();
-const redises = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const s of servers) killNow(s);
-  for (const r of redises) r.kill('SIGKILL');
-});
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
-
-function log(message: string) {
-  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
-}
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const seconds = (startNs: bigint) => Number(process.hrtime.bigint() - startNs) / 1e9;
-/** "median (min–max)" of the rounds. */
-const spread = (values: number[], digits = 1) =>
-  values.length === 0 ? 'n/a' : values.length === 1 ? fmt(values[0], digits) : `${fmt(median(values), digits)} (${fmt(Math.min(...values), digits)}–${fmt(Math.max(...values), digits)})`;
+const { servers, redises } = killedAtExit();
 
 // ---------------------------------------------------------------------------------------------------------------
 // Edges, users, Redis

@@ -100,3 +100,15 @@ export function verdict(rows: Row[]): string {
     (missing.length ? `; not measured: [${missing.join('; ')}]` : '')
   );
 }
+
+/** "median (min–max)" of a bench's rounds. */
+export const spread = (values: number[], digits = 1) =>
+  values.length === 0 ? 'n/a' : values.length === 1 ? fmt(values[0], digits) : `${fmt(median(values), digits)} (${fmt(Math.min(...values), digits)}–${fmt(Math.max(...values), digits)})`;
+
+/** A progress line with the time of day. */
+export function log(message: string) {
+  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
+}
+
+/** Seconds since a process.hrtime.bigint() reading. */
+export const seconds = (startNs: bigint) => Number(process.hrtime.bigint() - startNs) / 1e9;

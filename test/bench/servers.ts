@@ -402,3 +402,18 @@ export async function startRedisServer(port: number, cpus?: string): Promise<Chi
   redis.kill();
   throw new Error('redis-server did not start');
 }
+
+/**
+ * The edges and redis-servers a bench started, killed when it exits however it exits (Ctrl-C, an exception): add each
+ * one as it starts.
+ */
+export function killedAtExit(): { servers: Set<RunningServer>; redises: Set<ChildProcess> } {
+  const servers = new Set<RunningServer>();
+  const redises = new Set<ChildProcess>();
+  process.on('exit', () => {
+    for (const s of servers) killNow(s);
+    for (const r of redises) r.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+  return { servers, redises };
+}

@@ -14,8 +14,9 @@
  *     at once, against base + uploads × 2 × part size (an upload holds at most two parts).
  * See test/bench/README.md ("Storage backends") for how to read it.
  */
-import { execFile, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,8 +27,9 @@ import { finishRun, runBench } from './clusterBench';
 import { backgroundLoad } from './cpu';
 import { envInt, envList, MiB } from './env';
 import { FtpClient } from './ftpClient';
-import { fmt, median, table } from './report';
-import { checkRangeFree, codeVersion, createBenchUser, edgeEntry, freePort, killNow, parseRange, startOurs, startRedisServer, stopServer, type RunningServer } from './servers';
+import { fmt, log, seconds, spread, table } from './report';
+import { sha256 } from '../support/programs';
+import { checkRangeFree, codeVersion, createBenchUser, edgeEntry, freePort, killedAtExit, parseRange, startOurs, startRedisServer, stopServer, type RunningServer } from './servers';
 import { deadline, SMALL_FILE_BYTES, smallPayloads, syncDisks } from './workloads';
 
 const BACKENDS = ['local-fsync', 'local-nofsync', 's3'] as const;
@@ -67,23 +69,8 @@ const PATTERN = randomBytes(MiB);
 const started = Date.now();
 const failures: string[] = [];
 const takenPorts = new Set<number>();
-const servers = new Set<RunningServer>();
-const redises = new Set<ChildProcess>();
 // radosgw's daemons go with processes.ts's own exit hook.
-process.on('exit', () => {
-  for (const s of servers) killNow(s);
-  for (const r of redises) r.kill('SIGKILL');
-});
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
-
-function log(message: string) {
-  console.log(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
-}
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const seconds = (startNs: bigint) => Number(process.hrtime.bigint() - startNs) / 1e9;
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-const spread = (values: number[], digits = 1) =>
-  values.length === 0 ? 'n/a' : values.length === 1 ? fmt(values[0], digits) : `${fmt(median(values), digits)} (${fmt(Math.min(...values), digits)}–${fmt(Math.max(...values), digits)})`;
+const { servers, redises } = killedAtExit();
 const execFileAsync = promisify(execFile);
 
 // ---------------------------------------------------------------------------------------------------------------

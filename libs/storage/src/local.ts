@@ -5,6 +5,7 @@ import { sharedDirectoryFlusher } from './dirFlush';
 import { errnoOf, ifExists, limitError, storageError, toStorageError } from './errors';
 import { asyncFileOps, SMALL_IO_BYTES, syncFileOps, type FileOps } from './fileOps';
 import { createPathGuard, isInside } from './hostPath';
+import { listAll } from './lookup';
 import { isPartialName, partialPathFor } from './partial';
 import { DEFAULT_STORAGE_LIMITS, type Download, type FileStat, type Storage, type StorageLimits } from './types';
 import { openLocalUpload } from './upload';
@@ -63,11 +64,7 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
       throw storageError('not-found');
     },
 
-    async list(vpath) {
-      const all: FileStat[] = [];
-      for await (const batch of await storage.listEntries(vpath)) all.push(...batch);
-      return all;
-    },
+    list: (vpath) => listAll(storage, vpath),
 
     async listEntries(vpath) {
       const dir = await guard.target(vpath);

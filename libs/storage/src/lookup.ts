@@ -12,3 +12,10 @@ export async function statIfExists(storage: Pick<Storage, 'stat'>, path: string)
     throw err;
   }
 }
+
+/** `Storage.list` from `listEntries`: the batches collected in one array, for every backend. */
+export async function listAll(storage: Pick<Storage, 'listEntries'>, path: string): Promise<FileStat[]> {
+  const all: FileStat[] = [];
+  for await (const batch of await storage.listEntries(path)) all.push(...batch);
+  return all;
+}

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { createMemoryClusterState, type ByteTake } from '@ftp/cluster-state';
 import { NO_LIMITS, type EffectiveLimits, type User } from '@ftp/identity';
@@ -13,7 +14,6 @@ import { LimitError } from './limitError';
 import { withLimits } from './limitedStorage';
 import { quotaDiskSpace, localDiskSpace, bytesAvailable } from './space';
 import { localShares } from './transferLimiter';
-import { sleep } from './tokenBucket';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

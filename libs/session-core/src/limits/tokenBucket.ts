@@ -31,5 +31,3 @@ export class TokenBucket {
  * the cap, and at low caps a 64 KiB chunk still fits in a few refills.
  */
 export const BURST_MS = 200;
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

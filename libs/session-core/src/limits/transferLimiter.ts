@@ -2,7 +2,8 @@ import { utcDay, type ByteBudgets, type TransferDirection, type UsageLedger } fr
 import type { EffectiveLimits } from '@ftp/identity';
 import type { EdgeMetrics, Logger } from '@ftp/telemetry';
 import { limitHit } from './limitError';
-import { BURST_MS, sleep, TokenBucket } from './tokenBucket';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BURST_MS, TokenBucket } from './tokenBucket';
 
 /** What the limits need from the edge: the shared state, this replica's name, metrics and a log. */
 export interface LimitsContext {

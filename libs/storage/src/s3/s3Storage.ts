@@ -1,5 +1,6 @@
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { storageError } from '../errors';
+import { listAll } from '../lookup';
 import { DEFAULT_STORAGE_LIMITS, StorageError, type FileStat, type Storage, type StorageLimits, type UploadStart } from '../types';
 import { emptyDownload, getFrom, rangedDownload } from './download';
 import { s3Error } from './errors';
@@ -78,11 +79,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       throw storageError('not-found');
     },
 
-    async list(vpath) {
-      const all: FileStat[] = [];
-      for await (const batch of await storage.listEntries(vpath)) all.push(...batch);
-      return all;
-    },
+    list: (vpath) => listAll(storage, vpath),
 
     async listEntries(vpath) {
       return listFolder(ctx, locate(vpath), pageSize, limits.maxListEntries);
