@@ -235,6 +235,24 @@ export interface FtpConfig {
   replicaId: string;
   /** FTP_LOG_LEVEL: pino level. */
   logLevel: string;
+  /**
+   * The post-upload worker's own settings (services/worker); it reads every other one (REDIS_URL, FTP_REDIS_PREFIX,
+   * FTP_DATA_DIR, FTP_STORAGE and FTP_S3_*) from this same model, so an edge and its workers given one file or one
+   * environment cannot disagree on where files and jobs are.
+   * - WORKER_CONCURRENCY: jobs at once per process.
+   * - WORKER_LOCK_MS: a job whose worker stopped renewing its lock this long is taken over by another (crash).
+   * - WORKER_ADMIN_HOST / WORKER_ADMIN_PORT: /healthz, /readyz, /metrics; port 0 = off.
+   * - WORKER_LOG_LEVEL: pino level.
+   * - WORKER_PIPELINES: the pipelines file; absent (the default path not there): every upload gets a sha256 sidecar.
+   */
+  worker: {
+    concurrency: number;
+    lockMs: number;
+    adminHost: string;
+    adminPort: number;
+    logLevel: string;
+    pipelines: string;
+  };
 }
 
 export class ConfigError extends Error {
@@ -243,9 +261,16 @@ export class ConfigError extends Error {
 
 type Parser<T> = (raw: string) => T;
 
-/** A setting: `key` of FtpConfig, or `key.field` of one of its groups (defaultLimits.quotaBytes). */
-type SpecKey = keyof FtpConfig | `defaultLimits.${keyof FtpConfig['defaultLimits']}`;
-type SpecValue<K extends SpecKey> = K extends keyof FtpConfig ? FtpConfig[K] : number;
+/** A setting: `key` of FtpConfig, or `key.field` of one of its groups (defaultLimits.quotaBytes, worker.concurrency). */
+type Group = 'defaultLimits' | 'worker';
+type SpecKey = keyof FtpConfig | { [G in Group]: `${G}.${keyof FtpConfig[G] & string}` }[Group];
+type SpecValue<K extends SpecKey> = K extends keyof FtpConfig
+  ? FtpConfig[K]
+  : K extends `${infer G extends Group}.${infer F}`
+    ? F extends keyof FtpConfig[G]
+      ? FtpConfig[G][F]
+      : never
+    : never;
 
 interface KeySpec<K extends SpecKey> {
   key: K;
@@ -478,6 +503,12 @@ const SPECS = [
   spec('banner', 'FTP_BANNER', text, () => 'FTP service ready'),
   spec('replicaId', 'FTP_REPLICA_ID', text, () => `${hostname()}-${process.pid}`),
   spec('logLevel', 'FTP_LOG_LEVEL', logLevel, () => 'info'),
+  spec('worker.concurrency', 'WORKER_CONCURRENCY', integer(1, 1000), () => 16),
+  spec('worker.lockMs', 'WORKER_LOCK_MS', integer(1000, 3_600_000), () => 30_000),
+  spec('worker.adminHost', 'WORKER_ADMIN_HOST', text, () => '127.0.0.1'),
+  spec('worker.adminPort', 'WORKER_ADMIN_PORT', integer(0, 65535), () => 9091),
+  spec('worker.logLevel', 'WORKER_LOG_LEVEL', logLevel, () => 'info'),
+  spec('worker.pipelines', 'WORKER_PIPELINES', text, () => './pipelines.yaml'),
 ] as const;
 
 /** The YAML key of a setting: its environment name without `FTP_`, lower case (FTP_PASV_RANGE → pasv_range, REDIS_URL → redis_url). */

@@ -24,6 +24,8 @@ export interface FileOps {
   /** Data and the metadata needed to read it back (size, allocation), not timestamps: see commit() in upload.ts. */
   fdatasync(fd: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  /** link(2): fails with EEXIST when `to` exists, which makes it the atomic no-replace publish. */
+  link(existing: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   mkdir(path: string): Promise<void>;
   rmdir(path: string): Promise<void>;
@@ -56,6 +58,7 @@ export const asyncFileOps: FileOps = {
   fsync: promisify(fs.fsync),
   fdatasync: promisify(fs.fdatasync),
   rename: (a, b) => fsp.rename(a, b),
+  link: (a, b) => fsp.link(a, b),
   unlink: (p) => fsp.unlink(p),
   mkdir: async (p) => void (await fsp.mkdir(p)),
   rmdir: (p) => fsp.rmdir(p),
@@ -85,6 +88,7 @@ export const syncFileOps: FileOps = {
   fsync: promisify(fs.fsync),
   fdatasync: promisify(fs.fdatasync),
   rename: async (a, b) => fs.renameSync(a, b),
+  link: async (a, b) => fs.linkSync(a, b),
   unlink: async (p) => fs.unlinkSync(p),
   mkdir: async (p) => void fs.mkdirSync(p),
   rmdir: async (p) => fs.rmdirSync(p),

@@ -7,3 +7,5 @@ export { createLocalStorage, type LocalStorageOptions } from './local';
 export { createS3Storage, type S3StorageOptions } from './s3/s3Storage';
 export { checkBucket, createS3Client, type S3ClientSettings } from './s3/client';
 export { abortAbandonedUploads } from './s3/abandoned';
+export { openConfiguredStorage, type ConfiguredStorage, type StorageSettings } from './configured';
+export type { S3Client } from '@aws-sdk/client-s3';

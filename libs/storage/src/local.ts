@@ -7,6 +7,7 @@ import { asyncFileOps, SMALL_IO_BYTES, syncFileOps, type FileOps } from './fileO
 import { createPathGuard, isInside } from './hostPath';
 import { listAll } from './lookup';
 import { isPartialName, partialPathFor } from './partial';
+import { copy, move } from './place';
 import { DEFAULT_STORAGE_LIMITS, type Download, type FileStat, type Storage, type StorageLimits } from './types';
 import { openLocalUpload } from './upload';
 import { basenameOf, resolveVirtualPath } from './virtualPath';
@@ -136,14 +137,24 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
       if (!removed.includes(true)) throw storageError('not-found');
     },
 
-    async rename(from, to) {
+    async rename(from, to, options) {
       if (isRoot(from) || isRoot(to)) throw storageError('denied');
       const [src, dst] = await Promise.all([guard.entry(from), guard.entry(to)]);
       if (isInside(src, dst) && src !== dst) throw storageError('denied'); // a directory into itself
+      if (options?.replace === false) {
+        if (src === dst) throw storageError('exists');
+        return move(uploadOptions, src, dst, false);
+      }
       if (await ifExists(io.lstat(src))) return io.rename(src, dst);
       // Only an interrupted upload exists: move it so a resume under the new name continues it.
       if ((await ifExists(io.lstat(partialPathFor(src))))?.isFile()) return io.rename(partialPathFor(src), partialPathFor(dst));
       throw storageError('not-found');
+    },
+
+    async copy(from, to, options) {
+      const [src, dst] = await Promise.all([guard.target(from), guard.entry(to)]);
+      if (src === dst) throw storageError(options?.replace === false ? 'exists' : 'denied');
+      await copy(uploadOptions, src, dst, options?.replace !== false);
     },
 
     async setModifiedTime(vpath, mtime) {

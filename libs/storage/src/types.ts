@@ -107,13 +107,28 @@ export interface Storage {
   mkdir(path: string): Promise<void>;
   rmdir(path: string): Promise<void>;
   delete(path: string): Promise<void>;
-  rename(from: string, to: string): Promise<void>;
+  /** Rename a file or folder; a file already at `to` is replaced unless `options.replace` is false. */
+  rename(from: string, to: string, options?: PlaceOptions): Promise<void>;
+  /**
+   * Put a durable copy of file `from` at `to` (object storage: a server-side copy), published whole under its name as an
+   * upload is. A file already at `to` is replaced unless `options.replace` is false. For post-upload processing.
+   */
+  copy(from: string, to: string, options?: PlaceOptions): Promise<void>;
   setModifiedTime(path: string, mtime: Date): Promise<void>;
   /**
    * What the whole root holds, as storage quotas count it: published files and their bytes (no partial uploads), symbolic
    * links neither followed nor counted. Walks everything: for a scan when the usage is not known, not per request.
    */
   usage(): Promise<StoredUsage>;
+}
+
+export interface PlaceOptions {
+  /**
+   * False: when `to` exists, fail with 'exists' and change nothing (default true). Atomic on local disks (link(2)); on
+   * object storage and on file systems without hard links, a check just before, racy only against another writer of
+   * this very name.
+   */
+  replace?: boolean;
 }
 
 export interface StoredUsage {

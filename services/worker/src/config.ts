@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { ConfigError, configPathFromArgv, loadConfig, type FtpConfig } from '@ftp/config';
 import type { Match } from './rules';
 
 /** One step as written in the pipelines file: its kind and its options (snake_case keys, as in YAML). */
@@ -15,26 +15,14 @@ export interface PipelineSpec {
   steps: StepSpec[];
 }
 
-export interface WorkerConfig {
-  /** REDIS_URL: where the upload queue lives (required: without Redis there is no queue). */
-  redisUrl: string;
-  /** FTP_REDIS_PREFIX: the same as the edges'. */
-  redisPrefix: string;
-  /** FTP_DATA_DIR: the storage the edges write (a shared volume), absolute. */
-  dataDir: string;
-  /** WORKER_CONCURRENCY: jobs at once per process. */
-  concurrency: number;
-  /** WORKER_LOCK_MS: a job whose worker stopped renewing its lock this long is taken over by another (crash). */
-  lockMs: number;
-  /** WORKER_ADMIN_HOST / WORKER_ADMIN_PORT: /healthz, /readyz, /metrics; port 0 = off. */
-  adminHost: string;
-  adminPort: number;
-  /** WORKER_LOG_LEVEL. */
-  logLevel: string;
-  /** WORKER_PIPELINES: the pipelines file; without one, every upload gets a sha256 sidecar. */
-  pipelinesFile: string;
+/**
+ * The worker's configuration: the same model as the edge's (@ftp/config: one YAML file given with `--config`, the same
+ * FTP_* and REDIS_URL names), so both agree on the storage, its data root and the Redis prefix; `worker` holds the
+ * WORKER_* settings of its own. Plus the pipelines file, read and checked.
+ */
+export interface WorkerConfig extends FtpConfig {
   clamd?: { host: string; port: number };
-  pipelines: PipelineSpec[];
+  pipelineSpecs: PipelineSpec[];
 }
 
 export class WorkerConfigError extends Error {
@@ -44,34 +32,20 @@ export class WorkerConfigError extends Error {
 const STEP_KINDS = ['checksum', 'scan', 'move', 'copy', 'webhook'] as const;
 
 const DEFAULT_PIPELINES: PipelineSpec[] = [{ name: 'default', match: {}, steps: [{ kind: 'checksum', options: {} }] }];
+const DEFAULT_PIPELINES_FILE = './pipelines.yaml';
 
-function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || value < min || value > max) throw new WorkerConfigError(`${name}: expected a whole number from ${min} to ${max}, got "${raw}"`);
-  return value;
-}
-
-export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
-  const redisUrl = env.REDIS_URL ?? '';
-  if (!redisUrl) throw new WorkerConfigError('REDIS_URL: required (the upload queue lives in Redis)');
-  const pipelinesFile = env.WORKER_PIPELINES ?? './pipelines.yaml';
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] = process.argv.slice(2)): WorkerConfig {
+  let config: FtpConfig;
+  try {
+    config = loadConfig({ file: configPathFromArgv(argv), env });
+  } catch (err) {
+    throw err instanceof ConfigError ? new WorkerConfigError(err.message) : err;
+  }
+  if (!config.redisUrl) throw new WorkerConfigError('REDIS_URL: required (the upload queue lives in Redis)');
+  const pipelinesFile = config.worker.pipelines;
   const file = existsSync(pipelinesFile) ? parsePipelinesFile(pipelinesFile) : undefined;
-  if (env.WORKER_PIPELINES && !file) throw new WorkerConfigError(`WORKER_PIPELINES: ${pipelinesFile} does not exist`);
-  return {
-    redisUrl,
-    redisPrefix: env.FTP_REDIS_PREFIX ?? 'ftp:',
-    dataDir: resolve(env.FTP_DATA_DIR ?? './data'),
-    concurrency: integer(env, 'WORKER_CONCURRENCY', 16, 1, 1000),
-    lockMs: integer(env, 'WORKER_LOCK_MS', 30_000, 1000, 3_600_000),
-    adminHost: env.WORKER_ADMIN_HOST ?? '127.0.0.1',
-    adminPort: integer(env, 'WORKER_ADMIN_PORT', 9091, 0, 65535),
-    logLevel: env.WORKER_LOG_LEVEL ?? 'info',
-    pipelinesFile,
-    clamd: file?.clamd,
-    pipelines: file?.pipelines ?? DEFAULT_PIPELINES,
-  };
+  if (!file && pipelinesFile !== DEFAULT_PIPELINES_FILE) throw new WorkerConfigError(`WORKER_PIPELINES: ${pipelinesFile} does not exist`);
+  return { ...config, clamd: file?.clamd, pipelineSpecs: file?.pipelines ?? DEFAULT_PIPELINES };
 }
 
 /** Reads and checks the pipelines file; every mistake names where it is. */

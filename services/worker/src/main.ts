@@ -31,7 +31,7 @@ if (command === 'failed') {
   process.exit(code);
 }
 
-const log = createLogger({ level: config.logLevel, name: 'ftp-worker' });
+const log = createLogger({ level: config.worker.logLevel, name: 'ftp-worker' });
 const worker = await startWorker(config, log).catch((err) => {
   log.fatal({ err }, 'could not start');
   log.flush();

@@ -1,10 +1,10 @@
-import { isAbsolute, join, normalize, sep } from 'node:path';
-import { UnrecoverableError } from 'bullmq';
+import type { Storage } from '@ftp/storage';
 import { inSpan, type Logger } from '@ftp/telemetry';
 import type { UploadEvent } from '@ftp/upload-events';
 import type { PipelineSpec, StepSpec, WorkerConfig } from './config';
 import { matches, type Match } from './rules';
 import { checksumStep } from './steps/checksum';
+import { pathOfKey } from './steps/files';
 import { moveStep } from './steps/move';
 import { scanStep } from './steps/scan';
 import type { Step, StepResult } from './steps/types';
@@ -18,7 +18,7 @@ export interface Pipeline {
 
 /** Builds every configured pipeline once, at start-up: a bad option fails the start, not a job. */
 export function buildPipelines(config: WorkerConfig, env: NodeJS.ProcessEnv = process.env): Pipeline[] {
-  return config.pipelines.map((spec) => ({ name: spec.name, match: spec.match, steps: buildSteps(spec, config, env) }));
+  return config.pipelineSpecs.map((spec) => ({ name: spec.name, match: spec.match, steps: buildSteps(spec, config, env) }));
 }
 
 function buildSteps(spec: PipelineSpec, config: WorkerConfig, env: NodeJS.ProcessEnv): Step[] {
@@ -68,7 +68,8 @@ export function choosePipeline(pipelines: Pipeline[], event: UploadEvent): Pipel
 }
 
 export interface RunOptions {
-  dataRoot: string;
+  /** The whole data root (see StepContext.storage). */
+  storage: Storage;
   log: Logger;
   signal: AbortSignal;
   /** Results of steps that finished in an earlier attempt of this job: they are not run again. */
@@ -81,18 +82,19 @@ export interface RunOptions {
 /** Runs the pipeline's steps in order from where an earlier attempt stopped; returns every step's result. */
 export async function runPipeline(pipeline: Pipeline, event: UploadEvent, options: RunOptions): Promise<Record<string, StepResult>> {
   const results: Record<string, StepResult> = { ...options.done };
-  let filePath = hostPath(options.dataRoot, event.storageKey);
+  // A key that points outside the data root is a PermanentStepError: never retried.
+  let path = pathOfKey(event.storageKey);
   for (const step of pipeline.steps) {
     const earlier = results[step.name];
     if (earlier) {
-      filePath = earlier.filePath ?? filePath;
+      path = pathAfter(earlier) ?? path;
       if (earlier.stop) break;
       continue;
     }
     const started = process.hrtime.bigint();
     let result: StepResult;
     try {
-      const context = { event, filePath, dataRoot: options.dataRoot, previous: { ...results }, log: options.log.child({ step: step.name }), signal: options.signal };
+      const context = { event, storage: options.storage, path, previous: { ...results }, log: options.log.child({ step: step.name }), signal: options.signal };
       // One span per step, a child of the job's `upload.process` span.
       result = await inSpan(`step ${step.name}`, { attributes: { 'ftp.step': step.name, 'ftp.upload.id': event.uploadId } }, async (span) => {
         const stepResult = await step.run(context);
@@ -106,7 +108,7 @@ export async function runPipeline(pipeline: Pipeline, event: UploadEvent, option
     options.observe(step.name, seconds(started), true);
     results[step.name] = result;
     await options.onStepDone(step.name, result);
-    filePath = result.filePath ?? filePath;
+    path = result.path ?? path;
     if (result.stop) break;
   }
   return results;
@@ -114,11 +116,13 @@ export async function runPipeline(pipeline: Pipeline, event: UploadEvent, option
 
 const seconds = (started: bigint) => Number(process.hrtime.bigint() - started) / 1e9;
 
-/** The file of a storage key; a key that points outside the data root is refused for good (never retried). */
-export function hostPath(dataRoot: string, storageKey: string): string {
-  const key = normalize(storageKey);
-  if (isAbsolute(key) || key === '..' || key.startsWith(`..${sep}`) || key.includes('\0')) {
-    throw new UnrecoverableError(`storage key "${storageKey}" is outside the data root`);
-  }
-  return join(dataRoot, key);
+/**
+ * Where a finished step left the file. Results recorded by workers before the storage seam (a host `filePath`) name it
+ * as a data-root key in `details.to` (move, copy) or `details.quarantine` (scan): a job retried across an upgrade
+ * carries on from there.
+ */
+function pathAfter(result: StepResult & { filePath?: string }): string | undefined {
+  if (result.path !== undefined || result.filePath === undefined) return result.path;
+  const key = result.details?.to ?? result.details?.quarantine;
+  return typeof key === 'string' ? pathOfKey(key) : undefined;
 }

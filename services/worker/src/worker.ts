@@ -4,6 +4,7 @@ import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { context, SpanKind, trace, type Span } from '@opentelemetry/api';
 import { extractTraceContext, failSpan, startAdminServer, startChildSpan, type Logger } from '@ftp/telemetry';
+import { openConfiguredStorage } from '@ftp/storage';
 import { JOB_UPLOAD_COMPLETED, queuePrefix, UPLOAD_QUEUE, type UploadEvent } from '@ftp/upload-events';
 import type { WorkerConfig } from './config';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
@@ -25,6 +26,9 @@ export interface RunningWorker {
 
 export async function startWorker(config: WorkerConfig, log: Logger): Promise<RunningWorker> {
   const pipelines = buildPipelines(config);
+  // The same storage the edges write, through the same seam: FTP_STORAGE, FTP_DATA_DIR, FTP_S3_*.
+  const storage = await openConfiguredStorage(config);
+  const dataRoot = storage.storageAt(config.dataDir);
   const prefix = queuePrefix(config.redisPrefix);
   // A BullMQ worker blocks on Redis and must wait out outages: no per-request retry limit (bullmq's requirement).
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(times * 200, 2000) });
@@ -99,7 +103,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
     const done = progress.pipeline === pipeline.name ? { ...progress.steps } : {};
     if (Object.keys(done).length > 0) span.setAttribute('ftp.steps.skipped', Object.keys(done).length);
     const steps = await runPipeline(pipeline, event, {
-      dataRoot: config.dataDir,
+      storage: dataRoot,
       log: jobLog,
       signal: shutdown.signal,
       done,
@@ -116,9 +120,9 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
   const worker = new Worker<UploadEvent>(UPLOAD_QUEUE, processJob, {
     connection,
     prefix,
-    concurrency: config.concurrency,
-    lockDuration: config.lockMs,
-    stalledInterval: config.lockMs,
+    concurrency: config.worker.concurrency,
+    lockDuration: config.worker.lockMs,
+    stalledInterval: config.worker.lockMs,
   });
   worker.on('completed', () => metrics.jobsTotal.inc({ result: 'completed' }));
   worker.on('failed', (job, err) => {
@@ -129,15 +133,15 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
   worker.on('error', (err) => log.error({ err: err.message }, 'worker error'));
 
   let admin: Server | undefined;
-  if (config.adminPort > 0) {
+  if (config.worker.adminPort > 0) {
     admin = await startAdminServer({
-      host: config.adminHost,
-      port: config.adminPort,
+      host: config.worker.adminHost,
+      port: config.worker.adminPort,
       registry: metrics.registry,
       ready: () => connection.status === 'ready' && worker.isRunning(),
     });
   }
-  log.info({ queue: UPLOAD_QUEUE, prefix, concurrency: config.concurrency, pipelines: pipelines.map((p) => p.name) }, 'worker started');
+  log.info({ queue: UPLOAD_QUEUE, prefix, concurrency: config.worker.concurrency, storage: storage.kind, pipelines: pipelines.map((p) => p.name) }, 'worker started');
 
   return {
     metrics,
@@ -147,6 +151,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
       await worker.close();
       shutdown.abort();
       await queue.close();
+      storage.close();
       await new Promise<void>((resolve) => (admin ? admin.close(() => resolve()) : resolve()));
       connection.disconnect();
     },

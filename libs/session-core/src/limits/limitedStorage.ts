@@ -114,11 +114,24 @@ export function withLimits(storage: Storage, user: User, ctx: LimitsContext, cur
       if (file) await applyUsage(limits, -file.size, -1);
     },
 
-    async rename(from, to) {
+    async rename(from, to, options) {
       const limits = current();
       const replaced = tracksUsage(limits) ? await publishedFile(to) : undefined;
-      await storage.rename(from, to);
+      await storage.rename(from, to, options);
       if (replaced) await applyUsage(limits, -replaced.size, -1);
+    },
+
+    /** No front door copies today; should one, the copy counts against the quota like an upload (checked, not reserved). */
+    async copy(from, to, options) {
+      const limits = current();
+      if (!tracksUsage(limits)) return storage.copy(from, to, options);
+      const [source, replaced, usage] = await Promise.all([storage.stat(from), publishedFile(to), knownUsage()]);
+      const files = replaced ? 0 : 1;
+      const bytes = source.size - (replaced?.size ?? 0);
+      if (limits.quotaFiles > 0 && usage.files + files > limits.quotaFiles) throw limitHit(ctx, 'quota_files', `Quota of ${limits.quotaFiles} files reached`);
+      if (limits.quotaBytes > 0 && usage.bytes + bytes > limits.quotaBytes) throw limitHit(ctx, 'quota_bytes', `Quota of ${limits.quotaBytes} bytes reached`);
+      await storage.copy(from, to, options);
+      await applyUsage(limits, bytes, files);
     },
   };
 }

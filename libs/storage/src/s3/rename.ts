@@ -25,11 +25,23 @@ export interface CopyLimits {
   copyPart?: number;
 }
 
-/** Copy object `from` (of `facts.size` bytes) to `to` inside the bucket: one CopyObject, or a multipart copy past 5 GiB. */
-export async function copyObject(ctx: S3Context, from: string, to: string, facts: ObjectFacts, limits: CopyLimits = {}): Promise<void> {
+/**
+ * Copy object `from` (of `facts.size` bytes) to `to` inside the bucket: one CopyObject, or a multipart copy past 5 GiB.
+ * `replace: false` sends `If-None-Match: *`, so a store that supports conditional writes refuses (412 → 'exists') an
+ * object that appeared at `to` meanwhile; callers check before too, for stores that ignore the header.
+ */
+export async function copyObject(
+  ctx: S3Context,
+  from: string,
+  to: string,
+  facts: ObjectFacts,
+  limits: CopyLimits = {},
+  replace = true,
+): Promise<void> {
   const source = copySource(ctx.bucket, from);
+  const IfNoneMatch = replace ? undefined : '*';
   if (facts.size <= (limits.maxCopyObject ?? MAX_COPY_OBJECT)) {
-    await send(ctx.client.send(new CopyObjectCommand({ Bucket: ctx.bucket, Key: to, CopySource: source, CopySourceIfMatch: facts.etag })));
+    await send(ctx.client.send(new CopyObjectCommand({ Bucket: ctx.bucket, Key: to, CopySource: source, CopySourceIfMatch: facts.etag, IfNoneMatch })));
     return;
   }
   const part = limits.copyPart ?? COPY_PART;
@@ -60,7 +72,9 @@ export async function copyObject(ctx: S3Context, from: string, to: string, facts
     }
     parts.sort((a, b) => a.PartNumber - b.PartNumber);
     await send(
-      ctx.client.send(new CompleteMultipartUploadCommand({ Bucket: ctx.bucket, Key: to, UploadId: uploadId, MultipartUpload: { Parts: parts } })),
+      ctx.client.send(
+        new CompleteMultipartUploadCommand({ Bucket: ctx.bucket, Key: to, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch }),
+      ),
     );
   } catch (err) {
     await abortUpload(ctx, to, uploadId).catch(() => undefined);
@@ -69,8 +83,8 @@ export async function copyObject(ctx: S3Context, from: string, to: string, facts
 }
 
 /** A file: copy, then delete the original. Not atomic: a failure between the two leaves both names. */
-export async function renameObject(ctx: S3Context, from: string, to: string, facts: ObjectFacts, limits?: CopyLimits): Promise<void> {
-  await copyObject(ctx, from, to, facts, limits);
+export async function renameObject(ctx: S3Context, from: string, to: string, facts: ObjectFacts, limits?: CopyLimits, replace = true): Promise<void> {
+  await copyObject(ctx, from, to, facts, limits, replace);
   await send(ctx.client.send(new DeleteObjectCommand({ Bucket: ctx.bucket, Key: from })));
 }
 

@@ -22,7 +22,7 @@ import {
   type PartFacts,
   type S3Context,
 } from './objects';
-import { renameFolder, renameObject, type CopyLimits } from './rename';
+import { copyObject, renameFolder, renameObject, type CopyLimits } from './rename';
 import { multipartUpload, type UploadPlan } from './upload';
 
 export interface S3StorageOptions {
@@ -152,19 +152,27 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       ]);
     },
 
-    async rename(fromPath, toPath) {
+    async rename(fromPath, toPath, place) {
       const [from, to] = [locate(fromPath), locate(toPath)];
+      const replace = place?.replace !== false;
       if (from.isRoot || to.isRoot) throw storageError('denied');
       if (from.key === to.key) {
         await storage.stat(fromPath);
+        if (!replace) throw storageError('exists');
         return;
       }
       if (to.folder.startsWith(from.folder)) throw storageError('denied'); // a folder into itself
-      const [head, destParent, destFolder] = await Promise.all([headObject(ctx, from.key), folderExists(ctx, to.parent), probeFolder(ctx, to.folder)]);
+      const [head, destParent, destFolder, destFile] = await Promise.all([
+        headObject(ctx, from.key),
+        folderExists(ctx, to.parent),
+        probeFolder(ctx, to.folder),
+        replace ? undefined : headObject(ctx, to.key),
+      ]);
       if (!destParent) throw await missingParent(to);
       if (head) {
         if (destFolder.exists) throw storageError('is-a-directory');
-        return renameObject(ctx, from.key, to.key, head, options.copy);
+        if (destFile) throw storageError('exists');
+        return renameObject(ctx, from.key, to.key, head, options.copy, replace);
       }
       if ((await probeFolder(ctx, from.folder)).exists) {
         if (destFolder.exists || (await headObject(ctx, to.key))) throw storageError('exists');
@@ -174,6 +182,25 @@ export function createS3Storage(options: S3StorageOptions): Storage {
         throw new StorageError('denied', 'an interrupted upload cannot be renamed on object storage: finish or delete it');
       }
       throw storageError('not-found');
+    },
+
+    async copy(fromPath, toPath, place) {
+      const [from, to] = [locate(fromPath), locate(toPath)];
+      const replace = place?.replace !== false;
+      if (from.isRoot) throw storageError('is-a-directory');
+      if (to.isRoot) throw storageError('denied');
+      const [head, destParent, destFolder, destFile] = await Promise.all([
+        headObject(ctx, from.key),
+        folderExists(ctx, to.parent),
+        probeFolder(ctx, to.folder),
+        headObject(ctx, to.key),
+      ]);
+      if (!head) throw storageError((await probeFolder(ctx, from.folder)).exists ? 'is-a-directory' : 'not-found');
+      if (!destParent) throw await missingParent(to);
+      if (destFolder.exists) throw storageError('is-a-directory');
+      if (from.key === to.key) throw storageError(replace ? 'denied' : 'exists');
+      if (destFile && !replace) throw storageError('exists');
+      await copyObject(ctx, from.key, to.key, head, options.copy, replace);
     },
 
     async setModifiedTime(vpath) {

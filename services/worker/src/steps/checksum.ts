@@ -1,16 +1,11 @@
-import { createHash, type Hash } from 'node:crypto';
-import fs from 'node:fs';
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import type { UploadEvent } from '@ftp/upload-events';
 import { PermanentStepError } from './errors';
-import { resolveInside, writeFileAtomic } from './paths';
+import { basenameOf, digestFile, keyOf, publishedAt, writeSmallFile, type ChecksumAlgorithm } from './files';
 import type { Step, StepResult } from './types';
 
-export type ChecksumAlgorithm = 'sha256' | 'md5';
+export type { ChecksumAlgorithm, Digests } from './files';
 
 const ALGORITHMS: readonly ChecksumAlgorithm[] = ['sha256', 'md5'];
-const CHUNK = 1 << 20;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export interface ChecksumOptions {
@@ -21,12 +16,6 @@ export interface ChecksumOptions {
   algorithms?: ChecksumAlgorithm[];
   /** Write `<file>.sha256` / `<file>.md5` beside the file, in the format `sha256sum -c` reads. Default true. */
   sidecar?: boolean;
-}
-
-export interface Digests {
-  bytes: number;
-  sha256: string;
-  md5?: string;
 }
 
 /**
@@ -44,42 +33,27 @@ export function checksumStep(options: ChecksumOptions = {}): Step {
 
   return {
     name: 'checksum',
-    async run({ event, filePath, dataRoot, log, signal }): Promise<StepResult> {
-      const file = await resolveInside(dataRoot, filePath);
-      const stat = file.exists ? await fsp.stat(file.path) : undefined;
-      if (!stat) throw new PermanentStepError(`${file.key}: the uploaded file is gone`);
-      if (!stat.isFile()) throw new PermanentStepError(`${file.key}: not a regular file`);
-      const digests = await digestFile(file.path, computed, signal);
+    async run({ event, storage, path, log, signal }): Promise<StepResult> {
+      const file = await publishedAt(storage, path);
+      if (!file) throw new PermanentStepError(`${keyOf(path)}: the uploaded file is gone`);
+      if (file.type !== 'file') throw new PermanentStepError(`${keyOf(path)}: not a regular file`);
+      const digests = await digestFile(storage, path, computed, signal);
       if (event.sha256 !== undefined && event.sha256.toLowerCase() !== digests.sha256) {
         throw new PermanentStepError(
-          `${file.key}: sha256 is ${digests.sha256} but was ${event.sha256} while receiving: the file is corrupt or was replaced`,
+          `${keyOf(path)}: sha256 is ${digests.sha256} but was ${event.sha256} while receiving: the file is corrupt or was replaced`,
         );
       }
       if (digests.bytes !== event.size) {
-        log.warn({ file: file.key, bytes: digests.bytes, uploaded: event.size }, 'file size differs from the upload');
+        log.warn({ file: keyOf(path), bytes: digests.bytes, uploaded: event.size }, 'file size differs from the upload');
       }
       const written: string[] = [];
       for (const algorithm of sidecars) {
-        const sidecar = await resolveInside(dataRoot, `${file.path}.${algorithm}`);
-        await writeFileAtomic(sidecar.path, sidecarLine(digests[algorithm]!, path.basename(file.path)));
-        written.push(sidecar.key);
+        await writeSmallFile(storage, `${path}.${algorithm}`, sidecarLine(digests[algorithm]!, basenameOf(path)));
+        written.push(keyOf(`${path}.${algorithm}`));
       }
       return { details: { ...digests, sidecars: written } };
     },
   };
-}
-
-/** Reads `file` once, feeding each chunk to every requested hash. */
-export async function digestFile(file: string, algorithms: readonly ChecksumAlgorithm[], signal?: AbortSignal): Promise<Digests> {
-  const hashes: [ChecksumAlgorithm, Hash][] = algorithms.map((a) => [a, createHash(a)]);
-  let bytes = 0;
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: CHUNK, signal }) as AsyncIterable<Buffer>) {
-    bytes += chunk.length;
-    for (const [, hash] of hashes) hash.update(chunk);
-  }
-  const digests: Digests = { bytes, sha256: '' };
-  for (const [algorithm, hash] of hashes) digests[algorithm] = hash.digest('hex');
-  return digests;
 }
 
 /**

@@ -1,14 +1,13 @@
-import { lstat, open, readFile, rename } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { basename, dirname, isAbsolute, join } from 'node:path';
+import type { Storage } from '@ftp/storage';
 import { PermanentStepError } from './errors';
-import { errnoOf, mkdirInside, resolveInside, syncDir, writeFileAtomic, type ResolvedPath } from './paths';
+import { basenameOf, isStorageError, joinPath, keyOf, makeFolders, publishedAt, readSmallFile, readStream, writeSmallFile } from './files';
 import type { Step, StepContext, StepResult } from './types';
 
 /**
- * Virus scan with clamd. The file is streamed over TCP with INSTREAM, one chunk in flight at a time, so memory stays
- * at two chunks whatever the file size. An infected file (and its `.sha256`/`.md5` sidecars) is moved to
- * `<dataRoot>/<quarantineDir>/<uploadId>/` with a JSON note, and the pipeline stops there. A clamd that errs, is
+ * Virus scan with clamd. The file is streamed from the storage over TCP with INSTREAM, one chunk in flight at a time,
+ * so memory stays at a read buffer whatever the file size. An infected file (and its `.sha256`/`.md5` sidecars) is
+ * moved to `/<quarantineDir>/<uploadId>/` of the data root with a JSON note, and the pipeline stops there. A clamd that errs, is
  * unreachable or goes quiet makes the step throw, so the job is retried; a path that would leave the data root, or a
  * file that is neither there nor in quarantine, is a PermanentStepError.
  */
@@ -17,7 +16,7 @@ export interface ScanOptions {
   /** clamd's TCPAddr and TCPSocket. */
   host: string;
   port: number;
-  /** Quarantine folder relative to the data root, e.g. `.quarantine`; must stay inside it. */
+  /** Quarantine folder of the data root, e.g. `.quarantine` (no `..`). */
   quarantineDir: string;
   /**
    * Longest silence on the clamd connection (connecting, a write clamd does not take, waiting for the verdict)
@@ -52,6 +51,7 @@ const SIDECARS = ['.sha256', '.md5'];
 /** A clamd reply is one short line; more than this is not clamd. */
 const MAX_REPLY_BYTES = 4096;
 const NOTE_SUFFIX = '.quarantine.json';
+const MAX_NOTE_BYTES = 64 * 1024;
 /** An uploadId becomes a folder name: one safe segment (a UUID in practice). */
 const UPLOAD_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
@@ -143,41 +143,35 @@ function write(socket: Socket, data: Uint8Array): Promise<void> {
 }
 
 /**
- * Streams the file as INSTREAM chunks (4-byte big-endian length, then the bytes) and the zero-length end chunk.
- * Two buffers alternate: the next chunk is read from disk while the previous one is being written, and a buffer is
- * only refilled once its write has completed. No allocation per chunk.
+ * Streams `data` as INSTREAM chunks (4-byte big-endian length, then at most `chunkBytes` bytes) and the zero-length
+ * end chunk. Each write is awaited before the next, which is the backpressure.
  */
-async function sendFile(socket: Socket, path: string, chunkBytes: number): Promise<void> {
-  const file = await open(path, 'r');
-  try {
-    const buffers = [Buffer.allocUnsafe(4 + chunkBytes), Buffer.allocUnsafe(4 + chunkBytes)];
-    let pending: Promise<void> = Promise.resolve();
-    for (let k = 0; ; k ^= 1) {
-      const buffer = buffers[k];
-      const { bytesRead } = await file.read(buffer, 4, chunkBytes, null);
-      await pending;
-      if (bytesRead === 0) break;
-      buffer.writeUInt32BE(bytesRead, 0);
-      pending = write(socket, buffer.subarray(0, 4 + bytesRead));
-      // Awaited on the next turn; until then a failed write (clamd closed early) must not count as unhandled.
-      pending.catch(() => {});
+async function sendStream(socket: Socket, data: Iterable<Buffer> | AsyncIterable<Buffer>, chunkBytes: number): Promise<void> {
+  const header = Buffer.alloc(4);
+  for await (const buffer of data) {
+    for (let at = 0; at < buffer.length; at += chunkBytes) {
+      const chunk = buffer.subarray(at, at + chunkBytes);
+      header.writeUInt32BE(chunk.length, 0);
+      socket.cork();
+      socket.write(Buffer.from(header));
+      const written = write(socket, chunk);
+      socket.uncork();
+      await written;
     }
-    await write(socket, Buffer.alloc(4));
-  } finally {
-    await file.close();
   }
+  await write(socket, Buffer.alloc(4));
 }
 
-/** Scans one file with INSTREAM. Throws when clamd is unreachable, silent for `timeoutMs`, or answers ERROR. */
-export async function clamdScanFile(
+/** Scans a stream of bytes with INSTREAM. Throws when clamd is unreachable, silent for `timeoutMs`, or answers ERROR. */
+export async function clamdScan(
   host: string,
   port: number,
-  path: string,
+  data: Iterable<Buffer> | AsyncIterable<Buffer>,
   options: { timeoutMs?: number; chunkBytes?: number; signal?: AbortSignal } = {},
 ): Promise<ScanVerdict> {
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const reply = await exchange(host, port, 'INSTREAM', options.timeoutMs ?? DEFAULT_TIMEOUT_MS, options.signal, (socket) =>
-    sendFile(socket, path, chunkBytes),
+    sendStream(socket, data, chunkBytes),
   );
   return parseScanReply(reply);
 }
@@ -195,73 +189,73 @@ export async function clamdPing(host: string, port: number, timeoutMs = 2000): P
 // The step.
 
 /** The result of an infected file, the first time and on every re-run. */
-function infected(target: ResolvedPath, signature: string): StepResult {
-  return { filePath: target.path, stop: true, details: { clean: false, signature, quarantine: target.key } };
+function infected(target: string, signature: string): StepResult {
+  return { path: target, stop: true, details: { clean: false, signature, quarantine: keyOf(target) } };
+}
+
+/** rename that finds nothing to do on a retry. */
+async function moveIfThere(storage: Storage, from: string, to: string): Promise<void> {
+  await storage.rename(from, to).catch((err: unknown) => (isStorageError(err, 'not-found') ? undefined : Promise.reject(err)));
 }
 
 /**
- * Moves the file into quarantine. The order makes a crash at any point safe to retry: the note first (atomically),
- * then the sidecars, the file last; "source gone, quarantine copy present" therefore means done.
+ * Moves the file into quarantine. The order makes a crash at any point safe to retry: the note first (whole), then
+ * the sidecars, the file last; "source gone, quarantine copy present" therefore means done.
  */
-async function quarantine(context: StepContext, source: ResolvedPath, target: ResolvedPath, signature: string, size: number) {
-  const { event } = context;
+async function quarantine(context: StepContext, target: string, signature: string, size: number) {
+  const { event, storage, path: source } = context;
   const note: QuarantineNote = {
     uploadId: event.uploadId,
     signature,
     user: event.user,
     path: event.path,
-    originalPath: source.key,
+    originalPath: keyOf(source),
     size,
     quarantinedAt: new Date().toISOString(),
   };
-  await writeFileAtomic(target.path + NOTE_SUFFIX, `${JSON.stringify(note, null, 2)}\n`);
-  for (const suffix of SIDECARS) {
-    try {
-      await rename(source.path + suffix, target.path + suffix);
-    } catch (err) {
-      if (errnoOf(err) !== 'ENOENT') throw err;
-    }
-  }
-  await rename(source.path, target.path);
-  await Promise.all([syncDir(dirname(target.path)), syncDir(dirname(source.path))]);
+  await writeSmallFile(storage, target + NOTE_SUFFIX, `${JSON.stringify(note, null, 2)}\n`);
+  for (const suffix of SIDECARS) await moveIfThere(storage, source + suffix, target + suffix);
+  await storage.rename(source, target);
 }
 
 export function scanStep(options: ScanOptions): Step {
-  const { host, port, quarantineDir } = options;
+  const { host, port } = options;
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   if (!Number.isInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > 0xffffffff) throw new Error(`scan: chunkBytes ${chunkBytes} is not a positive 32-bit integer`);
-  if (!quarantineDir || isAbsolute(quarantineDir) || quarantineDir.split(/[\\/]/).includes('..')) {
-    throw new Error(`scan: quarantineDir ${JSON.stringify(quarantineDir)} must be a folder inside the data root, relative to it`);
+  const quarantineDir = options.quarantineDir.replace(/^\/+|\/+$/g, '');
+  if (!quarantineDir || quarantineDir.split(/[\\/]/).some((s) => s === '..' || s === '.' || s === '') || quarantineDir.includes('\0')) {
+    throw new Error(`scan: quarantineDir ${JSON.stringify(options.quarantineDir)} must be a folder of the data root (no ..)`);
   }
 
   return {
     name: 'scan',
     async run(context) {
-      const { event, dataRoot, log, signal } = context;
+      const { event, storage, path: source, log, signal } = context;
       if (!UPLOAD_ID.test(event.uploadId) || /^\.+$/.test(event.uploadId)) throw new PermanentStepError(`scan: unsafe uploadId ${JSON.stringify(event.uploadId)}`);
-      const source = await resolveInside(dataRoot, context.filePath);
-      const folder = join(quarantineDir, event.uploadId);
+      const folder = `/${quarantineDir}/${event.uploadId}`;
+      const target = joinPath(folder, basenameOf(source));
+      const file = await publishedAt(storage, source);
 
-      if (!source.exists) {
+      if (!file) {
         // Quarantined by an earlier run of this job that crashed or lost its result: the same answer, no rescan.
-        const target = await resolveInside(dataRoot, join(folder, basename(source.path)));
-        if (!target.exists) throw new PermanentStepError(`scan: ${source.key} is gone and not in quarantine`);
-        const note = await readFile(target.path + NOTE_SUFFIX, 'utf8').then((text) => JSON.parse(text) as QuarantineNote, () => undefined);
+        if ((await publishedAt(storage, target))?.type !== 'file') throw new PermanentStepError(`scan: ${keyOf(source)} is gone and not in quarantine`);
+        const note = await readSmallFile(storage, target + NOTE_SUFFIX, MAX_NOTE_BYTES).then(
+          (text) => JSON.parse(text.toString('utf8')) as QuarantineNote,
+          () => undefined,
+        );
         return infected(target, note?.signature ?? 'unknown');
       }
-      const stat = await lstat(source.path);
-      if (!stat.isFile()) throw new PermanentStepError(`scan: ${source.key} is not a regular file`);
+      if (file.type !== 'file') throw new PermanentStepError(`scan: ${keyOf(source)} is not a regular file`);
 
       const started = Date.now();
-      const verdict = await clamdScanFile(host, port, source.path, { timeoutMs: options.timeoutMs, chunkBytes, signal });
+      const verdict = await clamdScan(host, port, await readStream(storage, source, signal), { timeoutMs: options.timeoutMs, chunkBytes, signal });
       if (verdict.clean) {
-        log.debug({ uploadId: event.uploadId, bytes: stat.size, ms: Date.now() - started }, 'scan: clean');
+        log.debug({ uploadId: event.uploadId, bytes: file.size, ms: Date.now() - started }, 'scan: clean');
         return { details: { clean: true } };
       }
-      const dir = await mkdirInside(dataRoot, folder);
-      const target = await resolveInside(dataRoot, join(dir.path, basename(source.path)));
-      await quarantine(context, source, target, verdict.signature, stat.size);
-      log.warn({ uploadId: event.uploadId, user: event.user, path: event.path, signature: verdict.signature, quarantine: target.key }, 'scan: malware found, file quarantined');
+      await makeFolders(storage, folder);
+      await quarantine(context, target, verdict.signature, file.size);
+      log.warn({ uploadId: event.uploadId, user: event.user, path: event.path, signature: verdict.signature, quarantine: keyOf(target) }, 'scan: malware found, file quarantined');
       return infected(target, verdict.signature);
     },
   };

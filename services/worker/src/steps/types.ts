@@ -1,3 +1,4 @@
+import type { Storage } from '@ftp/storage';
 import type { Logger } from '@ftp/telemetry';
 import type { UploadEvent } from '@ftp/upload-events';
 
@@ -14,10 +15,13 @@ export interface Step {
 
 export interface StepContext {
   event: UploadEvent;
-  /** Absolute host path of the file now (a move earlier in the pipeline changes it). */
-  filePath: string;
-  /** Absolute FTP_DATA_DIR: every path a step writes must stay inside it. */
-  dataRoot: string;
+  /**
+   * The whole data root (FTP_DATA_DIR, or the bucket under FTP_S3_PREFIX) through the storage seam: every path a step
+   * names stays inside it whatever `..` or symlink it meets, and files appear whole under their names.
+   */
+  storage: Storage;
+  /** Where the file is now, as a path of `storage` (`/alice/inbox/report.csv`); a move earlier in the pipeline changes it. */
+  path: string;
   /** Results of the steps that ran before, by step name. */
   previous: Record<string, StepResult>;
   log: Logger;
@@ -26,10 +30,10 @@ export interface StepContext {
 }
 
 export interface StepResult {
-  /** Where the file is after this step (a move or a quarantine); absent = unchanged. */
-  filePath?: string;
+  /** Where the file is after this step (a move or a quarantine), as a path of the storage; absent = unchanged. */
+  path?: string;
   /** True ends the pipeline here, successfully (an infected file is quarantined and never delivered further). */
   stop?: boolean;
-  /** Anything worth keeping on the job result: digests, target paths, HTTP status… (JSON-serialisable). */
+  /** Anything worth keeping on the job result: digests, target keys, HTTP status… (JSON-serialisable). */
   details?: Record<string, unknown>;
 }

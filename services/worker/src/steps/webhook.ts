@@ -1,9 +1,9 @@
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hmacSignature, signedHeaders, verifyHmacSignature } from '@ftp/signing';
 import { injectTraceContext } from '@ftp/telemetry';
 import { knownSha256 } from './checksum';
 import { PermanentStepError } from './errors';
+import { keyOf } from './files';
 import type { Step, StepContext, StepResult } from './types';
 
 export interface WebhookOptions {
@@ -112,9 +112,8 @@ export function webhookStep(options: WebhookOptions): Step {
 }
 
 /** The event a webhook step sends for this context. */
-export function webhookPayload({ event, filePath, dataRoot, previous }: StepContext): WebhookPayload {
-  const rel = path.relative(path.resolve(dataRoot), path.resolve(filePath));
-  const storageKey = rel === '' || rel.startsWith('..') || path.isAbsolute(rel) ? event.storageKey : rel.split(path.sep).join('/');
+export function webhookPayload({ event, path, previous }: StepContext): WebhookPayload {
+  const storageKey = keyOf(path) || event.storageKey;
   return {
     type: 'upload.completed',
     id: event.uploadId,
