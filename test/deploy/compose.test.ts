@@ -148,12 +148,11 @@ test('every worker loads its configuration and pipelines and shares the edges\' 
     assert.ok(mount, `${name}: WORKER_PIPELINES ${env.WORKER_PIPELINES} is not mounted`);
     const config = loadWorkerConfig({ ...env, WORKER_PIPELINES: join(ROOT, mount[0]) });
     assert.deepEqual(buildPipelines(config, {}).map((p) => p.name), ['inbox-archive', 'default']);
-    assert.equal(config.dataDir, edge.dataDir);
-    assert.equal(config.redisUrl, edge.redisUrl);
-    assert.equal(config.redisPrefix, edge.redisPrefix);
-    assert.equal(config.adminHost, '0.0.0.0');
-    assert.equal(config.adminPort, 9091);
-    assert.ok(service.healthcheck.test.join(' ').includes(`:${config.adminPort}/readyz`));
+    // The same configuration model as the edge's: where files and jobs are cannot differ.
+    for (const key of ['dataDir', 'redisUrl', 'redisPrefix', 'storage', 's3Bucket', 's3Prefix', 's3Endpoint'] as const) assert.equal(config[key], edge[key], `${name}: ${key}`);
+    assert.equal(config.worker.adminHost, '0.0.0.0');
+    assert.equal(config.worker.adminPort, 9091);
+    assert.ok(service.healthcheck.test.join(' ').includes(`:${config.worker.adminPort}/readyz`));
     assert.ok((service.volumes as string[]).includes('ftp-data:/data'));
     assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4318');
   }

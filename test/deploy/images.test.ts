@@ -48,7 +48,7 @@ const IMAGES: Record<string, Image> = {
     bundle: 'services/ftp-edge/dist/main.js',
     exposes: [edgeDefaults.port, edgeDefaults.relayPort, sftpDefaults.port, edgeDefaults.adminPort, `${edgeDefaults.pasvRange.min}-${edgeDefaults.pasvRange.max}`].map(String),
   },
-  worker: { dir: 'services/worker', workspace: '@ftp/worker', bundle: 'services/worker/dist/main.js', exposes: [String(workerDefaults.adminPort)] },
+  worker: { dir: 'services/worker', workspace: '@ftp/worker', bundle: 'services/worker/dist/main.js', exposes: [String(workerDefaults.worker.adminPort)] },
 };
 
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');

@@ -318,13 +318,14 @@ export function workerProblems(objs: Resource[]): string[] {
 
   for (const [probe, path] of [['readinessProbe', '/readyz'], ['livenessProbe', '/healthz']]) {
     const get = container[probe]?.httpGet;
-    if (get?.path !== path || portOf(container, get?.port) !== config.adminPort) {
-      problems.push(`worker ${probe} must GET ${path} on WORKER_ADMIN_PORT ${config.adminPort}`);
+    if (get?.path !== path || portOf(container, get?.port) !== config.worker.adminPort) {
+      problems.push(`worker ${probe} must GET ${path} on WORKER_ADMIN_PORT ${config.worker.adminPort}`);
     }
   }
   const edge = edgeConfig(objs).config;
-  if (edge && (resolve(edge.dataDir) !== config.dataDir || edge.redisPrefix !== config.redisPrefix)) {
-    problems.push('worker FTP_DATA_DIR and FTP_REDIS_PREFIX must equal the edge\'s');
+  const shared = ['dataDir', 'redisPrefix', 'storage', 's3Bucket', 's3Prefix', 's3Endpoint'] as const;
+  if (edge && shared.some((key) => (key === 'dataDir' ? resolve(edge[key]) !== resolve(config![key]) : edge[key] !== config![key]))) {
+    problems.push('worker FTP_DATA_DIR, FTP_REDIS_PREFIX, FTP_STORAGE and FTP_S3_* must equal the edge\'s');
   }
   const claims = (w: Obj | undefined) => (podSpecOf(w ?? {})?.volumes ?? []).map((v: Obj) => v.persistentVolumeClaim?.claimName).filter(Boolean);
   const edgeClaims = claims(find(objs, 'Deployment', 'ftp-edge'));

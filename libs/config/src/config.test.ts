@@ -234,3 +234,22 @@ test('storage: local by default; s3 needs a bucket, takes a normalised key prefi
   assert.throws(() => loadConfig({ env: { FTP_S3_PART_SIZE: '1000' } }), /FTP_S3_PART_SIZE/);
   assert.throws(() => loadConfig({ env: { FTP_S3_ENDPOINT: 'ftp://x' } }), /FTP_S3_ENDPOINT: expected an http\(s\):\/\/ URL/);
 });
+
+test('the worker\'s own settings live in the same model: WORKER_* in the environment, worker_* in the YAML file', () => {
+  assert.deepEqual(loadConfig({ env: {} }).worker, {
+    concurrency: 16,
+    lockMs: 30_000,
+    adminHost: '127.0.0.1',
+    adminPort: 9091,
+    logLevel: 'info',
+    pipelines: './pipelines.yaml',
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  const file = join(dir, 'ftp.yaml');
+  writeFileSync(file, 'data_dir: /srv/files\nworker_concurrency: 4\nworker_pipelines: /etc/ftp/pipelines.yaml\n');
+  const config = loadConfig({ file, env: { WORKER_LOCK_MS: '5000' } });
+  assert.equal(config.dataDir, '/srv/files');
+  assert.deepEqual([config.worker.concurrency, config.worker.lockMs, config.worker.pipelines], [4, 5000, '/etc/ftp/pipelines.yaml']);
+  assert.throws(() => loadConfig({ env: { WORKER_CONCURRENCY: '0' } }), /WORKER_CONCURRENCY: expected a whole number from 1 to 1000/);
+  assert.throws(() => loadConfig({ env: { WORKER_LOG_LEVEL: 'loud' } }), /WORKER_LOG_LEVEL/);
+});

@@ -139,6 +139,35 @@ test('rename moves files and directories, and an interrupted upload with its nam
   await assert.rejects(fx.storage.rename('/e', '/e/inside'), storageCode('denied'));
 });
 
+test('rename without replace never clobbers; copy publishes a whole copy, with or without replacing', async () => {
+  await uploadText(fx.storage, '/a', 'A');
+  await uploadText(fx.storage, '/b', 'B');
+  await assert.rejects(fx.storage.rename('/a', '/b', { replace: false }), storageCode('exists'));
+  assert.deepEqual([await fsp.readFile(host('a'), 'utf8'), await fsp.readFile(host('b'), 'utf8')], ['A', 'B'], 'nothing changed');
+  await fx.storage.rename('/a', '/c', { replace: false });
+  assert.deepEqual([await exists('a'), await fsp.readFile(host('c'), 'utf8')], [false, 'A']);
+  await fx.storage.mkdir('/d');
+  await assert.rejects(fx.storage.rename('/c', '/d', { replace: false }), storageCode('exists'));
+  await assert.rejects(fx.storage.rename('/missing', '/e', { replace: false }), storageCode('not-found'));
+
+  await assert.rejects(fx.storage.copy('/c', '/b', { replace: false }), storageCode('exists'));
+  assert.equal(await fsp.readFile(host('b'), 'utf8'), 'B');
+  await fx.storage.copy('/c', '/b');
+  await fx.storage.copy('/c', '/d/c2', { replace: false });
+  assert.deepEqual([await fsp.readFile(host('b'), 'utf8'), await fsp.readFile(host('d/c2'), 'utf8'), await fsp.readFile(host('c'), 'utf8')], ['A', 'A', 'A']);
+  assert.notEqual((await fsp.stat(host('c'))).ino, (await fsp.stat(host('d/c2'))).ino, 'a copy, not a link');
+  await assert.rejects(fx.storage.copy('/d', '/e'), storageCode('is-a-directory'));
+  await assert.rejects(fx.storage.copy('/missing', '/e'), storageCode('not-found'));
+  await assert.rejects(fx.storage.copy('/c', '/nope/c'), storageCode('not-found'));
+  assert.deepEqual((await fsp.readdir(fx.root)).sort(), ['b', 'c', 'd'], 'no temporary file left');
+
+  // Ten renames racing for one name: exactly one wins, the others are told it exists and keep their files.
+  await Promise.all(Array.from({ length: 10 }, (_, i) => uploadText(fx.storage, `/r${i}`, String(i))));
+  const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => fx.storage.rename(`/r${i}`, '/won', { replace: false })));
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+  assert.equal((await fsp.readdir(fx.root)).filter((n) => n.startsWith('r')).length, 9);
+});
+
 test('setModifiedTime sets the mtime', async () => {
   await fsp.writeFile(host('f'), 'x');
   const when = new Date('2001-02-03T04:05:06Z');

@@ -105,6 +105,31 @@ test('s3: rename moves files and small folders, refuses the rest', async () => {
   assert.ok((await readAll(big, '/moved.bin')).equals(data));
 });
 
+test('s3: rename without replace never clobbers; copy is a server-side copy, with or without replacing', async () => {
+  const fs = s3.storage();
+  await putFile(fs, '/a', 'A');
+  await putFile(fs, '/b', 'B');
+  await assert.rejects(fs.rename('/a', '/b', { replace: false }), code('exists'));
+  assert.deepEqual([await readText(fs, '/a'), await readText(fs, '/b')], ['A', 'B'], 'nothing changed');
+  await fs.rename('/a', '/c', { replace: false });
+  await assert.rejects(fs.stat('/a'), code('not-found'));
+  assert.equal(await readText(fs, '/c'), 'A');
+
+  await assert.rejects(fs.copy('/c', '/b', { replace: false }), code('exists'));
+  assert.equal(await readText(fs, '/b'), 'B');
+  await fs.mkdir('/d');
+  s3.resetCounts();
+  await fs.copy('/c', '/b');
+  assert.equal(s3.counts.CopyObjectCommand, 1, 'copied inside the store');
+  assert.equal(s3.counts.GetObjectCommand ?? 0, 0, 'no byte through the edge');
+  await fs.copy('/c', '/d/c2', { replace: false });
+  assert.deepEqual([await readText(fs, '/b'), await readText(fs, '/d/c2'), await readText(fs, '/c')], ['A', 'A', 'A']);
+  await assert.rejects(fs.copy('/d', '/e'), code('is-a-directory'));
+  await assert.rejects(fs.copy('/missing', '/e'), code('not-found'));
+  await assert.rejects(fs.copy('/c', '/nope/c'), code('not-found'));
+  await assert.rejects(fs.copy('/c', '/d'), code('is-a-directory'));
+});
+
 test('s3: listings page through more than 1000 keys, in batches, in S3 order, bounded by maxListEntries', async () => {
   const fs = s3.storage();
   const keys = Array.from({ length: 1003 }, (_, i) => `${fs.prefix}many/f${String(i).padStart(4, '0')}`);
