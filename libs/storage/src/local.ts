@@ -129,9 +129,10 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
       }
     },
 
-    async delete(vpath) {
+    async delete(vpath, options) {
       const file = await guard.entry(vpath);
       if ((await ifExists(io.lstat(file)))?.isDirectory()) throw storageError('is-a-directory');
+      if (options?.keepUpload) return io.unlink(file);
       // Deleting a name also drops its interrupted upload, or a later resume would revive it.
       const removed = await Promise.all([unlinkIfExists(io, file), unlinkIfExists(io, partialPathFor(file))]);
       if (!removed.includes(true)) throw storageError('not-found');

@@ -106,7 +106,11 @@ export interface Storage {
   openUpload(path: string, start: UploadStart, expectedSize?: number): Promise<Upload>;
   mkdir(path: string): Promise<void>;
   rmdir(path: string): Promise<void>;
-  delete(path: string): Promise<void>;
+  /**
+   * Delete a file; its interrupted upload goes with it (a later resume must not revive the name), unless
+   * `keepUpload` (post-upload processing removing the file it filed elsewhere while a client uploads the name again).
+   */
+  delete(path: string, options?: { keepUpload?: boolean }): Promise<void>;
   /** Rename a file or folder; a file already at `to` is replaced unless `options.replace` is false. */
   rename(from: string, to: string, options?: PlaceOptions): Promise<void>;
   /**

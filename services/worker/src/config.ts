@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, configPathFromArgv, loadConfig, type FtpConfig } from '@ftp/config';
+import { configPathFromArgv, loadConfig, type FtpConfig } from '@ftp/config';
 import type { Match } from './rules';
 
 /** One step as written in the pipelines file: its kind and its options (snake_case keys, as in YAML). */
@@ -39,7 +39,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env, argv: str
   try {
     config = loadConfig({ file: configPathFromArgv(argv), env });
   } catch (err) {
-    throw err instanceof ConfigError ? new WorkerConfigError(err.message) : err;
+    // A bad value (ConfigError) or `--config` without a path: either is the operator's to fix, named in one line.
+    throw new WorkerConfigError((err as Error).message);
   }
   if (!config.redisUrl) throw new WorkerConfigError('REDIS_URL: required (the upload queue lives in Redis)');
   const pipelinesFile = config.worker.pipelines;

@@ -4,7 +4,7 @@ import type { UploadEvent } from '@ftp/upload-events';
 import type { PipelineSpec, StepSpec, WorkerConfig } from './config';
 import { matches, type Match } from './rules';
 import { checksumStep } from './steps/checksum';
-import { pathOfKey } from './steps/files';
+import { asStepError, pathOfKey } from './steps/files';
 import { moveStep } from './steps/move';
 import { scanStep } from './steps/scan';
 import type { Step, StepResult } from './steps/types';
@@ -103,7 +103,7 @@ export async function runPipeline(pipeline: Pipeline, event: UploadEvent, option
       });
     } catch (err) {
       options.observe(step.name, seconds(started), false);
-      throw err;
+      throw asStepError(err);
     }
     options.observe(step.name, seconds(started), true);
     results[step.name] = result;

@@ -107,10 +107,10 @@ export function withLimits(storage: Storage, user: User, ctx: LimitsContext, cur
       });
     },
 
-    async delete(path) {
+    async delete(path, options) {
       const limits = current();
       const file = tracksUsage(limits) ? await publishedFile(path) : undefined;
-      await storage.delete(path);
+      await storage.delete(path, options);
       if (file) await applyUsage(limits, -file.size, -1);
     },
 

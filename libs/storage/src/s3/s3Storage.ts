@@ -22,6 +22,7 @@ import {
   type PartFacts,
   type S3Context,
 } from './objects';
+import { withClaim } from './claim';
 import { copyObject, renameFolder, renameObject, type CopyLimits } from './rename';
 import { multipartUpload, type UploadPlan } from './upload';
 
@@ -138,10 +139,10 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       await send(ctx.client.send(new DeleteObjectCommand({ Bucket: ctx.bucket, Key: at.folder })));
     },
 
-    async delete(vpath) {
+    async delete(vpath, deleting) {
       const at = locate(vpath);
       if (at.isRoot) throw storageError('is-a-directory');
-      const [head, uploads] = await Promise.all([headObject(ctx, at.key), uploadsOf(ctx, at.key)]);
+      const [head, uploads] = await Promise.all([headObject(ctx, at.key), deleting?.keepUpload ? [] : uploadsOf(ctx, at.key)]);
       if (!head && uploads.length === 0) {
         throw storageError((await probeFolder(ctx, at.folder)).exists ? 'is-a-directory' : 'not-found');
       }
@@ -162,17 +163,15 @@ export function createS3Storage(options: S3StorageOptions): Storage {
         return;
       }
       if (to.folder.startsWith(from.folder)) throw storageError('denied'); // a folder into itself
-      const [head, destParent, destFolder, destFile] = await Promise.all([
-        headObject(ctx, from.key),
-        folderExists(ctx, to.parent),
-        probeFolder(ctx, to.folder),
-        replace ? undefined : headObject(ctx, to.key),
-      ]);
+      const [head, destParent, destFolder] = await Promise.all([headObject(ctx, from.key), folderExists(ctx, to.parent), probeFolder(ctx, to.folder)]);
       if (!destParent) throw await missingParent(to);
       if (head) {
         if (destFolder.exists) throw storageError('is-a-directory');
-        if (destFile) throw storageError('exists');
-        return renameObject(ctx, from.key, to.key, head, options.copy, replace);
+        if (replace) return renameObject(ctx, from.key, to.key, head, options.copy);
+        return withClaim(ctx, to.key, async () => {
+          if (await headObject(ctx, to.key)) throw storageError('exists');
+          await renameObject(ctx, from.key, to.key, head, options.copy, false);
+        });
       }
       if ((await probeFolder(ctx, from.folder)).exists) {
         if (destFolder.exists || (await headObject(ctx, to.key))) throw storageError('exists');
@@ -189,18 +188,16 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       const replace = place?.replace !== false;
       if (from.isRoot) throw storageError('is-a-directory');
       if (to.isRoot) throw storageError('denied');
-      const [head, destParent, destFolder, destFile] = await Promise.all([
-        headObject(ctx, from.key),
-        folderExists(ctx, to.parent),
-        probeFolder(ctx, to.folder),
-        headObject(ctx, to.key),
-      ]);
+      const [head, destParent, destFolder] = await Promise.all([headObject(ctx, from.key), folderExists(ctx, to.parent), probeFolder(ctx, to.folder)]);
       if (!head) throw storageError((await probeFolder(ctx, from.folder)).exists ? 'is-a-directory' : 'not-found');
       if (!destParent) throw await missingParent(to);
       if (destFolder.exists) throw storageError('is-a-directory');
       if (from.key === to.key) throw storageError(replace ? 'denied' : 'exists');
-      if (destFile && !replace) throw storageError('exists');
-      await copyObject(ctx, from.key, to.key, head, options.copy, replace);
+      if (replace) return copyObject(ctx, from.key, to.key, head, options.copy);
+      await withClaim(ctx, to.key, async () => {
+        if (await headObject(ctx, to.key)) throw storageError('exists');
+        await copyObject(ctx, from.key, to.key, head, options.copy, false);
+      });
     },
 
     async setModifiedTime(vpath) {

@@ -29,6 +29,18 @@ export { basenameOf, dirnameOf };
 export const isStorageError = (err: unknown, code: StorageError['code']) => err instanceof StorageError && err.code === code;
 
 /**
+ * Storage refusals that running the job again cannot change become PermanentStepErrors: a path leading out of the data
+ * root (a symlink), a name the storage never takes, a file where a folder must be. Unreachable stores, full disks and
+ * quotas stay retryable.
+ */
+const PERMANENT_CODES = new Set<StorageError['code']>(['denied', 'bad-name', 'path-too-long', 'not-a-directory', 'is-a-directory']);
+
+export function asStepError(err: unknown): unknown {
+  if (err instanceof StorageError && PERMANENT_CODES.has(err.code)) return new PermanentStepError(`storage: ${err.message}`, { cause: err });
+  return err;
+}
+
+/**
  * The published file or folder at `path`, or undefined. An upload running under the same name (stat reports it as
  * `partial`) is not the file: the file's own size is then read off an open.
  */
@@ -105,7 +117,7 @@ export async function makeFolders(storage: Storage, dir: string): Promise<void> 
   }
 }
 
-/** Deletes a file that may already be gone (a retry). */
+/** Deletes a file that may already be gone (a retry); an upload running under its name again is left alone. */
 export async function deleteIfThere(storage: Storage, path: string): Promise<void> {
-  await storage.delete(path).catch((err: unknown) => (isStorageError(err, 'not-found') ? undefined : Promise.reject(err)));
+  await storage.delete(path, { keepUpload: true }).catch((err: unknown) => (isStorageError(err, 'not-found') ? undefined : Promise.reject(err)));
 }

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { afterEach, test } from 'node:test';
+import type { Storage } from '@ftp/storage';
 import { createLogger } from '@ftp/telemetry';
 import type { UploadEvent } from '@ftp/upload-events';
 import { PermanentStepError } from './errors';
 import type { StepContext, StepResult } from './types';
-import { retryAfter, signWebhook, verifyWebhookSignature, webhookStep, type WebhookOptions } from './webhook';
+import { retryAfter, signWebhook, verifyWebhookSignature, webhookPayload, webhookStep, type WebhookOptions } from './webhook';
 
 const log = createLogger({ level: 'silent' });
 const SECRET = 'whsec_test';
-const ROOT = '/srv/data';
 
 interface Received {
   headers: http.IncomingHttpHeaders;
@@ -66,11 +65,19 @@ const event: UploadEvent = {
   replicaId: 'edge-1',
 };
 
+/**
+ * A webhook tells about the file and never touches it, so it needs no backend: a storage that fails every call proves
+ * it (a step that used it would fail its delivery).
+ */
+const untouchable = new Proxy({} as Storage, {
+  get: (_, method) => (method === 'then' ? undefined : () => Promise.reject(new Error(`the webhook step used the storage (${String(method)})`))),
+});
+
 function contextFor(extra: Partial<StepContext> = {}): StepContext {
   return {
     event,
-    filePath: path.join(ROOT, event.storageKey),
-    dataRoot: ROOT,
+    storage: untouchable,
+    path: `/${event.storageKey}`,
     previous: {},
     log,
     signal: new AbortController().signal,
@@ -104,9 +111,9 @@ test('the body is the upload.completed event, with the digest from the checksum 
   const hook = await receiver({ status: 204 });
   const previous: Record<string, StepResult> = {
     checksum: { details: { sha256: 'a'.repeat(64), bytes: 1234 } },
-    move: { filePath: path.join(ROOT, 'alice/archive/report.csv') },
+    move: { path: '/alice/archive/report.csv', details: { to: 'alice/archive/report.csv' } },
   };
-  await step({ url: hook.url }).run(contextFor({ previous, filePath: path.join(ROOT, 'alice/archive/report.csv') }));
+  await step({ url: hook.url }).run(contextFor({ previous, path: '/alice/archive/report.csv' }));
   assert.deepEqual(JSON.parse(hook.received[0].body), {
     type: 'upload.completed',
     id: event.uploadId,
@@ -122,6 +129,15 @@ test('the body is the upload.completed event, with the digest from the checksum 
       protocol: 'ftps',
     },
   });
+});
+
+test("the payload: the edge's sha256 when no step computed one, none at all as null; a file in quarantine by its key", () => {
+  assert.equal(webhookPayload(contextFor()).data.sha256, 'e'.repeat(64));
+  assert.equal(webhookPayload(contextFor({ event: { ...event, sha256: undefined } })).data.sha256, null);
+  const quarantined = webhookPayload(contextFor({ path: '/.quarantine/7f0c2b0e-upload/report.csv' }));
+  assert.deepEqual([quarantined.data.storageKey, quarantined.data.originalStorageKey], ['.quarantine/7f0c2b0e-upload/report.csv', 'alice/inbox/report.csv']);
+  // A context whose path is the data root itself names no file: the upload's own key is sent.
+  assert.equal(webhookPayload(contextFor({ path: '/' })).data.storageKey, 'alice/inbox/report.csv');
 });
 
 test('500 on every attempt: a retryable error once the attempts are spent', async () => {
