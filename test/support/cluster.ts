@@ -47,6 +47,11 @@ export interface ClusterOptions {
   /** Extra YAML for the users file (appended under `users:`), e.g. a read-only user. */
   extraUsers?: string;
   anonymous?: boolean;
+  /**
+   * REDIS_URL of a Redis the test runs itself (e.g. a Sentinel group's `redis+sentinel://` URL) instead of the
+   * cluster's own redis-server; `cluster.redis` then cannot stop or start it.
+   */
+  redisUrl?: string;
   /** Bound on every start-up wait (Redis, each replica, HAProxy). Default 30 s. */
   startTimeoutMs?: number;
   /**
@@ -194,6 +199,14 @@ const isAddressInUse = (err: unknown) => /EADDRINUSE|Address already in use|addr
 
 // ---------------------------------------------------------------------------------------------------------------
 // The parts.
+
+/** A Redis the test runs itself: nothing to start or stop here. */
+function externalRedis(url: string): ClusterRedis & { proc(): Proc | undefined } {
+  const refuse = async () => {
+    throw new Error('this cluster uses a Redis it did not start');
+  };
+  return { url, port: 0, pid: 0, proc: () => undefined, stop: refuse, start: async () => {} };
+}
 
 function startRedis(port: number, dir: string, timeoutMs: number): ClusterRedis & { proc(): Proc | undefined } {
   const binary = findBinary('redis-server');
@@ -443,7 +456,7 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
     const redisPort = controlPort + 3;
     const sftpPort = controlPort + 4;
 
-    const redisServer = startRedis(redisPort, dir, timeoutMs);
+    const redisServer = options.redisUrl ? externalRedis(options.redisUrl) : startRedis(redisPort, dir, timeoutMs);
     redis = redisServer;
     await redisServer.start();
 

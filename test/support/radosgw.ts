@@ -46,6 +46,8 @@ export interface Radosgw {
   createBucket(name?: string): Promise<string>;
   /** Empties the bucket (every object version, delete marker and unfinished multipart upload), then deletes it. */
   deleteBucket(name: string): Promise<void>;
+  /** Another S3 user with a key of its own (radosgw-admin), for tests that take its key away. */
+  createUser(): Promise<S3User>;
   /** SIGKILLs every daemon started here (by PID) and removes the temp folder. Fine to call twice. */
   stop(): Promise<void>;
   /** Ms from the first command until radosgw answered and the S3 user existed. */
@@ -54,6 +56,19 @@ export interface Radosgw {
   pids: number[];
   /** The temp folder: ceph.conf, the mon's store, `log/` with every daemon's log. */
   dir: string;
+}
+
+/** An S3 user besides the test user: its key can be removed and restored, as a rotation or a revocation would. */
+export interface S3User {
+  uid: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** `radosgw-admin key rm`: the store answers InvalidAccessKeyId from then on (radosgw drops its cache at once). */
+  removeKey(): Promise<void>;
+  /** The same key again (`key create` with the same id and secret). */
+  restoreKey(): Promise<void>;
+  /** `user rm --purge-data`: the user, its buckets and their objects, whatever state its key is in. */
+  remove(): Promise<void>;
 }
 
 /** How long start-up may take in all (on a busy machine); a normal start takes 2–3 s. */
@@ -342,6 +357,20 @@ async function launch(): Promise<{ server: Radosgw; daemons: Proc[] }> {
       async deleteBucket(name) {
         await emptyBucket(client, name);
         await client.send(new DeleteBucketCommand({ Bucket: name }));
+      },
+      async createUser() {
+        const uid = `user-${randomBytes(4).toString('hex')}`;
+        const keys = ['--access-key', `TEST${randomBytes(8).toString('hex').toUpperCase()}`, '--secret-key', randomBytes(20).toString('hex')];
+        const admin = (args: string[]) => run(bin.admin, ['-c', conf, '-n', 'client.rgw', ...args], dir).then(() => undefined);
+        await admin(['user', 'create', '--uid', uid, '--display-name', uid, ...keys]);
+        return {
+          uid,
+          accessKeyId: keys[1],
+          secretAccessKey: keys[3],
+          removeKey: () => admin(['key', 'rm', '--uid', uid, '--access-key', keys[1]]),
+          restoreKey: () => admin(['key', 'create', '--uid', uid, ...keys]),
+          remove: () => admin(['user', 'rm', '--uid', uid, '--purge-data']),
+        };
       },
       stop,
       startupMs: Date.now() - started,

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import {
   applyUsageScript,
   bindUserScript,
@@ -21,7 +21,10 @@ import {
   takeBytesScript,
   unbindUserScript,
   updateScript,
+  untilReady,
+  waitForFailover,
 } from './redisScripts';
+import { connectRedis, parseRedisUrl } from './redisTarget';
 import type {
   Admission,
   AdmissionLimits,
@@ -64,6 +67,12 @@ export interface RedisClusterStateOptions {
   usageTtlMs?: number;
   /** A command not answered within this rejects (own connection only). Default 5 s. */
   commandTimeoutMs?: number;
+  /**
+   * With a Sentinel REDIS_URL (own connection only): a call made while no primary is reachable waits up to this long
+   * for one (a failover) instead of failing at once, and `available()` stays true that long after the connection is
+   * lost, so that no replica goes unready for a failover. Default 10 s; one Redis server: 0 (fail at once).
+   */
+  failoverWaitMs?: number;
   /** How long creation waits for the first connection before handing back a state whose calls reject. Default 5 s. */
   readyTimeoutMs?: number;
   /**
@@ -95,8 +104,8 @@ function decodeRecord(flat: string[]): SessionRecord {
  * Redis is unreachable, at once rather than after a queue: the caller answers 421.
  */
 /** An ioredis connection that fails fast while Redis is away and reconnects in the background. */
-export function createRedisConnection(url: string, commandTimeoutMs = 5000): Redis {
-  return new Redis(url, {
+export function createRedisConnection(url: string, commandTimeoutMs = 5000, failoverWaitMs?: number): Redis {
+  const redis = connectRedis(url, {
     // A command issued while disconnected rejects at once instead of waiting in an offline queue...
     enableOfflineQueue: false,
     // ...and one in flight when the connection drops rejects then, instead of being sent again after a
@@ -106,10 +115,15 @@ export function createRedisConnection(url: string, commandTimeoutMs = 5000): Red
     // A server that accepted the command but never answers (paused, partitioned) must not hang a login.
     commandTimeout: commandTimeoutMs,
     connectTimeout: 5000,
-    // Reconnect in the background forever, backing off to one attempt every 2 s.
+    // Reconnect in the background forever, backing off to one attempt every 2 s (asking the sentinels each time).
     retryStrategy: (times: number) => Math.min(times * 100, 2000),
   });
+  waitForFailover(redis, failoverWaitMs ?? (parseRedisUrl(url).kind === 'sentinel' ? DEFAULT_FAILOVER_WAIT_MS : 0));
+  return redis;
 }
+
+/** Long enough for Sentinel to promote a replica with down-after-milliseconds of up to about 5 s. */
+const DEFAULT_FAILOVER_WAIT_MS = 10_000;
 
 export async function createRedisClusterState(options: RedisClusterStateOptions): Promise<ClusterState> {
   const { min, max } = options.pasvRange;
@@ -121,10 +135,16 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
   const sessionTtlMs = options.sessionTtlMs ?? 60_000;
   const gcGraceMs = Math.max(options.gcGraceMs ?? 10 * 60_000, 1000);
   const own = !options.redis;
-  const redis = options.redis ?? createRedisConnection(options.url ?? 'redis://127.0.0.1:6379', options.commandTimeoutMs);
+  const url = options.url ?? 'redis://127.0.0.1:6379';
+  const redis = options.redis ?? createRedisConnection(url, options.commandTimeoutMs, options.failoverWaitMs);
+  const failoverWaitMs = own ? (options.failoverWaitMs ?? (parseRedisUrl(url).kind === 'sentinel' ? DEFAULT_FAILOVER_WAIT_MS : 0)) : 0;
   let closed = false;
   let connectedOnce = false;
+  /** When the connection was last lost (0 while it is up): a failover within failoverWaitMs keeps the state available. */
+  let lostAt = 0;
   redis.once('ready', () => (connectedOnce = true));
+  redis.on('ready', () => (lostAt = 0));
+  redis.on('close', () => (lostAt ||= Date.now()));
   if (own) {
     redis.on('error', (err: Error) => options.onError?.(err));
     // A lost connection after the first one was made, not our own close().
@@ -139,7 +159,7 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
   const kicks = redisKicks(redis, keys, options.readyTimeoutMs ?? 5000);
   return {
     kind: 'redis',
-    available: () => redis.status === 'ready',
+    available: () => redis.status === 'ready' || (connectedOnce && lostAt > 0 && Date.now() - lostAt < failoverWaitMs),
     sessions: redisSessions(redis, keys, prefix, now, sessionTtlMs, gcGraceMs),
     ports,
     bans: redisBans(redis, keys, now, gcGraceMs),
@@ -368,6 +388,7 @@ function redisPorts(
 function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: number): BanList {
   return {
     async isBanned(address) {
+      await untilReady(redis);
       const until = await redis.get(keys.ban(address));
       return until !== null && Number(until) > now();
     },
@@ -502,6 +523,7 @@ function redisKicks(redis: Redis, keys: Keys, readyTimeoutMs: number): KickChann
   };
   return {
     async send(replicaId, kick) {
+      await untilReady(redis);
       return redis.publish(replicaId === '*' ? keys.kicksAll : keys.kicksTo(replicaId), JSON.stringify(kick));
     },
     async listen(replicaId, onKick) {

@@ -41,6 +41,33 @@ export function redisKeys(prefix: string) {
   };
 }
 
+const failoverWaits = new WeakMap<Redis, { ms: number; ready?: Promise<void> }>();
+
+/**
+ * Makes calls on `redis` made while it has no server wait up to `ms` for one (a Sentinel failover promoting a new
+ * primary) before they are sent, and so fail, instead of failing at once. Only commands not yet sent wait: one in
+ * flight when the primary died has failed already (sending it again could apply it twice).
+ */
+export function waitForFailover(redis: Redis, ms: number): void {
+  if (ms > 0) failoverWaits.set(redis, { ms });
+}
+
+/** Resolves at once when `redis` is ready or has no failover wait; else when it is ready or the wait is over. */
+export async function untilReady(redis: Redis): Promise<void> {
+  const wait = failoverWaits.get(redis);
+  if (!wait || redis.status === 'ready' || redis.status === 'end') return;
+  // One 'ready' listener however many calls wait; each call has its own deadline.
+  wait.ready ??= new Promise<void>((resolve) =>
+    redis.once('ready', () => {
+      wait.ready = undefined;
+      resolve();
+    }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([wait.ready, new Promise<void>((resolve) => (timer = setTimeout(resolve, wait.ms)))]);
+  clearTimeout(timer);
+}
+
 /** A script run by EVALSHA, falling back to EVAL (which caches it) when the server does not know it yet. */
 export class LuaScript {
   readonly sha: string;
@@ -52,6 +79,7 @@ export class LuaScript {
   }
 
   async run(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
+    await untilReady(redis);
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (err) {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createLocalStorage } from './local';
 import { checkBucket, createS3Client } from './s3/client';
+import { watchS3Health, type HealthLog } from './s3/health';
 import { createS3Storage } from './s3/s3Storage';
 import type { Storage } from './types';
 
@@ -29,20 +30,35 @@ export interface ConfiguredStorage {
   storageAt(root: string): Storage;
   /** FTP_STORAGE=s3: the process's one client and its bucket. */
   s3?: { client: S3Client; bucket: string };
+  /**
+   * Whether the store takes this process (always true for local): false once S3 refuses its credentials, or after it
+   * has not answered for minutes (s3/health.ts says why not sooner). The edge's and the worker's /readyz add it.
+   */
+  healthy(): boolean;
+  /** One line for /readyz: how the bucket answered its last probe (undefined for local). */
+  healthDetail(): string | undefined;
   close(): void;
+}
+
+export interface OpenStorageOptions {
+  /** Where the store's health changes are logged (once each). */
+  log: HealthLog;
 }
 
 /**
  * The storage FTP_STORAGE chose. `s3`: one S3 client for the process (credentials from the AWS SDK's standard chain:
  * environment, web identity / IRSA, instance role), each folder the key prefix FTP_S3_PREFIX + its path under
- * FTP_DATA_DIR; the bucket must exist, or this throws one message naming FTP_S3_BUCKET.
+ * FTP_DATA_DIR; the bucket must exist, or this throws one message naming FTP_S3_BUCKET. Then a HeadBucket every 15 s
+ * watches that the store still takes the credentials (healthy()).
  */
-export async function openConfiguredStorage(settings: StorageSettings): Promise<ConfiguredStorage> {
+export async function openConfiguredStorage(settings: StorageSettings, options: OpenStorageOptions): Promise<ConfiguredStorage> {
   const limits = { maxListEntries: settings.maxListEntries, maxPathLength: settings.maxPathLength, maxPathDepth: settings.maxPathDepth };
   if (settings.storage === 'local') {
     return {
       kind: 'local',
       storageAt: (root) => createLocalStorage({ root, fsync: settings.fsyncUploads, metadataIo: settings.storageMetadataIo, limits }),
+      healthy: () => true,
+      healthDetail: () => undefined,
       close: () => {},
     };
   }
@@ -53,6 +69,7 @@ export async function openConfiguredStorage(settings: StorageSettings): Promise<
     client.destroy();
     throw new Error(`FTP_S3_BUCKET: ${(err as Error).message}`);
   }
+  const health = watchS3Health({ client, bucket: settings.s3Bucket, log: options.log });
   const dataRoot = path.resolve(settings.dataDir);
   /** A folder's key prefix: its path under the data root (never outside: the user store checks homes). */
   const prefixOf = (root: string) => {
@@ -64,6 +81,11 @@ export async function openConfiguredStorage(settings: StorageSettings): Promise<
     kind: 's3',
     storageAt: (root) => createS3Storage({ client, bucket: settings.s3Bucket, prefix: prefixOf(root), partSize: settings.s3PartSize, limits }),
     s3: { client, bucket: settings.s3Bucket },
-    close: () => client.destroy(),
+    healthy: health.healthy,
+    healthDetail: health.detail,
+    close: () => {
+      health.close();
+      client.destroy();
+    },
   };
 }

@@ -149,6 +149,24 @@ test('publisher: events published while Redis is away wait in the outbox and are
   await publisher.close();
 });
 
+test('publisher: an outage that outlasts the first retries still drains once Redis is back', async () => {
+  // The retry timer fires while Redis is still away (250 ms, 500 ms…): those passes fail at once. The outbox used
+  // to stay stuck after that, its events lost at shutdown.
+  const proxy = await redisProxy();
+  const { publisher, reader } = setup({ redisUrl: proxy.url });
+  await waitFor('the connection', () => publisher.available());
+  await proxy.cut();
+  await waitFor('the connection to drop', () => !publisher.available());
+  const during = event();
+  await publisher.publishCompleted(during);
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  assert.equal(publisher.pending(), 1);
+  await proxy.reopen();
+  await waitFor('the outbox to drain', () => publisher.pending() === 0, 15_000);
+  assert.deepEqual((await reader.getJob(during.uploadId))?.data, during);
+  await publisher.close();
+});
+
 test('publisher: Redis away from the start, then back: nothing waits for it, everything arrives', async () => {
   const proxy = await redisProxy();
   await proxy.cut();

@@ -1,6 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { connectRedis } from '@ftp/cluster-state';
 import { extractTraceContext, startChildSpan, type Logger } from '@ftp/telemetry';
 import { createOutboxJournal } from './journal';
 import { JOB_UPLOAD_ABORTED, JOB_UPLOAD_COMPLETED, UPLOAD_QUEUE, queuePrefix, type UploadAbortedEvent, type UploadEvent } from './types';
@@ -86,7 +86,8 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
   const report = (outcome: PublishOutcome) => options.onOutcome?.(outcome, outbox.size);
   const journal = options.journalDir ? createOutboxJournal(options.journalDir, log) : undefined;
 
-  const redis = new Redis(options.redisUrl, {
+  // Either REDIS_URL form: one server, or Sentinel (a failover is an outage the outbox bridges).
+  const redis = connectRedis(options.redisUrl, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: options.commandTimeoutMs ?? 2000,
@@ -172,32 +173,35 @@ export function createUploadPublisher(options: UploadPublisherOptions): UploadPu
     timer.unref(); // the edge's listeners keep the process alive; a forgotten publisher must not
   }
 
-  /** One pass: batches until the outbox is empty or an add fails (then retry later, backing off). */
+  /** One pass at a time: a call while one runs gets that one. */
   function drain(): Promise<void> {
-    draining ??= (async () => {
-      try {
-        while (outbox.size > 0) {
-          if (redis.status !== 'ready') throw new Error(`Redis connection ${redis.status}`);
-          const batch = [...take(outbox.values(), DRAIN_BATCH)];
-          await queue.addBulk(batch.map((e) => ({ name: e.name, data: e.data, opts: { ...jobOptions, jobId: e.data.uploadId } })));
-          for (const e of batch) {
-            // Re-published meanwhile? Then it is already in the queue under the same id; drop it either way.
-            outbox.delete(e.data.uploadId);
-            journal?.remove(e.data.uploadId);
-            report('queued');
-          }
-          log.info({ delivered: batch.length, pending: outbox.size }, 'upload events: deferred events delivered');
-        }
-        retryMs = RETRY_MIN_MS;
-      } catch (err) {
-        log.debug({ err: errorText(err), pending: outbox.size }, 'upload events: outbox not drained yet');
-        retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
-        schedule(retryMs);
-      } finally {
-        draining = undefined;
-      }
-    })();
+    // Set before the pass can settle: a pass that fails at once must not leave `draining` set for good (it did: the
+    // outbox then never drained again after an outage whose first retry came before Redis was back).
+    draining ??= drainOnce().finally(() => (draining = undefined));
     return draining;
+  }
+
+  /** Batches until the outbox is empty or an add fails (then retry later, backing off). */
+  async function drainOnce(): Promise<void> {
+    try {
+      while (outbox.size > 0) {
+        if (redis.status !== 'ready') throw new Error(`Redis connection ${redis.status}`);
+        const batch = [...take(outbox.values(), DRAIN_BATCH)];
+        await queue.addBulk(batch.map((e) => ({ name: e.name, data: e.data, opts: { ...jobOptions, jobId: e.data.uploadId } })));
+        for (const e of batch) {
+          // Re-published meanwhile? Then it is already in the queue under the same id; drop it either way.
+          outbox.delete(e.data.uploadId);
+          journal?.remove(e.data.uploadId);
+          report('queued');
+        }
+        log.info({ delivered: batch.length, pending: outbox.size }, 'upload events: deferred events delivered');
+      }
+      retryMs = RETRY_MIN_MS;
+    } catch (err) {
+      log.debug({ err: errorText(err), pending: outbox.size }, 'upload events: outbox not drained yet');
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+      schedule(retryMs);
+    }
   }
 
   /**

@@ -1,8 +1,7 @@
 import { networkInterfaces } from 'node:os';
-import { createMemoryClusterState, createRedisClusterState, type ClusterState } from '@ftp/cluster-state';
+import { createMemoryClusterState, createRedisClusterState, parseRedisUrl, type ClusterState } from '@ftp/cluster-state';
 import type { FtpConfig } from '@ftp/config';
 import type { Logger } from '@ftp/telemetry';
-import { redactUrl } from './tlsSetup';
 
 /** How often Redis connection errors are logged while it stays away (ioredis reports every reconnect attempt). */
 const ERROR_LOG_INTERVAL_MS = 10_000;
@@ -10,7 +9,12 @@ const ERROR_LOG_INTERVAL_MS = 10_000;
 /** Redis-backed cluster state when REDIS_URL is set, else the in-memory one of a single node. */
 export async function createClusterState(config: FtpConfig, log: Logger): Promise<ClusterState> {
   if (!config.redisUrl) return createMemoryClusterState({ pasvRange: config.pasvRange });
-  const url = redactUrl(config.redisUrl);
+  const target = parseRedisUrl(config.redisUrl);
+  const url = target.shown;
+  const consequence =
+    target.kind === 'sentinel'
+      ? 'Redis primary unreachable: logins wait up to 10 s for the sentinels to promote a replica, then get 421'
+      : 'Redis unreachable: new logins get 421 and /readyz fails until it is back';
   let lastLogged = 0;
   const cluster = await createRedisClusterState({
     url: config.redisUrl,
@@ -19,7 +23,7 @@ export async function createClusterState(config: FtpConfig, log: Logger): Promis
     onError: (err) => {
       if (Date.now() - lastLogged < ERROR_LOG_INTERVAL_MS) return;
       lastLogged = Date.now();
-      log.error({ url, err: err.message }, 'Redis unreachable: new logins get 421 and /readyz fails until it is back');
+      log.error({ url, err: err.message }, consequence);
     },
   });
   if (!cluster.available()) log.error({ url }, 'Redis not reachable at start: retrying in the background');

@@ -223,8 +223,9 @@ export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCo
         port: config.adminPort,
         registry: metrics.registry,
         // A user store that is away does not make the replica unready: logins go on from what it last loaded.
-        ready: () => accepting && cluster.available(),
-        details: () => [`user store: ${identity.health().detail}`],
+        // Object storage that refuses our credentials does (storage.healthy()): no transfer could work.
+        ready: () => accepting && cluster.available() && storage.healthy(),
+        details: () => [`user store: ${identity.health().detail}`, ...(storage.s3 ? [`object storage: ${storage.healthDetail()}`] : [])],
       });
       closers.push(() => new Promise<void>((resolve) => admin!.close(() => resolve())));
     }

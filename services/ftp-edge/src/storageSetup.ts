@@ -14,7 +14,7 @@ const UNBOUNDED: DiskSpace = { blockSize: 4096, blocks: 2 ** 38, blocksFree: 2 *
 
 /** The storage FTP_STORAGE chose (see openConfiguredStorage), with the edge's part: free space, the abandoned-upload sweep. */
 export async function createStorageSetup(config: FtpConfig, log: Logger): Promise<StorageSetup> {
-  const configured = await openConfiguredStorage(config);
+  const configured = await openConfiguredStorage(config, { log });
   if (!configured.s3) return { ...configured, diskAt: (root) => localDiskSpace(root) };
   log.info({ bucket: config.s3Bucket, endpoint: config.s3Endpoint || undefined, prefix: config.s3Prefix, partSize: config.s3PartSize }, 'users\' files in S3');
   const stopSweep = startAbandonedUploadSweep(config, configured.s3.client, log);

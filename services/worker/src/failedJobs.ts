@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { connectRedis } from '@ftp/cluster-state';
 import { queuePrefix, UPLOAD_QUEUE, type UploadEvent } from '@ftp/upload-events';
 import type { WorkerConfig } from './config';
 
@@ -14,7 +14,7 @@ export interface FailedJob {
 
 /** The failed set of the upload queue, for operators: list it, retry one job or all of them. */
 export async function withFailedJobs<T>(config: Pick<WorkerConfig, 'redisUrl' | 'redisPrefix'>, use: (jobs: FailedJobs) => Promise<T>): Promise<T> {
-  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
+  const connection = connectRedis(config.redisUrl, { maxRetriesPerRequest: 1 });
   const queue = new Queue(UPLOAD_QUEUE, { connection, prefix: queuePrefix(config.redisPrefix) });
   try {
     return await use(failedJobs(queue));

@@ -1,8 +1,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
 import { context, SpanKind, trace, type Span } from '@opentelemetry/api';
+import { connectRedis } from '@ftp/cluster-state';
 import { extractTraceContext, failSpan, startAdminServer, startChildSpan, type Logger } from '@ftp/telemetry';
 import { openConfiguredStorage } from '@ftp/storage';
 import { JOB_UPLOAD_COMPLETED, queuePrefix, UPLOAD_QUEUE, type UploadEvent } from '@ftp/upload-events';
@@ -27,11 +27,11 @@ export interface RunningWorker {
 export async function startWorker(config: WorkerConfig, log: Logger): Promise<RunningWorker> {
   const pipelines = buildPipelines(config);
   // The same storage the edges write, through the same seam: FTP_STORAGE, FTP_DATA_DIR, FTP_S3_*.
-  const storage = await openConfiguredStorage(config);
+  const storage = await openConfiguredStorage(config, { log });
   const dataRoot = storage.storageAt(config.dataDir);
   const prefix = queuePrefix(config.redisPrefix);
   // A BullMQ worker blocks on Redis and must wait out outages: no per-request retry limit (bullmq's requirement).
-  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(times * 200, 2000) });
+  const connection = connectRedis(config.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(times * 200, 2000) });
   // Created before the metrics (the queue gauge reads through it); counted once they exist.
   let onRedisError = () => {};
   connection.on('error', (err) => {
@@ -138,7 +138,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
       host: config.worker.adminHost,
       port: config.worker.adminPort,
       registry: metrics.registry,
-      ready: () => connection.status === 'ready' && worker.isRunning(),
+      ready: () => connection.status === 'ready' && worker.isRunning() && storage.healthy(),
     });
   }
   log.info({ queue: UPLOAD_QUEUE, prefix, concurrency: config.worker.concurrency, storage: storage.kind, pipelines: pipelines.map((p) => p.name) }, 'worker started');

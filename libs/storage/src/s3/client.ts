@@ -8,7 +8,7 @@ export interface S3ClientSettings {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** `bucket` in the path instead of the host name: most self-hosted stores (radosgw, MinIO) want it. */
   forcePathStyle?: boolean;
-  /** Tries per request, the first included (default 5): throttling (503 SlowDown) and 5xx are retried with backoff. */
+  /** Tries per request, the first included (default 5): throttling (503 SlowDown) and 5xx are retried with backoff (see createS3Client). */
   maxAttempts?: number;
   /** Milliseconds to set up a connection before the request fails with 'io' (default 5 s). */
   connectionTimeoutMs?: number;
@@ -21,8 +21,15 @@ export interface S3ClientSettings {
 /**
  * An S3Client set up as createS3Storage expects. Checksums only where an operation requires them: radosgw 16 refuses
  * the SDK's default streamed-trailer checksums (411 on a PutObject of a stream), and parts are sent from memory.
- * Throttling and server errors are retried by the SDK's standard strategy (exponential backoff with jitter); a
- * network failure or timeout that outlasts the attempts reaches the session as StorageError 'io'.
+ *
+ * Retries: the SDK's standard strategy, 5 attempts. Throttling (503 SlowDown, 429) waits a random time up to 1, 2, 4,
+ * then 8 s (full jitter; 15 s at most for one call, measured 4–9 s in throttling.test.ts), other 5xx, resets and
+ * timeouts 50 ms doubling; then the call fails, as 'io' "object storage busy, try again later" for throttling. A retry
+ * quota per client (500 tokens; a throttled retry costs 5, another 14, a success gives some back) stops retrying
+ * altogether while a store keeps refusing, so a throttled store is not hammered by 5× the requests. Not 'adaptive':
+ * its client-side rate limiter would slow every request of the process (all users' homes) after throttling of one
+ * prefix, and S3 throttles per prefix. Bodies are Buffers (parts from memory), so every request can be retried: the
+ * SDK does not retry a streamed body.
  */
 export function createS3Client(settings: S3ClientSettings): S3Client {
   return new S3Client({
