@@ -11,6 +11,7 @@ import { freeBlock } from '../support/processes';
 import { scrape } from '../support/prometheus';
 import { startTestServer } from '../support/server';
 import { deleteKeysUnder } from '../support/redisKeys';
+import { METRIC_NAMES, prometheusSeries } from '../load/src/vocabulary';
 
 const ROOT = new URL('../../deploy/observability/', import.meta.url);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -86,7 +87,14 @@ test('the Grafana dashboard parses, and every metric it queries exists in the /m
       ...(await scrape(`http://127.0.0.1:${server.edge.adminPort}/metrics`)).sampleNames(),
       ...(await scrape(`http://127.0.0.1:${worker.adminPort}/metrics`)).sampleNames(),
     ]);
-    for (const [name, title] of queried) assert.ok(known.has(name), `${name} (panel "${title}") is exported by an edge or a worker`);
+    // The "Load test" row reads what the load generator pushes over OTLP (k6_*), not an edge's /metrics.
+    const loadSeries = new Set(METRIC_NAMES.flatMap((n) => prometheusSeries(n)));
+    for (const [name, title] of queried) {
+      if (name.startsWith('k6_')) assert.ok(loadSeries.has(name), `${name} (panel "${title}") is a series of the load generator's OTLP push (test/load/src/vocabulary.ts)`);
+      else assert.ok(known.has(name), `${name} (panel "${title}") is exported by an edge or a worker`);
+    }
+    assert.ok(dashboard.panels.some((p) => p.type === 'row' && p.title === 'Load test'), 'a "Load test" row');
+    assert.ok([...queried.keys()].filter((n) => n.startsWith('k6_')).length >= 6, 'the load test row shows the client-side metrics');
     assert.ok(queried.size >= 20, `the dashboard covers the metrics (${queried.size})`);
   } finally {
     await worker.close();
