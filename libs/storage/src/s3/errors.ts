@@ -12,6 +12,13 @@ const BY_NAME: Record<string, [StorageErrorCode, string?]> = {
   NoSuchUpload: ['not-found', 'the interrupted upload is gone'],
   PreconditionFailed: ['exists'],
   AccessDenied: ['denied'],
+  // The store does not take the server's credentials: not the client's doing, and it passes (FTP 451, not 550). The
+  // health watch (health.ts) turns readiness false meanwhile.
+  InvalidAccessKeyId: ['io', 'object storage refused the server\'s credentials'],
+  SignatureDoesNotMatch: ['io', 'object storage refused the server\'s credentials'],
+  ExpiredToken: ['io', 'object storage refused the server\'s credentials'],
+  TokenRefreshRequired: ['io', 'object storage refused the server\'s credentials'],
+  CredentialsProviderError: ['io', 'object storage refused the server\'s credentials'],
   QuotaExceeded: ['quota'],
   EntityTooLarge: ['no-space', 'file too large for object storage'],
   InvalidRange: ['invalid-offset'],
