@@ -6,6 +6,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { parse } from 'yaml';
+import { parseRedisUrl } from '@ftp/cluster-state';
 import { loadConfig } from '@ftp/config';
 import { loadWorkerConfig } from '../../services/worker/src/config';
 import { buildPipelines } from '../../services/worker/src/pipeline';
@@ -247,4 +248,38 @@ test('a wrong field fails each validator: schema, docker-compose, haproxy -c', (
   const typo = spawnSync(haproxy, ['-c', '-f', join(dir, 'haproxy.cfg')], { env: cleanEnv(lb), encoding: 'utf8' });
   assert.notEqual(typo.status, 0);
   assert.match(`${typo.stdout}${typo.stderr}`, /redispach/);
+});
+
+test('the Sentinel override: a replica and three sentinels, and every edge and worker on the sentinels', () => {
+  const file = join(ROOT, 'deploy', 'redis-sentinel', 'docker-compose.sentinel.yml');
+  const merged = spawnSync(binary('docker-compose', 'docker-compose'), ['-f', COMPOSE, '-f', file, 'config', '-q'], { cwd: ROOT, env: cleanEnv(), encoding: 'utf8' });
+  assert.equal(merged.status, 0, merged.stderr);
+  const base = compose();
+  const override = loadCompose(file, {});
+  assert.deepEqual(Object.keys(override.services).sort(), ['edge-1', 'edge-2', 'edge-3', 'redis-replica', 'sentinel-1', 'sentinel-2', 'sentinel-3', 'worker-1', 'worker-2']);
+  const replicaOf = override.services['redis-replica'].command as string[];
+  assert.deepEqual(replicaOf.slice(replicaOf.indexOf('--replicaof'), replicaOf.indexOf('--replicaof') + 3), ['--replicaof', 'redis', '6379'], 'the replica follows the base file\'s redis');
+
+  // What each sentinel is told: the quoted lines of its printf.
+  const sentinelNames = ['sentinel-1', 'sentinel-2', 'sentinel-3'];
+  for (const name of sentinelNames) {
+    const script = (override.services[name].command as string[]).join(' ');
+    const lines = [...script.matchAll(/'([^']*)'/g)].map((m) => m[1]).filter((l) => l !== '%s\\n');
+    const monitor = lines.find((l) => l.startsWith('sentinel monitor '))?.split(' ') ?? [];
+    assert.deepEqual(monitor.slice(2), ['ftpmain', 'redis', '6379', '2'], `${name}: monitors the base file's redis, quorum 2 of 3`);
+    const downAfter = Number(lines.find((l) => l.startsWith('sentinel down-after-milliseconds '))?.split(' ')[3]);
+    assert.ok(downAfter > 0 && downAfter <= 5000, `${name}: down-after-milliseconds ${downAfter} within the edges' 10 s failover wait`);
+    assert.ok(lines.includes('port 26379'));
+  }
+
+  for (const name of [...EDGES, ...WORKERS]) {
+    const env = { ...envOf(base.services[name]), ...envOf(override.services[name]) };
+    const target = parseRedisUrl(env.REDIS_URL);
+    assert.equal(target.kind, 'sentinel', name);
+    if (target.kind !== 'sentinel') continue;
+    assert.deepEqual(target.options.sentinels, sentinelNames.map((host) => ({ host, port: 26379 })));
+    assert.equal(target.options.name, 'ftpmain');
+    if (EDGES.includes(name)) assert.equal(loadConfig({ env }).redisUrl, env.REDIS_URL);
+    else assert.equal(loadWorkerConfig({ ...env, WORKER_PIPELINES: join(ROOT, 'deploy', 'worker', 'pipelines.yaml') }).redisUrl, env.REDIS_URL);
+  }
 });
