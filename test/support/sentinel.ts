@@ -42,7 +42,8 @@ export async function startSentinelGroup(options: SentinelOptions = {}): Promise
   const sentinelPorts = [first + 2, first + 3, first + 4];
   const procs = new Map<number, Proc>();
   const ask = async <T>(port: number, use: (redis: Redis) => Promise<T>): Promise<T> => {
-    const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500 });
+    // commandTimeout: a port that some other program took answers nothing Redis understands; never wait on it.
+    const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500, commandTimeout: 2000 });
     redis.on('error', () => {}); // a refused connect rejects connect() below
     try {
       await redis.connect();
