@@ -86,6 +86,11 @@ check_packages() {
     need ceph-mon 'ceph-mon, monmaptool, radosgw-admin' all_of ceph-mon monmaptool radosgw-admin
     need ceph-osd 'ceph-osd' has ceph-osd
     need python3-rados 'rados for /usr/bin/python3' has_python_rados
+    # The link harness (test/support/netns.ts: namespaces with delay, loss and a rate cap) and its smoke test.
+    need iproute2 'ip, tc' all_of ip tc
+    need iptables 'iptables (loss and delay where the kernel has no netem)' has iptables
+    need ethtool 'ethtool (segmentation offloads off on the test links)' has ethtool
+    need iputils-ping 'ping' has ping
   fi
 }
 

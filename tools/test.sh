@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs tests with node's test runner (one process tree, one closing summary).
-#   tools/test.sh            every unit test, every end-to-end test, the deploy checks and the load generator's tests
+#   tools/test.sh            every unit test, every end-to-end test, the deploy checks, the load generator's tests and
+#                            the short chaos run (test/chaos)
 #   tools/test.sh unit       unit tests beside the code (libs/, services/)
 #   tools/test.sh e2e        end-to-end tests (test/e2e)
 #   tools/test.sh deploy     offline checks of the deploy files (test/deploy: Dockerfiles, compose, k8s/)
@@ -15,7 +16,7 @@ case "${1:-all}" in
   e2e) files=$(find test/e2e -name '*.test.ts' | sort) ;;
   dir) files=$(find "$2" -path '*/node_modules' -prune -o -name '*.test.ts' -print | sort) ;;
   deploy) files=$(find test/deploy -name '*.test.ts' | sort) ;;
-  all) files=$( (find libs services -path '*/node_modules' -prune -o -name '*.test.ts' -print; find test/e2e test/deploy test/load -name '*.test.ts') | sort) ;;
+  all) files=$( (find libs services -path '*/node_modules' -prune -o -name '*.test.ts' -print; find test/e2e test/deploy test/load test/chaos -name '*.test.ts') | sort) ;;
   *) echo "usage: $0 [unit|e2e|deploy|dir DIR]" >&2; exit 2 ;;
 esac
 if [ -z "$files" ]; then echo "no test files found" >&2; exit 1; fi

@@ -81,6 +81,24 @@ test('a data connection that reaches the wrong replica is relayed to the owner, 
   client.close();
 });
 
+test('a client that resets a relayed upload leaves a resumable partial, never a published half file', async () => {
+  // The chaos run found it: the relay passed the client's reset on as a FIN, so the owner read a clean end of file
+  // and published the first half under the final name.
+  const client = await login();
+  const up = await passiveViaPeer(client);
+  assert.equal((await client.command('STOR cut.bin')).code, 150);
+  up.write(randomBytes(256 * 1024));
+  await sleep(300);
+  up.resetAndDestroy();
+  const reply = await client.reply(15_000);
+  assert.notEqual(reply.code, 226, `a cut upload must not be acknowledged: ${reply.code} ${reply.text}`);
+  await sleep(200);
+  assert.throws(() => readFileSync(join(owner.dataDir, 'alice', 'cut.bin')), /ENOENT/, 'nothing published under the name');
+  const size = await client.command('SIZE cut.bin');
+  assert.equal(size.code, 213, 'the bytes that arrived wait as a resumable partial');
+  client.close();
+});
+
 test('FTPS through the relay: TLS passes untouched, the owner sees its own session resumed', async () => {
   const control = await FtpsControl.connect(owner.port, { host: '127.0.0.11', dataHost: '127.0.0.12' });
   await control.secureLogin(owner.user, owner.password);

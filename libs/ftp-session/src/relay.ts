@@ -5,7 +5,7 @@ import { context, ROOT_CONTEXT, SpanKind, trace, type Span } from '@opentelemetr
 import { tracer, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import type { Peer } from '@ftp/session-core';
 import { writeFlushed, type ZeroCopy } from '@ftp/zero-copy';
-import { relayNatively, type RelayedBytes } from './zeroCopyIo';
+import { relayNatively, resetOrDestroy, type RelayedBytes } from './zeroCopyIo';
 
 /** PROXY v2 TLV (from the range the spec leaves to applications) carrying the session id of the lease. */
 export const RELAY_SESSION_TLV = 0xe0;
@@ -168,9 +168,11 @@ function splice(a: Socket, b: Socket) {
     [a, b],
     [b, a],
   ]) {
-    one.on('error', () => other.destroy());
+    // A failure travels as a failure: a reset passed on as a FIN would let the owner take a cut upload for a whole one.
+    one.on('error', () => resetOrDestroy(other));
     one.on('close', (hadError) => {
-      if (hadError || other.destroyed) return other.destroy();
+      if (hadError) return resetOrDestroy(other);
+      if (other.destroyed) return other.destroy();
       // Let the bytes already handed to `other` reach its peer, but not forever (a peer that stopped reading).
       const timer = setTimeout(() => other.destroy(), FLUSH_GRACE_MS);
       other.end(() => {

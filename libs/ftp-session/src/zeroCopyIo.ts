@@ -24,6 +24,16 @@ export function zeroCopyFor(session: Session): ZeroCopy | undefined {
   return zeroCopy && session.type === 'I' && session.protection === 'C' ? zeroCopy : undefined;
 }
 
+/** Closes `socket` with a TCP reset (RST), so its peer sees a broken connection, not an end of data. */
+export function resetOrDestroy(socket: Socket): void {
+  if (socket.destroyed) return;
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy(); // not connected (or its descriptor is lent out): nothing to reset
+  }
+}
+
 /**
  * Sends a download's bytes with sendfile(2) from the storage's open file. Resolves true once all of them are in the
  * socket's kernel buffer and the socket has been ended after them (the FIN follows the data), as the stream path's
@@ -195,8 +205,9 @@ export function relayNatively(zeroCopy: ZeroCopy, client: Socket, owner: Socket)
   };
   const broken = (err: unknown) => {
     stop();
-    client.destroy();
-    owner.destroy();
+    // Resets, not FINs: the owner must see a cut upload as cut (see relay.ts).
+    resetOrDestroy(client);
+    resetOrDestroy(owner);
     return err instanceof MoveError ? err.bytes : 0;
   };
   return Promise.all([

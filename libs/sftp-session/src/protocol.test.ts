@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import type { ClientChannel, SFTPWrapper } from 'ssh2';
 import type { Storage, Upload } from '@ftp/storage';
 import { FLOW, LIMITS } from './limits';
+import { WINDOW_STEP } from './ssh2Hooks';
 import { STATUS } from './status';
 import { connectSftp, startTestServer, type TestServer, type TestServerOptions } from './testServer';
 
@@ -251,5 +252,25 @@ test('a client that sends WRITEs faster than the disk takes them is held back by
     const bound = FLOW.maxWriteBacklog + 2 * 1024 * 1024 + 2 * LIMITS.maxPacketLength; // + the SSH window in flight
     assert.ok(maxBacklog <= bound, `backlog ${maxBacklog} over ${bound}`);
     assert.ok(maxBacklog >= FLOW.maxWriteBacklog / 2, `the test did build a backlog (${maxBacklog})`);
+  });
+});
+
+test('the SSH window is re-opened every WINDOW_STEP bytes, not only once half of it is used', async () => {
+  // ssh2 alone re-opens at half (1 MiB), which on a long link settles at ~1 MiB in flight per round trip.
+  await withRaw({}, async (raw) => {
+    await raw.init();
+    raw.send(T.OPEN, str('/window'), u32(0x02 | 0x08 | 0x10), u32(0));
+    const handle = await raw.next();
+    const h = handle.body.subarray(8, 8 + handle.body.readUInt32BE(4));
+    const credit = () => (raw.stream as unknown as { outgoing: { window: number } }).outgoing.window;
+    const full = credit();
+    const chunk = Buffer.alloc(LIMITS.maxWriteLength, 5);
+    const count = 3; // 765 KiB: less than half the window
+    for (let i = 0; i < count; i++) raw.send(T.WRITE, str(h), u64(i * chunk.length), str(chunk));
+    for (let i = 0; i < count; i++) assert.equal(statusCode(await raw.next()), STATUS.OK);
+    // The adjusts went out while the WRITEs were parsed, before their replies, on the same connection.
+    assert.ok(full - credit() < WINDOW_STEP, `the client can send ${credit()} of ${full} bytes after ${count * chunk.length}: the window was not re-opened`);
+    raw.send(T.CLOSE, str(h));
+    assert.equal(statusCode(await raw.next()), STATUS.OK);
   });
 });

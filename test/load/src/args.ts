@@ -12,6 +12,7 @@ export interface Args {
   out?: string;
   workers?: number;
   quiet: boolean;
+  ledger?: string;
 }
 
 export const USAGE = `usage: npm run load -- SCENARIO [options]
@@ -25,6 +26,8 @@ export const USAGE = `usage: npm run load -- SCENARIO [options]
   -o, --out otlp=URL           push metrics over OTLP/HTTP while running (or: --out opentelemetry + K6_OTEL_*)
   --workers N                  VU threads (default: CPU cores, at most 4)
   -q, --quiet                  no progress line
+  --ledger FILE                append a JSON line per login, upload outcome and download (with sha256s) to FILE;
+                               uploads then get contents of their own (for checkers such as test/chaos)
 Target: FTP_HOST, FTP_PORT, SFTP_PORT, FTP_USER, FTP_PASSWORD, FTP_KEY_FILE (else the scenario's options.target).
 Exit: 0, 99 when a threshold failed, 104 for a bad scenario, flag or target.`;
 
@@ -72,6 +75,9 @@ export function parseArgs(argv: string[]): Args {
       case '-q':
       case '--quiet':
         args.quiet = true;
+        break;
+      case '--ledger':
+        args.ledger = value();
         break;
       case '-h':
       case '--help':

@@ -104,7 +104,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const output = otlp && startOtlp(otlp, gauges, { testid: runId });
   const handle = startRun({
     scenarios,
-    workerData: { runId, host: target.host, timeouts: file.timeouts, scenarios: workerScenarios },
+    workerData: { runId, host: target.host, timeouts: file.timeouts, scenarios: workerScenarios, ...(args.ledger ? { ledger: resolve(args.ledger) } : {}) },
     retryDelay: file.retryDelay,
     thresholds,
     workers: args.workers ?? Math.max(1, Math.min(4, availableParallelism())),

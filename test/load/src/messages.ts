@@ -12,6 +12,8 @@ export interface WorkerData {
   scenarios: Record<string, { partner: PartnerPlan; port: number; login: Login }>;
   /** How often samples are posted, ms. */
   flushEvery: number;
+  /** `--ledger FILE`: where every VU appends its logins, upload outcomes and downloads (src/ledger.ts). */
+  ledger?: string;
 }
 
 export type ToWorker =

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { INTERRUPTED, type Login, type Session, type Timeouts, type ByteMeter } from './clients/session';
+import { INTERRUPTED, type Login, type Session, type Timeouts, type ByteMeter, type UploadOptions } from './clients/session';
 import { connectFtp } from './clients/ftp';
 import { connectSftp } from './clients/sftp';
+import { contentSha256, uniqueContent, type FileContent, type Ledger } from './ledger';
 import type { PartnerPlan, PausePlan, SizePlan } from './scenario';
 import { record, type Batch } from './stats';
 
@@ -24,6 +26,17 @@ export interface IterationContext {
   batch: Batch;
   /** Per-VU memory across iterations. */
   state: { dirReady: boolean };
+  /** `--ledger`: every login, upload outcome and download is written there, and uploads get contents of their own. */
+  ledger?: Ledger;
+}
+
+/** A file of this iteration; with a ledger, its own contents and their digest. */
+interface FileSent {
+  path: string;
+  bytes: number;
+  content?: FileContent;
+  contentKey?: string;
+  sha256?: string;
 }
 
 export type IterationResult = 'ok' | 'failed' | 'interrupted';
@@ -63,7 +76,8 @@ export function reasonOf(err: unknown): string {
 const isInterrupted = (err: unknown) => (err as { code?: string })?.code === INTERRUPTED;
 
 export async function runIteration(ctx: IterationContext): Promise<IterationResult> {
-  const { batch, partner } = ctx;
+  const { batch, partner, ledger } = ctx;
+  const who = { protocol: partner.protocol, user: ctx.login.user };
   const started = performance.now();
   let session: Session | undefined;
 
@@ -85,7 +99,16 @@ export async function runIteration(ctx: IterationContext): Promise<IterationResu
     op('login', async () => {
       const t = performance.now();
       const connect = partner.protocol === 'sftp' ? connectSftp : connectFtp;
-      const s = await connect({ host: ctx.host, port: ctx.port, login: ctx.login, tls: partner.protocol === 'ftps', timeouts: ctx.timeouts, meter: ctx.meter, signal: ctx.signal });
+      const noted = (ok: boolean, err?: unknown) =>
+        ledger?.write({ kind: 'login', ...who, ok, ...(err === undefined ? {} : { error: reasonOf(err) }), at: Date.now(), ms: Math.round(performance.now() - t) });
+      let s: Session;
+      try {
+        s = await connect({ host: ctx.host, port: ctx.port, login: ctx.login, tls: partner.protocol === 'ftps', timeouts: ctx.timeouts, meter: ctx.meter, signal: ctx.signal });
+      } catch (err) {
+        noted(false, err);
+        throw err;
+      }
+      noted(true);
       record.trend(batch, 'ftp_login_duration', performance.now() - t);
       return s;
     });
@@ -96,6 +119,38 @@ export async function runIteration(ctx: IterationContext): Promise<IterationResu
     return value;
   };
   const nameOf = (n: number) => `${partner.dir}/${ctx.runId}-v${ctx.vu}-i${ctx.iteration}-${n}.bin`;
+  const newFile = (path: string, bytes: number): FileSent => {
+    if (!ledger) return { path, bytes };
+    const contentKey = `${ctx.runId}/${ctx.login.user}/${path}`;
+    const content = uniqueContent(contentKey);
+    return { path, bytes, content, contentKey, sha256: contentSha256(content, bytes) };
+  };
+  /** `send` is one upload of `file` (or part of it); with a ledger, its outcome is written there. */
+  const sendFile = async (file: FileSent, note: { cut?: boolean; resumedFrom?: number }, send: () => Promise<void>) => {
+    const startedAt = Date.now();
+    const noted = (acknowledged: boolean, error?: string) =>
+      ledger?.write({
+        kind: 'upload',
+        ...who,
+        path: file.path,
+        size: file.bytes,
+        sha256: file.sha256!,
+        contentKey: file.contentKey!,
+        acknowledged,
+        ...(error === undefined ? {} : { error }),
+        ...note,
+        startedAt,
+        at: Date.now(),
+      });
+    try {
+      await send();
+    } catch (err) {
+      noted(false, reasonOf(err));
+      throw err;
+    }
+    noted(!note.cut, note.cut ? 'cut on purpose' : undefined);
+  };
+  const contentOf = (file: FileSent, from = 0): UploadOptions => (file.content ? { content: file.content, from } : {});
 
   try {
     session = await login();
@@ -103,7 +158,7 @@ export async function runIteration(ctx: IterationContext): Promise<IterationResu
       await op('mkdir', () => session!.mkdir(partner.dir));
       ctx.state.dirReady = true;
     }
-    let files: { path: string; bytes: number }[] = [];
+    let files: FileSent[] = [];
     let n = 0;
     for (const step of partner.steps) {
       switch (step.kind) {
@@ -114,17 +169,31 @@ export async function runIteration(ctx: IterationContext): Promise<IterationResu
         }
         case 'upload':
           for (let i = 0; i < step.files; i++) {
-            const file = { path: nameOf(n++), bytes: pickSize(step.size) };
-            await transfer('upload', () => session!.upload(file.path, file.bytes));
+            const file = newFile(nameOf(n++), pickSize(step.size));
+            await sendFile(file, {}, () => transfer('upload', () => session!.upload(file.path, file.bytes, contentOf(file))));
             record.add(batch, 'ftp_files_uploaded');
             files.push(file);
           }
           break;
         case 'download':
           for (const f of files) {
-            const got = await transfer('download', () => session!.download(f.path));
+            const hash = ledger && f.sha256 ? createHash('sha256') : undefined;
+            const noted = (fields: { gotSha256?: string; bytes?: number; error?: string }) =>
+              ledger?.write({ kind: 'download', ...who, path: f.path, expectedSha256: f.sha256!, ...fields, at: Date.now() });
+            let got: number;
+            try {
+              got = await transfer('download', () => session!.download(f.path, hash ? { onData: (chunk) => hash.update(chunk) } : undefined));
+            } catch (err) {
+              if (hash) noted({ error: reasonOf(err) });
+              throw err;
+            }
             record.add(batch, 'ftp_files_downloaded');
             record.check(batch, 'download has the uploaded size', got === f.bytes);
+            if (hash) {
+              const gotSha256 = hash.digest('hex');
+              noted({ gotSha256, bytes: got });
+              record.check(batch, 'download has the uploaded bytes', gotSha256 === f.sha256);
+            }
           }
           break;
         case 'delete':
@@ -132,13 +201,13 @@ export async function runIteration(ctx: IterationContext): Promise<IterationResu
           files = [];
           break;
         case 'resume': {
-          const file = { path: nameOf(n++), bytes: pickSize(step.size) };
+          const file = newFile(nameOf(n++), pickSize(step.size));
           const cut = Math.max(1, Math.floor(file.bytes * step.cutAt));
-          await op('upload (cut)', () => session!.upload(file.path, file.bytes, { cutAfter: cut }));
+          await sendFile(file, { cut: true }, () => op('upload (cut)', () => session!.upload(file.path, file.bytes, { cutAfter: cut, ...contentOf(file) })));
           await sleep(RECONNECT_PAUSE_MS, undefined, { signal: ctx.signal });
           session = await login();
           const have = await op('size', () => session!.size(file.path));
-          await transfer('resume', () => session!.upload(file.path, file.bytes - have, { append: true }));
+          await sendFile(file, { resumedFrom: have }, () => transfer('resume', () => session!.upload(file.path, file.bytes - have, { append: true, ...contentOf(file, have) })));
           record.add(batch, 'ftp_files_uploaded');
           record.check(batch, 'resumed upload has its full size', (await op('size', () => session!.size(file.path))) === file.bytes);
           files.push(file);

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { byteMeter, type ByteMeter } from './clients/session';
+import { openLedger } from './ledger';
 import type { FromWorker, ToWorker, WorkerData } from './messages';
 import { runIteration } from './partner';
 import { batchIsEmpty, newBatch, record, resetBatch, type Batch } from './stats';
@@ -13,6 +14,7 @@ import { batchIsEmpty, newBatch, record, resetBatch, type Batch } from './stats'
 const data = workerData as WorkerData;
 const port = parentPort!;
 const post = (m: FromWorker) => port.postMessage(m);
+const ledger = data.ledger ? openLedger(data.ledger) : undefined;
 
 interface Vu {
   state: { dirReady: boolean };
@@ -64,6 +66,7 @@ async function iterate(vuId: number, scenario: string, iteration: number) {
       signal: controller.signal,
       batch: sink.batch,
       state: vu.state,
+      ledger,
     });
   } catch (err) {
     // runIteration records its own failures; anything else is a bug worth seeing, not a silent VU.
@@ -85,6 +88,7 @@ port.on('message', (m: ToWorker) => {
     case 'finish':
       clearInterval(flusher);
       flush();
+      ledger?.close();
       post({ type: 'finished', elu: performance.eventLoopUtilization(eluAtReady).utilization });
       port.close();
       break;

@@ -1,6 +1,6 @@
 import { Socket } from 'node:net';
 import { Client } from 'basic-ftp';
-import { bounded, contentStream, countingSink, movedOn, reset, type ConnectArgs, type Session } from './session';
+import { bounded, contentStream, countingSink, movedOn, reset, sliceOf, type ConnectArgs, type Session } from './session';
 
 /**
  * A partner's FTP or FTPS (explicit AUTH TLS) session on basic-ftp, as any partner's client would run it: connect,
@@ -44,18 +44,24 @@ export async function connectFtp(a: ConnectArgs): Promise<Session> {
   return {
     list: (dir) => run('list', async () => (await client.list(dir)).map((f) => f.name), true),
     async upload(path, bytes, options = {}) {
+      const slice = sliceOf(options);
       if (options.cutAfter === undefined) {
-        await run('upload', () => (options.append ? client.appendFrom(contentStream(bytes), path) : client.uploadFrom(contentStream(bytes), path)), true);
+        const source = contentStream(bytes, undefined, slice);
+        await run('upload', () => (options.append ? client.appendFrom(source, path) : client.uploadFrom(source, path)), true);
         return;
       }
       // Send `cutAfter` bytes, let them leave, then reset every connection: the server sees a broken upload, not a
       // complete one (a clean close of the data connection would end the file in FTP's stream mode).
       const cut = new Promise<void>((resolve, reject) => {
         let held = false;
-        const source = contentStream(options.cutAfter!, () => {
-          held = true;
-          setTimeout(resolve, 100);
-        });
+        const source = contentStream(
+          options.cutAfter!,
+          () => {
+            held = true;
+            setTimeout(resolve, 100);
+          },
+          slice,
+        );
         // Fails once reset, as intended; before that, a refusal (550) is the step's error.
         client.uploadFrom(source, path).catch((err: Error) => held || reject(err));
       });
@@ -63,8 +69,8 @@ export async function connectFtp(a: ConnectArgs): Promise<Session> {
       destroy();
     },
     size: (path) => run('size', () => client.size(path)),
-    async download(path) {
-      const sink = countingSink();
+    async download(path, options = {}) {
+      const sink = countingSink(options.onData);
       await run('download', () => client.downloadTo(sink, path), true);
       return sink.bytes;
     },

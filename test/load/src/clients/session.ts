@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { Readable, Writable } from 'node:stream';
+import type { FileContent } from '../ledger';
 
 /**
  * What a partner does over one connection, the same for FTP, FTPS and SFTP, and the pieces both clients share:
@@ -14,11 +15,11 @@ export interface Session {
    * Sends `bytes` bytes to `path` (appending with `append`). With `cutAfter`, sends that many and then resets the
    * connection (TCP RST) as a broken link would: the session is dead afterwards.
    */
-  upload(path: string, bytes: number, options?: { append?: boolean; cutAfter?: number }): Promise<void>;
+  upload(path: string, bytes: number, options?: UploadOptions): Promise<void>;
   /** The size the server reports (a partial upload's bytes too). */
   size(path: string): Promise<number>;
-  /** Reads the whole file; resolves with the bytes received. */
-  download(path: string): Promise<number>;
+  /** Reads the whole file; resolves with the bytes received. `onData` sees them in file order. */
+  download(path: string, options?: { onData?: (chunk: Buffer) => void }): Promise<number>;
   remove(path: string): Promise<void>;
   /** Creates a folder and its parents; an existing folder is fine. */
   mkdir(dir: string): Promise<void>;
@@ -26,6 +27,21 @@ export interface Session {
   close(): Promise<void>;
   /** Resets every connection at once. */
   destroy(): void;
+}
+
+export interface UploadOptions {
+  append?: boolean;
+  cutAfter?: number;
+  /** The file's contents (the ledger's unique ones); default: slices of the thread's random block. */
+  content?: FileContent;
+  /** With `content`: where in it the bytes sent start (a resumed upload sends the rest of its file). Default 0. */
+  from?: number;
+}
+
+/** What an upload sends, as a function of the position in what it sends. */
+export function sliceOf(options: UploadOptions): (pos: number, len: number) => Buffer {
+  const { content, from = 0 } = options;
+  return content ? (pos, len) => content.at(from + pos, len) : contentAt;
 }
 
 export interface Login {
@@ -171,8 +187,11 @@ export function contentAt(pos: number, len: number): Buffer {
   return at + len <= PATTERN.length ? PATTERN.subarray(at, at + len) : PATTERN.subarray(0, len);
 }
 
-/** A stream of `bytes` bytes of file content; with `hold`, it stops there without ending and calls `hold` once drained. */
-export function contentStream(bytes: number, hold?: () => void): Readable {
+/**
+ * A stream of `bytes` bytes of file content (`slice`, default the thread's block); with `hold`, it stops there
+ * without ending and calls `hold` once drained.
+ */
+export function contentStream(bytes: number, hold?: () => void, slice: (pos: number, len: number) => Buffer = contentAt): Readable {
   let pos = 0;
   return new Readable({
     highWaterMark: CHUNK,
@@ -184,17 +203,18 @@ export function contentStream(bytes: number, hold?: () => void): Readable {
         return;
       }
       const len = Math.min(CHUNK, bytes - pos);
-      this.push(contentAt(pos, len));
+      this.push(slice(pos, len));
       pos += len;
     },
   });
 }
 
-/** A sink that counts what it is given and keeps nothing. */
-export function countingSink(): Writable & { bytes: number } {
+/** A sink that counts what it is given (and shows it to `onData`) and keeps nothing. */
+export function countingSink(onData?: (chunk: Buffer) => void): Writable & { bytes: number } {
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       sink.bytes += chunk.length;
+      onData?.(chunk);
       done();
     },
   }) as Writable & { bytes: number };

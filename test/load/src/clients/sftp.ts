@@ -1,6 +1,6 @@
 import { Socket } from 'node:net';
 import ssh2, { type SFTPWrapper } from 'ssh2';
-import { bounded, CHUNK, contentAt, loadError, reset, type ConnectArgs, type Session } from './session';
+import { bounded, CHUNK, contentAt, loadError, reset, type ConnectArgs, type Session, type UploadOptions } from './session';
 
 /**
  * A partner's SFTP session on ssh2's client, with pipelined reads and writes as OpenSSH's sftp does (it keeps 64
@@ -55,13 +55,22 @@ export async function connectSftp(a: ConnectArgs): Promise<Session> {
   const run = <T>(what: string, op: () => Promise<T>, transfer = false) =>
     bounded(what, op, { signal: a.signal, timeoutMs: transfer ? a.timeouts.stall : a.timeouts.operation, kill: destroy, progress: transfer ? moved : undefined });
 
-  /** Writes `bytes` bytes of content at `offset`, IN_FLIGHT requests at a time. */
-  async function writeAll(handle: Buffer, offset: number, bytes: number): Promise<void> {
+  /** The bytes at `pos` of what an upload sends: its own contents, or slices of the thread's block. */
+  const sliceFor = (options: UploadOptions) => {
+    const { content, from = 0 } = options;
+    if (content) return (pos: number, len: number) => content.at(from + pos, len);
+    return (pos: number, len: number) => {
+      const chunkStart = pos - (pos % CHUNK);
+      return contentAt(chunkStart, CHUNK).subarray(pos - chunkStart, pos - chunkStart + len);
+    };
+  };
+
+  /** Writes `bytes` bytes of content (`slice`) at `offset`, IN_FLIGHT requests at a time. */
+  async function writeAll(handle: Buffer, offset: number, bytes: number, slice: (pos: number, len: number) => Buffer): Promise<void> {
     const pending = new Set<Promise<void>>();
     for (let pos = 0; pos < bytes; pos += REQUEST) {
       const len = Math.min(REQUEST, bytes - pos);
-      const chunkStart = pos - (pos % CHUNK);
-      const data = contentAt(chunkStart, CHUNK).subarray(pos - chunkStart, pos - chunkStart + len);
+      const data = slice(pos, len);
       const p: Promise<void> = call<void>((cb) => sftp.write(handle, data, 0, len, offset + pos, cb)).then(() => void pending.delete(p));
       p.catch(() => {}); // the race or the final all() reports it
       pending.add(p);
@@ -70,12 +79,17 @@ export async function connectSftp(a: ConnectArgs): Promise<Session> {
     await Promise.all(pending);
   }
 
-  /** Reads `size` bytes into one scratch buffer (the content is not kept), IN_FLIGHT requests at a time. */
-  async function readAll(handle: Buffer, size: number): Promise<number> {
+  /**
+   * Reads `size` bytes, IN_FLIGHT requests at a time, into one scratch buffer (the content is not kept) or, with
+   * `onData`, into a buffer of the file's size that `onData` then sees whole (replies may come in any order).
+   */
+  async function readAll(handle: Buffer, size: number, onData?: (chunk: Buffer) => void): Promise<number> {
     const scratch = Buffer.allocUnsafe(REQUEST);
+    const whole = onData ? Buffer.alloc(size) : undefined;
     let received = 0;
     const readAt = async (pos: number, len: number): Promise<void> => {
-      const n = await new Promise<number>((resolve, reject) => sftp.read(handle, scratch, 0, len, pos, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))));
+      const [buffer, at] = whole ? [whole, pos] : [scratch, 0];
+      const n = await new Promise<number>((resolve, reject) => sftp.read(handle, buffer, at, len, pos, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))));
       received += n;
       if (n === 0) throw loadError('SHORT_READ', `download: end of file at ${pos} of ${size} bytes`);
       if (n < len) await readAt(pos + n, len - n); // a short read: ask for the rest
@@ -88,6 +102,7 @@ export async function connectSftp(a: ConnectArgs): Promise<Session> {
       if (pending.size >= IN_FLIGHT) await Promise.race(pending);
     }
     await Promise.all(pending);
+    if (whole) onData!(whole);
     return received;
   }
 
@@ -100,7 +115,7 @@ export async function connectSftp(a: ConnectArgs): Promise<Session> {
         async () => {
           const handle = await call<Buffer>((cb) => sftp.open(path, options.append ? 'a' : 'w', cb));
           const offset = options.append ? (await call<{ size: number }>((cb) => sftp.fstat(handle, cb))).size : 0;
-          await writeAll(handle, offset, cutAfter ?? bytes);
+          await writeAll(handle, offset, cutAfter ?? bytes, sliceFor(options));
           // Cut: a session that ends with an upload open aborts it and keeps the partial.
           if (cutAfter === undefined) await call<void>((cb) => sftp.close(handle, cb));
         },
@@ -109,13 +124,13 @@ export async function connectSftp(a: ConnectArgs): Promise<Session> {
       if (cutAfter !== undefined) destroy();
     },
     size: (path) => run('size', async () => (await call<{ size: number }>((cb) => sftp.stat(path, cb))).size),
-    download: (path) =>
+    download: (path, options = {}) =>
       run(
         'download',
         async () => {
           const handle = await call<Buffer>((cb) => sftp.open(path, 'r', cb));
           const { size } = await call<{ size: number }>((cb) => sftp.fstat(handle, cb));
-          const received = await readAll(handle, size);
+          const received = await readAll(handle, size, options.onData);
           await call<void>((cb) => sftp.close(handle, cb));
           return received;
         },
