@@ -388,7 +388,8 @@ function redisPorts(
 function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: number): BanList {
   return {
     async isBanned(address) {
-      await untilReady(redis);
+      const failover = untilReady(redis);
+      if (failover) await failover;
       const until = await redis.get(keys.ban(address));
       return until !== null && Number(until) > now();
     },
@@ -523,7 +524,8 @@ function redisKicks(redis: Redis, keys: Keys, readyTimeoutMs: number): KickChann
   };
   return {
     async send(replicaId, kick) {
-      await untilReady(redis);
+      const failover = untilReady(redis);
+      if (failover) await failover;
       return redis.publish(replicaId === '*' ? keys.kicksAll : keys.kicksTo(replicaId), JSON.stringify(kick));
     },
     async listen(replicaId, onKick) {

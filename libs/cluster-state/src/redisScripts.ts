@@ -52,10 +52,14 @@ export function waitForFailover(redis: Redis, ms: number): void {
   if (ms > 0) failoverWaits.set(redis, { ms });
 }
 
-/** Resolves at once when `redis` is ready or has no failover wait; else when it is ready or the wait is over. */
-export async function untilReady(redis: Redis): Promise<void> {
+/**
+ * Nothing (undefined) when `redis` is ready or has no failover wait, so that the caller issues its command in the same
+ * turn: the edge's Redis spans find their parent through the context active at the call, which an await would lose.
+ * Else a promise that resolves when it is ready or the wait is over.
+ */
+export function untilReady(redis: Redis): Promise<void> | undefined {
   const wait = failoverWaits.get(redis);
-  if (!wait || redis.status === 'ready' || redis.status === 'end') return;
+  if (!wait || redis.status === 'ready' || redis.status === 'end') return undefined;
   // One 'ready' listener however many calls wait; each call has its own deadline.
   wait.ready ??= new Promise<void>((resolve) =>
     redis.once('ready', () => {
@@ -64,8 +68,7 @@ export async function untilReady(redis: Redis): Promise<void> {
     }),
   );
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([wait.ready, new Promise<void>((resolve) => (timer = setTimeout(resolve, wait.ms)))]);
-  clearTimeout(timer);
+  return Promise.race([wait.ready, new Promise<void>((resolve) => (timer = setTimeout(resolve, wait.ms)))]).finally(() => clearTimeout(timer));
 }
 
 /** A script run by EVALSHA, falling back to EVAL (which caches it) when the server does not know it yet. */
@@ -79,7 +82,8 @@ export class LuaScript {
   }
 
   async run(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
-    await untilReady(redis);
+    const failover = untilReady(redis);
+    if (failover) await failover;
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (err) {
