@@ -3,14 +3,14 @@
  * address (test/support/netns.ts): our edge (FTP, explicit FTPS and SFTP in one process), vsftpd (FTP and FTPS, stock
  * options plus TLS) and OpenSSH's sshd with internal-sftp. Stopped by PID (servers.ts's stopServer).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { parse, stringify } from 'yaml';
 import { freeBlock } from '../support/processes';
 import { FtpClient } from './ftpClient';
-import { createBenchUser, edgeEntry, ensureVsftpdUser, REPO_ROOT, stopServer, type RunningServer } from './servers';
+import { alive, capture, createBenchUser, edgeEntry, ensureVsftpdUser, REPO_ROOT, stopServer, type RunningServer } from './servers';
 
 export interface LinkServer extends RunningServer {
   /** What it serves: ours all three, vsftpd FTP and FTPS, sshd SFTP. */
@@ -34,17 +34,6 @@ export interface SshKeys {
   clientPublic: string;
 }
 
-function capture(child: ChildProcess) {
-  let tail = '';
-  const keep = (chunk: Buffer) => {
-    tail = (tail + chunk.toString('utf8')).slice(-4000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return () => tail;
-}
-
-const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
 
 /** Polls until `probe` works (bounded), or throws with the server's output. */
 async function waitUntil(server: RunningServer, probe: () => Promise<void>, timeoutMs: number) {

@@ -62,7 +62,8 @@ export function parseRange(raw: string): { min: number; max: number } {
   return { min: Number(m[1]), max: Number(m[2]) };
 }
 
-function capture(child: ChildProcess) {
+/** The last 4000 characters of a child's stdout and stderr, for error messages. */
+export function capture(child: ChildProcess) {
   let tail = '';
   const keep = (chunk: Buffer) => {
     tail = (tail + chunk.toString('utf8')).slice(-4000);
@@ -346,7 +347,7 @@ function killRecorded(proc: ProcId) {
   }
 }
 
-const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+export const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
 
 /** SIGTERM by PID (and its descendants, by PID), SIGKILL after `graceMs`. Never throws. */
 export async function stopServer(server: RunningServer, graceMs = 5000): Promise<void> {

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { parse, stringify } from 'yaml';
-import { createBenchUser, edgeEntry, REPO_ROOT } from './servers';
+import { alive, capture, createBenchUser, edgeEntry, REPO_ROOT } from './servers';
 import { CpuGroup } from './cgroup';
 import { runSftp, writeBatch, type ClientOptions, type SftpTarget } from './sftpClient';
 
@@ -30,17 +30,6 @@ export interface SftpServer extends SftpTarget {
   describe: string;
 }
 
-function capture(child: ChildProcess) {
-  let tail = '';
-  const keep = (chunk: Buffer) => {
-    tail = (tail + chunk.toString('utf8')).slice(-4000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return () => tail;
-}
-
-const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
 
 /** Polls with `sftp -b` (pwd) until a session works, bounded; throws with the server's output. */
 export async function waitReady(server: SftpServer, client: ClientOptions, batchDir: string, timeoutMs: number) {
