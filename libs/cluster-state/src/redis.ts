@@ -118,12 +118,12 @@ export function createRedisConnection(url: string, commandTimeoutMs = 5000, fail
     // Reconnect in the background forever, backing off to one attempt every 2 s (asking the sentinels each time).
     retryStrategy: (times: number) => Math.min(times * 100, 2000),
   });
-  waitForFailover(redis, failoverWaitMs ?? (parseRedisUrl(url).kind === 'sentinel' ? DEFAULT_FAILOVER_WAIT_MS : 0));
+  waitForFailover(redis, failoverWaitOf(url, failoverWaitMs));
   return redis;
 }
 
-/** Long enough for Sentinel to promote a replica with down-after-milliseconds of up to about 5 s. */
-const DEFAULT_FAILOVER_WAIT_MS = 10_000;
+/** The wait given, else 10 s for Sentinel (a promotion with down-after-milliseconds up to ~5 s) and 0 for one server. */
+const failoverWaitOf = (url: string, given?: number) => given ?? (parseRedisUrl(url).kind === 'sentinel' ? 10_000 : 0);
 
 export async function createRedisClusterState(options: RedisClusterStateOptions): Promise<ClusterState> {
   const { min, max } = options.pasvRange;
@@ -137,7 +137,7 @@ export async function createRedisClusterState(options: RedisClusterStateOptions)
   const own = !options.redis;
   const url = options.url ?? 'redis://127.0.0.1:6379';
   const redis = options.redis ?? createRedisConnection(url, options.commandTimeoutMs, options.failoverWaitMs);
-  const failoverWaitMs = own ? (options.failoverWaitMs ?? (parseRedisUrl(url).kind === 'sentinel' ? DEFAULT_FAILOVER_WAIT_MS : 0)) : 0;
+  const failoverWaitMs = own ? failoverWaitOf(url, options.failoverWaitMs) : 0;
   let closed = false;
   let connectedOnce = false;
   /** When the connection was last lost (0 while it is up): a failover within failoverWaitMs keeps the state available. */
