@@ -115,7 +115,10 @@ export async function startEnvironment(o: EnvOptions): Promise<ChaosEnv> {
       FTP_FSYNC_UPLOADS: 'false',
       WORKER_PIPELINES: pipelines,
       WORKER_ADMIN_PORT: '0',
-      WORKER_LOCK_MS: '2000',
+      // Well above a failover (promotion typically 2.3 s, up to 5.4 s, plus the worker's reconnect): a lock is renewed
+      // every 2.5–5 s, so no failover costs a lock; a killed worker's jobs are taken over 10–20 s after the kill
+      // (lock expiry, then the next stalled check), within the run's wait for the last webhooks.
+      WORKER_LOCK_MS: '10000',
       WEBHOOK_SECRET: 'chaos-secret',
     };
     const allWorkers: ChaosEnv['allWorkers'] = [];

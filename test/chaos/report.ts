@@ -28,19 +28,24 @@ export function verdictTable(v: Verdict): string[] {
   ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   const by = u.duplicatedBy;
+  const rb = v.webhooks.redeliveredBy;
   return [
     ...rows.map((r) => '  ' + r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : pad(c, widths[i]))).join('  ')),
-    `  duplicated by cause: ${by['partial-published']} partial published then resumed (two jobs), ${by['redelivered-after-worker-kill']} webhook redelivered across a worker SIGKILL, ` +
-      `${by['redelivered-after-lock-loss']} webhook redelivered after its worker lost the job lock, ${by.other} other`,
+    `  duplicated by cause: ${by['partial-published']} partial published then resumed (two jobs), ${by.other} other (two files, sidecars or jobs, a redelivery saying something else)`,
     `  downloads not byte-exact: ${d.foreign} another upload's bytes, ${d.truncated} truncated, ${d.wrong} other bytes (each after the server's 226 / EOF)`,
     `  unacknowledged uploads: ${u.unacknowledged} = ${u.absent} absent + ${u.resumablePartial} resumable partial + ${u.completedWithoutAck} complete (226 lost)` +
       ` + ${u.wrongUnderName} with other bytes under the final name + ${u.unacknowledged - u.absent - u.resumablePartial - u.completedWithoutAck - u.wrongUnderName} corrupt partial`,
     `  storage: ${v.storage.files} files, ${v.storage.sidecars} sidecars, ${v.storage.partials} partials, ${v.storage.otherHidden} other hidden; ` +
       `${v.storage.wrongContent} with wrong bytes, ${v.storage.unknown} unknown, ${v.storage.corruptPartials} corrupt partials, ${v.storage.orphanSidecars} orphan sidecars`,
     `  webhooks: ${v.webhooks.successes} successful deliveries of ${v.webhooks.uploadIds} upload ids (${v.webhooks.deliveries} requests), ${v.webhooks.redelivered} ids delivered twice or more`,
+    `  redeliveries by cause (each applied once; ${v.webhooks.dropped} repeat(s) dropped by the receiver): ${rb['worker-kill']} across a worker SIGKILL, ` +
+      `${rb['lock-loss']} after its worker lost the job lock, ${rb.other} other`,
+    ...v.webhooks.redeliveries.slice(0, 5).map((line) => `    ${line}`),
+    ...(v.webhooks.redeliveries.length > 5 ? [`    … and ${v.webhooks.redeliveries.length - 5} more`] : []),
     `acknowledged: ${u.acknowledged}`,
     `lost: ${u.lost}`,
     `duplicated: ${u.duplicated}`,
+    `redelivered (same x-ftp-delivery, dropped by the receiver): ${v.webhooks.redelivered}`,
   ];
 }
 

@@ -12,8 +12,10 @@ import { ARCHIVE, INBOX } from './users';
  * - an acknowledged upload is VERIFIED when exactly one file holds its bytes, at the place its one successful webhook
  *   names (moved to /archive/ for the inbox), with its sha256 sidecar beside it; it is LOST when its bytes are not on
  *   the storage or it was not processed (no successful webhook, no sidecar, not moved);
- * - an upload is DUPLICATED when any effect happened twice: two files with its bytes, two upload ids (jobs) for it,
- *   or one upload id delivered successfully twice;
+ * - an upload is DUPLICATED when any effect happened twice: two files with its bytes, two sidecars, two delivery ids
+ *   (`x-ftp-delivery` = upload id = job) for it. The receiver applies a delivery once per `x-ftp-delivery`, as the
+ *   worker's README asks of a receiver: a second successful delivery of the same id is a REDELIVERY, dropped by the
+ *   receiver and reported apart (not duplicated), unless it says something else than the applied one (duplicated);
  * - a file under its final name must hold exactly the bytes of a ledger upload of that name; a hidden partial
  *   (`.name.ftp-partial`) must be a prefix of what the client sent (resumable);
  * - a download must have returned the bytes that partner uploaded.
@@ -54,12 +56,17 @@ export interface FailedJob {
 }
 
 /**
- * Why an upload counts as duplicated: its partial was published and processed before the resumed file was (two jobs);
- * one upload id delivered twice across a worker SIGKILL (the webhook's at-least-once: the receiver got it before the
- * worker recorded it), or after its worker lost the job's lock while still running it (Redis away longer than
- * WORKER_LOCK_MS: another worker ran it again); anything else (two files, two sidecars, two jobs or two deliveries).
+ * Why an upload counts as duplicated: its partial was published and processed before the resumed file was (two jobs,
+ * two delivery ids: finding 1); anything else (two files, two sidecars, two jobs, a redelivery saying something else).
  */
-export type DuplicateCause = 'partial-published' | 'redelivered-after-worker-kill' | 'redelivered-after-lock-loss' | 'other';
+export type DuplicateCause = 'partial-published' | 'other';
+
+/**
+ * Why one delivery id was delivered successfully more than once (the webhook's at-least-once; the receiver drops the
+ * repeat): across a worker SIGKILL (the receiver answered before the worker recorded the step), after its worker lost
+ * the job's lock (the run that took it over delivered again), other.
+ */
+export type RedeliveryCause = 'worker-kill' | 'lock-loss' | 'other';
 
 export interface Verdict {
   uploads: {
@@ -85,7 +92,20 @@ export interface Verdict {
   storage: { files: number; sidecars: number; partials: number; otherHidden: number; wrongContent: number; unknown: number; corruptPartials: number; orphanSidecars: number; stalePartials: number };
   /** Uploads published (an upload event, processed) with fewer or other bytes than the client sent: a partial was, for a while, the file. */
   publishedPartial: number;
-  webhooks: { deliveries: number; successes: number; uploadIds: number; redelivered: number; unknown: number };
+  webhooks: {
+    deliveries: number;
+    successes: number;
+    uploadIds: number;
+    /** Delivery ids delivered successfully twice or more: applied once by the receiver, the repeats dropped. */
+    redelivered: number;
+    /** Of those, by cause. */
+    redeliveredBy: Record<RedeliveryCause, number>;
+    /** Successful deliveries the receiver dropped as repeats. */
+    dropped: number;
+    /** One line per redelivered id (what and why), for the report. */
+    redeliveries: string[];
+    unknown: number;
+  };
   outboxLeft: number;
   /** One line per violation (LOST, DUPLICATED, BAD …); empty when all is well. */
   problems: string[];
@@ -154,7 +174,16 @@ export function verify(input: VerifyInput): Verdict {
 
   // Successful deliveries by file (user + path as the client saw it), then by upload id.
   const delivered = new Map<string, Map<string, Delivery[]>>();
-  const webhooks = { deliveries: input.deliveries.length, successes: 0, uploadIds: 0, redelivered: 0, unknown: 0 };
+  const webhooks: Verdict['webhooks'] = {
+    deliveries: input.deliveries.length,
+    successes: 0,
+    uploadIds: 0,
+    redelivered: 0,
+    redeliveredBy: { 'worker-kill': 0, 'lock-loss': 0, other: 0 },
+    dropped: 0,
+    redeliveries: [],
+    unknown: 0,
+  };
   for (const d of input.deliveries) {
     if (d.status < 200 || d.status >= 300) continue;
     webhooks.successes++;
@@ -168,10 +197,7 @@ export function verify(input: VerifyInput): Verdict {
     delivered.set(key, ids);
     ids.set(d.id, [...(ids.get(d.id) ?? []), d]);
   }
-  for (const ids of delivered.values()) {
-    webhooks.uploadIds += ids.size;
-    for (const ds of ids.values()) if (ds.length > 1) webhooks.redelivered++;
-  }
+  for (const ids of delivered.values()) webhooks.uploadIds += ids.size;
 
   let publishedPartial = 0;
   const uploads: Verdict['uploads'] = {
@@ -181,7 +207,7 @@ export function verify(input: VerifyInput): Verdict {
     verified: 0,
     lost: 0,
     duplicated: 0,
-    duplicatedBy: { 'partial-published': 0, 'redelivered-after-worker-kill': 0, 'redelivered-after-lock-loss': 0, other: 0 },
+    duplicatedBy: { 'partial-published': 0, other: 0 },
     unacknowledged: 0,
     absent: 0,
     resumablePartial: 0,
@@ -230,15 +256,26 @@ export function verify(input: VerifyInput): Verdict {
       // The resumed file's job and the published partial's: the partial's is the extra one.
       causes.add(partialEvents.length && ids.size - partialEvents.length <= 1 ? 'partial-published' : 'other');
     }
+    // The receiver applied the first successful delivery of each id (ds[0]); later ones are repeats it dropped.
     for (const [id, ds] of ids) {
       if (ds.length < 2) continue;
+      const applied = JSON.stringify(ds[0].body.data);
+      const other = ds.slice(1).filter((d) => JSON.stringify(d.body.data) !== applied);
+      if (other.length) {
+        dup.push(`delivery id ${id} delivered again saying something else: ${other.map((d) => JSON.stringify(d.body.data)).join(', ')} (applied: ${applied})`);
+        causes.add('other');
+        continue;
+      }
       const first = Math.min(...ds.map(sentAt));
       const last = Math.max(...ds.map(sentAt));
       const acrossKill = kills.some((k) => k >= first - 1000 && k <= last + 1000);
       const lockLost = input.lockLostJobs?.has(id) ?? false;
-      const why = acrossKill ? ' (before and after a worker SIGKILL)' : lockLost ? ' (its worker lost the job lock while running it)' : '';
-      dup.push(`upload id ${id} delivered successfully ${ds.length} times${why}`);
-      causes.add(acrossKill ? 'redelivered-after-worker-kill' : lockLost ? 'redelivered-after-lock-loss' : 'other');
+      const cause: RedeliveryCause = acrossKill ? 'worker-kill' : lockLost ? 'lock-loss' : 'other';
+      webhooks.redelivered++;
+      webhooks.redeliveredBy[cause]++;
+      webhooks.dropped += ds.length - 1;
+      const why = { 'worker-kill': 'before and after a worker SIGKILL', 'lock-loss': 'its worker lost the job lock', other: 'no kill or lost lock logged' }[cause];
+      webhooks.redeliveries.push(`${f.key}: x-ftp-delivery ${id} delivered ${ds.length} times (${why})`);
     }
     const sides = (sidecars.get(f.name) ?? []).filter((x) => x.user === f.user);
     if (sides.length > 1) {

@@ -101,12 +101,15 @@ test('every edge gets a configuration it accepts, and HAProxy forwards exactly i
     return config;
   });
   for (const config of configs) assert.deepEqual(config.pasvRange, configs[0].pasvRange, 'one passive range for all replicas');
-  const { port, adminPort, pasvRange } = configs[0];
+  const { port, adminPort, agentPort, pasvRange } = configs[0];
   const sftp = sftpSettings(configs[0], envOf(doc.services['edge-1']));
   for (const name of EDGES) assert.deepEqual(sftpSettings(loadConfig({ env: envOf(doc.services[name]) }), envOf(doc.services[name])), sftp);
   assert.deepEqual([lb.FTP_EDGE_1, lb.FTP_EDGE_2, lb.FTP_EDGE_3], EDGES);
   assert.equal(Number(lb.FTP_EDGE_CONTROL_PORT), port);
   assert.equal(Number(lb.FTP_EDGE_ADMIN_PORT), adminPort);
+  assert.notEqual(agentPort, 0, 'the edges answer HAProxy\'s agent check');
+  for (const config of configs) assert.equal(config.agentPort, agentPort);
+  assert.equal(Number(lb.FTP_EDGE_AGENT_PORT), agentPort, 'HAProxy asks the edges\' FTP_AGENT_PORT');
   assert.equal(Number(lb.FTP_EDGE_SFTP_PORT), sftp.port, 'HAProxy forwards SFTP to the edges\' FTP_SFTP_PORT');
   assert.notEqual(sftp.port, 0);
   assert.deepEqual([Number(lb.FTP_PASV_MIN), Number(lb.FTP_PASV_MAX)], [pasvRange.min, pasvRange.max]);

@@ -10,6 +10,7 @@ import { after, describe, test } from 'node:test';
 import { createRedisConnection } from '@ftp/cluster-state';
 import { RawClient } from '../support/rawClient';
 import { deleteKeysUnder } from '../support/redisKeys';
+import { startRedisProxy } from '../support/redisProxy';
 import { TEST_PASSWORD, type TestServer, type TestServerOptions } from '../support/server';
 import { call, closeClient, rawSsh, sftpOf, sshConnect, startSftpServer, until, userYaml, waitForLog, type LogLine } from '../support/sftpClient';
 
@@ -99,6 +100,32 @@ for (const mode of ['memory', 'redis'] as const) {
     });
   });
 }
+
+test('the cluster state away at login: SFTP gets a "service not available" disconnect that says so, not failed authentication; FTP gets 421', { timeout: 60_000 }, async () => {
+  usedRedis = true;
+  const proxy = await startRedisProxy(REDIS_URL);
+  try {
+    const server = await start({ env: { REDIS_URL: proxy.url, FTP_REDIS_PREFIX: `${prefix}away:` } });
+    // Admitted while Redis is there; Redis goes away when the client is about to authenticate.
+    const refused = await sshConnect({
+      port: server.edge.sftpPort,
+      username: 'alice',
+      authHandler: (_methods, _partial, next) => {
+        void proxy.cut().then(() => next({ type: 'password', username: 'alice', password: TEST_PASSWORD }));
+      },
+    }).then(
+      (client) => closeClient(client).then(() => assert.fail('logged in without the cluster state')),
+      (err: Error & { code?: number }) => err,
+    );
+    assert.equal(refused.code, 7, `SSH_DISCONNECT_SERVICE_NOT_AVAILABLE, got ${refused.code}: ${refused.message}`);
+    assert.match(refused.message, /Service temporarily unavailable, try again later/);
+    await waitForLog(server, (l) => l.msg === 'cluster state unavailable: login refused' && l.protocol === 'sftp', 'the refusal logged');
+    assert.ok(!server.logs.some((l) => l.msg === 'login failed' && l.protocol === 'sftp'), 'not counted as a failed login');
+    assert.equal(await ftpGuess(server, '127.0.0.1', 'alice', TEST_PASSWORD), 421, 'FTP: 421');
+  } finally {
+    await proxy.cut();
+  }
+});
 
 describe('session limits shared with FTP', () => {
   test('a user with max_sessions: 2 holding two FTP sessions gets no SFTP session until one ends', { timeout: 90_000 }, async () => {

@@ -445,16 +445,17 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
     writeFileSync(join(tlsDir, 'self-signed.crt'), pems.cert);
     const hostKeys = await generateHostKeys(join(dir, 'ssh'));
 
-    // Block layout: passive range, then control, admin, relay, Redis and SFTP ports. HAProxy listens on 127.0.0.1, each
+    // Block layout: passive range, then control, admin, relay, Redis, SFTP and HAProxy agent ports. HAProxy listens on 127.0.0.1, each
     // replica on its own address, all on the same port numbers.
     const addresses = Array.from({ length: MAX_REPLICAS }, (_, i) => `127.0.0.${11 + i}`);
-    const first = await freeBlock(pasvPorts + 5, ['127.0.0.1', ...addresses]);
+    const first = await freeBlock(pasvPorts + 6, ['127.0.0.1', ...addresses]);
     const pasvRange = { min: first, max: first + pasvPorts - 1 };
     const controlPort = first + pasvPorts;
     const adminPort = controlPort + 1;
     const relayPort = controlPort + 2;
     const redisPort = controlPort + 3;
     const sftpPort = controlPort + 4;
+    const agentPort = controlPort + 5;
 
     const redisServer = options.redisUrl ? externalRedis(options.redisUrl) : startRedis(redisPort, dir, timeoutMs);
     redis = redisServer;
@@ -484,6 +485,7 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
         FTP_PASV_ADDRESS: '127.0.0.1',
         FTP_ADMIN_HOST: address,
         FTP_ADMIN_PORT: String(adminPort),
+        FTP_AGENT_PORT: String(agentPort),
         FTP_RELAY_PORT: String(relayPort),
         FTP_ADVERTISE_HOST: address,
         FTP_REPLICA_ID: `edge-${index}`,
@@ -519,6 +521,7 @@ async function startOnce(options: ClusterOptions, count: number): Promise<Cluste
       ...(count > BASE_SERVERS ? { FTP_EDGE_4: addresses[3] } : {}),
       FTP_EDGE_CONTROL_PORT: String(controlPort),
       FTP_EDGE_ADMIN_PORT: String(adminPort),
+      FTP_EDGE_AGENT_PORT: String(agentPort),
       FTP_LB_SFTP_PORT: String(sftpPort),
       FTP_EDGE_SFTP_PORT: String(sftpPort),
       FTP_LB_BALANCE: balance,

@@ -38,15 +38,23 @@ export interface Delivery {
   body: Record<string, unknown>;
   headers: IncomingMessage['headers'];
   rawBody: string;
+  /**
+   * A 2xx answer to an `x-ftp-delivery` this receiver had already applied (answered 2xx before): a correct receiver
+   * (services/worker/README.md, "Webhook receivers") acknowledges it and does nothing; this one records it as such.
+   */
+  repeat?: boolean;
 }
 
 /**
  * A webhook receiver on 127.0.0.1 that records every delivery. `answer` decides each reply (status, or 'hold' to
- * keep the request open until the test releases it); the default is 200.
+ * keep the request open until the test releases it); the default is 200. It behaves as the worker's README asks of a
+ * receiver: it applies a delivery once per `x-ftp-delivery` (the first it answers 2xx), and marks a later 2xx of the
+ * same id as a `repeat` (acknowledged, dropped).
  */
 export async function startWebhookReceiver(answer: (delivery: Omit<Delivery, 'status'>, attempt: number) => number | 'hold' = () => 200) {
   const deliveries: Delivery[] = [];
   const attempts = new Map<string, number>();
+  const applied = new Map<string, Delivery>();
   const held: (() => void)[] = [];
   const server: Server = createServer((req, res) => {
     let rawBody = '';
@@ -62,7 +70,10 @@ export async function startWebhookReceiver(answer: (delivery: Omit<Delivery, 'st
         held.push(() => res.destroy());
         return;
       }
-      deliveries.push({ ...delivery, status: decision });
+      const ok = decision >= 200 && decision < 300;
+      const repeat = ok && applied.has(id);
+      if (ok && !repeat) applied.set(id, { ...delivery, status: decision });
+      deliveries.push({ ...delivery, status: decision, ...(ok ? { repeat } : {}) });
       res.writeHead(decision).end();
     });
   });
@@ -70,7 +81,9 @@ export async function startWebhookReceiver(answer: (delivery: Omit<Delivery, 'st
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
     deliveries,
-    /** Ids that got a 2xx, with how many times each. */
+    /** The delivery applied for each id: the first answered 2xx (the later ones are repeats, dropped). */
+    applied: (): ReadonlyMap<string, Delivery> => applied,
+    /** Ids that got a 2xx, with how many times each (repeats included). */
     successes(): Map<string, number> {
       const counts = new Map<string, number>();
       for (const d of deliveries) if (d.status >= 200 && d.status < 300) counts.set(d.id, (counts.get(d.id) ?? 0) + 1);

@@ -59,7 +59,9 @@ export function waitForFailover(redis: Redis, ms: number): void {
  */
 export function untilReady(redis: Redis): Promise<void> | undefined {
   const wait = failoverWaits.get(redis);
-  if (!wait || redis.status === 'ready' || redis.status === 'end') return undefined;
+  // 'ready' with a stream that no longer writes: the server closed the connection (Sentinel's CLIENT KILL at a
+  // promotion) and ioredis has not noticed yet; a command sent now would fail at once ("Stream isn't writeable").
+  if (!wait || (redis.status === 'ready' && redis.stream?.writable) || redis.status === 'end') return undefined;
   // One 'ready' listener however many calls wait; each call has its own deadline.
   wait.ready ??= new Promise<void>((resolve) =>
     redis.once('ready', () => {

@@ -65,7 +65,34 @@ export function parseRedisUrl(url: string): RedisTarget {
 /** A new ioredis connection to REDIS_URL (either form) with `options` on top (timeouts, retry strategy…). */
 export function connectRedis(url: string, options: RedisOptions = {}): Redis {
   const target = parseRedisUrl(url);
-  return target.kind === 'single' ? new Redis(url, options) : new Redis({ ...target.options, ...options });
+  return target.kind === 'single' ? new Redis(url, options) : new SentinelRedis({ ...target.options, ...options } as LegacyOptions);
+}
+
+const CONNECTION_CLOSED = 'Connection is closed.';
+/** The options of a connection with ioredis's default (RESP2) replies, which is what every caller here uses. */
+type LegacyOptions = RedisOptions & { replyMapping?: 'legacy' };
+
+/**
+ * An ioredis Sentinel connection that never gives up by itself. ioredis's failover detector disconnects the connector
+ * when the sentinels announce a new primary; if that lands while the connection is reconnecting (asking a sentinel
+ * where the primary is), the connect fails as "Connection is closed." and ioredis ends the connection for good, as if
+ * it had been closed on purpose: every later command fails at once (the chaos run saw an edge refuse every login
+ * for 8 s after a failover). A close asked for by the caller (disconnect, quit) emits no such error. Connections
+ * made from this one (duplicate(), as BullMQ makes its blocking connection) behave the same.
+ */
+class SentinelRedis extends Redis {
+  constructor(options: LegacyOptions) {
+    super(options);
+    this.on('error', (err: Error) => {
+      if (err.message !== CONNECTION_CLOSED || this.status === 'end') return;
+      // ioredis sets 'end' right after emitting this error: connect again then, as its retry strategy would have.
+      this.once('end', () => this.connect().catch(() => {}));
+    });
+  }
+
+  override duplicate(override?: Partial<RedisOptions>): Redis {
+    return new SentinelRedis({ ...this.options, ...override } as LegacyOptions);
+  }
 }
 
 function splitCredentials(credentials: string): [string | undefined, string | undefined] {

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { startSentinelGroup, type SentinelGroup } from '../../../test/support/sentinel';
 import { record } from './contract';
 import { createRedisClusterState } from './redis';
-import { parseRedisUrl } from './redisTarget';
+import { connectRedis, parseRedisUrl } from './redisTarget';
 import type { ClusterState } from './types';
 
 test('REDIS_URL: one server as ioredis takes it, or sentinels with the master name, db and passwords', () => {
@@ -87,6 +87,75 @@ test('a primary killed mid-run: written state survives, a login during the failo
   await group.restart(old);
   assert.deepEqual(await state.sessions.open(record('after', '10.1.0.3'), limits), { ok: true });
   await replicated(old, `${prefix}session:after`);
+});
+
+test('logins after a failover keep succeeding: Sentinel closing clients of the promoted replica refuses none', async (t) => {
+  // A steady stream of session opens from before the kill until well after the promotion. Sentinel promotes with
+  // SLAVEOF NO ONE and CLIENT KILL TYPE normal, which closes the connections the edges have just made to the new
+  // primary: opens issued then must wait for the reconnection like any during the failover, not fail.
+  const prefix = `test:sentinel3:${process.pid}:`;
+  const state = await createRedisClusterState({ url: group.url, prefix, pasvRange: { min: 41000, max: 41003 } });
+  states.push(state);
+  const failures: string[] = [];
+  let opened = 0;
+  let stop = false;
+  const load = (async () => {
+    for (let i = 0; !stop && i < 2000; i++) {
+      const issuedAt = Date.now();
+      try {
+        assert.deepEqual(await state.sessions.open(record(`s${i}`, '10.3.0.1'), limits), { ok: true });
+        opened++;
+      } catch (err) {
+        failures.push(`${issuedAt}: ${(err as Error).message}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const old = await group.killPrimary();
+  const killedAt = Date.now();
+  await group.waitForNewPrimary(old, 15_000);
+  t.diagnostic(`promoted ${Date.now() - killedAt} ms after the kill`);
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  stop = true;
+  await load;
+  await group.restart(old);
+  t.diagnostic(`${opened} opens, ${failures.length} failed: ${failures.map((f) => `${Number(f.split(':')[0]) - killedAt} ms ${f.slice(f.indexOf(':') + 2)}`).join('; ')}`);
+  // Only an open in flight at the kill may fail (it may have been applied: it is not sent again).
+  assert.ok(failures.length <= 1, `failed opens: ${failures.join('; ')}`);
+  assert.ok(opened > 100);
+});
+
+test('a Sentinel connection whose reconnection is cut by a failover announcement reconnects instead of ending', async () => {
+  // ioredis's failover detector disconnects the connector on +switch-master; landing while the connection asks the
+  // sentinels where the primary is, that made ioredis end the connection for good ("Connection is closed." ever
+  // after). Provoked here the way the detector does it, at the moment it did in the chaos run.
+  const redis = connectRedis(group.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 100 });
+  try {
+    await new Promise((resolve) => redis.once('ready', resolve));
+    const connector = (redis as unknown as { connector: { disconnect(): void } }).connector;
+    redis.once('connecting', () => process.nextTick(() => connector.disconnect()));
+    const ended = new Promise<boolean>((resolve) => {
+      redis.once('end', () => resolve(true));
+      redis.once('ready', () => resolve(false));
+    });
+    redis.disconnect(true); // the connection lost, as when the primary dies: ioredis reconnects
+    const endedFirst = await ended;
+    for (let i = 0; i < 50 && redis.status !== 'ready'; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(redis.status, 'ready', `back to ready (it ended on the way: ${endedFirst})`);
+    assert.equal(await redis.ping(), 'PONG');
+    // A close asked for by the caller stays closed.
+    redis.disconnect();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(redis.status, 'end');
+    const copy = redis.duplicate();
+    await new Promise((resolve) => copy.once('ready', resolve));
+    await copy.quit();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(copy.status, 'end', 'quit() stays closed');
+  } finally {
+    redis.disconnect();
+  }
 });
 
 test('with no primary to promote, a call waits only the failover bound, then fails; readiness follows', async () => {

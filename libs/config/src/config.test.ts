@@ -152,6 +152,8 @@ test('admin API: off by default, its own port, a tokens file beside the users fi
   assert.equal(config.transferProgressSeconds, 0);
   assert.equal(loadConfig({ env: { FTP_API_TOKENS_FILE: ' /data/tokens.yaml ' } }).apiTokensFile, '/data/tokens.yaml');
   assert.throws(() => loadConfig({ env: { FTP_API_PORT: '9090' } }), /FTP_API_PORT: 9090 is FTP_ADMIN_PORT too/);
+  assert.throws(() => loadConfig({ env: { FTP_AGENT_PORT: '9090' } }), /FTP_AGENT_PORT: 9090 is taken by FTP_ADMIN_PORT/);
+  assert.equal(loadConfig({ env: { FTP_AGENT_PORT: '9092' } }).agentPort, 9092);
   assert.throws(() => loadConfig({ env: { FTP_API_PORT: 'api' } }), /^ConfigError: FTP_API_PORT: expected a whole number/);
   assert.throws(() => loadConfig({ env: { FTP_TRANSFER_PROGRESS_SECONDS: '-1' } }), /FTP_TRANSFER_PROGRESS_SECONDS: /);
   const dir = mkdtempSync(join(tmpdir(), 'cfg-'));

@@ -43,6 +43,13 @@ export interface FtpConfig {
   adminHost: string;
   adminPort: number;
   /**
+   * FTP_AGENT_PORT: HAProxy agent-check listener on FTP_ADMIN_HOST; port 0 = off (the default). It answers `ready`, or
+   * `drain` while the replica is not ready (draining, no Redis, storage refusing): HAProxy then sends it no new
+   * connections but leaves the established ones alone, while its health check (/healthz) takes out a replica that
+   * does not answer at all, ending its sessions at once (deploy/haproxy/haproxy.cfg).
+   */
+  agentPort: number;
+  /**
    * FTP_API_HOST / FTP_API_PORT: the admin REST API (`/api/v1`: users, groups, sessions, bans; bearer tokens with
    * scopes); port 0 = off (the default). Keep it off the public network: a cluster-internal address only.
    */
@@ -240,7 +247,8 @@ export interface FtpConfig {
    * FTP_DATA_DIR, FTP_STORAGE and FTP_S3_*) from this same model, so an edge and its workers given one file or one
    * environment cannot disagree on where files and jobs are.
    * - WORKER_CONCURRENCY: jobs at once per process.
-   * - WORKER_LOCK_MS: a job whose worker stopped renewing its lock this long is taken over by another (crash).
+   * - WORKER_LOCK_MS: a job whose worker stopped renewing its lock this long is taken over by another (crash); a worker
+   *   that loses a lock stops that job. Keep it well above the Redis failover time (3× the longest outage; default 30 s).
    * - WORKER_ADMIN_HOST / WORKER_ADMIN_PORT: /healthz, /readyz, /metrics; port 0 = off.
    * - WORKER_LOG_LEVEL: pino level.
    * - WORKER_PIPELINES: the pipelines file; absent (the default path not there): every upload gets a sha256 sidecar.
@@ -434,6 +442,7 @@ const SPECS = [
   spec('authHookCa', 'FTP_AUTH_HOOK_CA', (raw) => raw.trim(), () => ''),
   spec('adminHost', 'FTP_ADMIN_HOST', text, () => '127.0.0.1'),
   spec('adminPort', 'FTP_ADMIN_PORT', integer(0, 65535), () => 9090),
+  spec('agentPort', 'FTP_AGENT_PORT', integer(0, 65535), () => 0),
   spec('apiHost', 'FTP_API_HOST', text, () => '127.0.0.1'),
   spec('apiPort', 'FTP_API_PORT', integer(0, 65535), () => 0),
   spec('apiTokensFile', 'FTP_API_TOKENS_FILE', (raw) => raw.trim(), () => ''),
@@ -575,6 +584,8 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } =
   const resolved = resolveUserStore(config as unknown as FtpConfig, given.has('userStore'));
   if (resolved.apiTokensFile === '') resolved.apiTokensFile = join(dirname(resolved.usersFile), 'api-tokens.yaml');
   if (resolved.apiPort !== 0 && resolved.apiPort === resolved.adminPort) throw new ConfigError(`FTP_API_PORT: ${resolved.apiPort} is FTP_ADMIN_PORT too: give the API a port of its own`);
+  if (resolved.agentPort !== 0 && (resolved.agentPort === resolved.adminPort || resolved.agentPort === resolved.apiPort))
+    throw new ConfigError(`FTP_AGENT_PORT: ${resolved.agentPort} is taken by FTP_ADMIN_PORT or FTP_API_PORT: give the agent a port of its own`);
   if (resolved.storage === 's3' && !resolved.s3Bucket) throw new ConfigError('FTP_STORAGE=s3 needs FTP_S3_BUCKET (and FTP_S3_ENDPOINT for a store other than AWS S3)');
   return resolved;
 }

@@ -156,3 +156,25 @@ test('relay port: the relay listener binds to relayHost only', async () => {
     there.destroy();
   });
 });
+
+test('close() waits for open data connections only as long as its grace, then resets them', async () => {
+  const own = createPassiveListeners({ host: '127.0.0.1', range: { min: port + 1, max: port + 1 }, log, relay: async () => true });
+  await listeners.close(); // the shared listeners hold port + 1 too
+  await own.start();
+  try {
+    // A connection nobody here expects, kept open by the relay (as a transfer relayed for another replica would be).
+    const client = connect({ host: '127.0.0.1', port: port + 1 });
+    await once(client, 'connect');
+    client.on('error', () => {});
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const started = Date.now();
+    await own.close(300);
+    const took = Date.now() - started;
+    assert.ok(took >= 250 && took < 2000, `close() returned after ${took} ms`);
+    await closed(client);
+  } finally {
+    await own.close(0);
+    listeners = createPassiveListeners({ host: '127.0.0.1', range: { min: port, max: port + 1 }, log });
+    await listeners.start();
+  }
+});

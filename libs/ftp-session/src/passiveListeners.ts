@@ -5,6 +5,7 @@ import type { Logger } from '@ftp/telemetry';
 import { resolvePeer, type Peer } from '@ftp/session-core';
 import { readProxyHeader } from '@ftp/session-core';
 import { RELAY_SESSION_TLV, RELAY_TOKEN_TLV } from './relay';
+import { resetOrDestroy } from './zeroCopyIo';
 
 interface Waiter {
   key: string;
@@ -31,7 +32,11 @@ export interface PassiveListeners {
   start(): Promise<void>;
   /** `relayToken`: the lease's, which a peer relaying the connection must present; '' or absent = no relay accepted. */
   expect(port: number, address: string, sessionId: string, relayToken?: string): PassiveExpectation;
-  close(): Promise<void>;
+  /**
+   * Stops listening and waits for the connections still open (data connections this replica relays for another
+   * one's sessions) to end, at most `graceMs`; those left then are reset.
+   */
+  close(graceMs?: number): Promise<void>;
   /** Data connections that reached a port nobody expected them on. */
   readonly strays: number;
 }
@@ -66,6 +71,8 @@ const RELAY_HEADER_TIMEOUT_MS = 5000;
 export function createPassiveListeners(options: PassiveListenerOptions): PassiveListeners {
   const waiters = new Map<string, Waiter>();
   const servers: Server[] = [];
+  /** Every accepted connection until it closes: close() must not wait for them longer than its grace. */
+  const open = new Set<Socket>();
   let strays = 0;
 
   const waiterFor = (port: number, address: string) => waiters.get(`${port}|${address}`) ?? waiters.get(`${port}|*`);
@@ -128,7 +135,11 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
   };
 
   const listenOn = async (port: number, onConnection: (socket: Socket) => void, host = options.host) => {
-    const server = createServer({ noDelay: true }, onConnection);
+    const server = createServer({ noDelay: true }, (socket) => {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+      onConnection(socket);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host, port, backlog: 511 }, () => resolve());
@@ -175,8 +186,16 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
         },
       };
     },
-    async close() {
-      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    async close(graceMs = 30_000) {
+      const closed = Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([closed.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs)))]);
+      clearTimeout(timer);
+      if (late) {
+        options.log.warn({ connections: open.size }, 'data connections still open at the end of the drain: reset');
+        for (const socket of open) resetOrDestroy(socket);
+        await closed;
+      }
       servers.length = 0;
       for (const waiter of waiters.values()) waiter.socket?.destroy();
       waiters.clear();

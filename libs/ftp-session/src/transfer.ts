@@ -138,9 +138,11 @@ async function transfer(
       controller.abort();
     });
     await body(socket, controller.signal, link);
-    if (session.closed) throw new Error('control connection closed');
+    // Done, even if the control connection closed meanwhile: an upload's body commits only while the session is
+    // open (commit's stillWanted), so a close seen now came after the file was published; it is logged as what it is.
     result = 'ok';
-    session.reply(226, info.done ?? 'Transfer complete');
+    if (session.closed) session.log.info({ path: info.path }, 'transfer complete, but the control connection closed before its 226');
+    else session.reply(226, info.done ?? 'Transfer complete');
   } catch (err) {
     socket?.destroy();
     if (transfer.aborted && !session.closed) {

@@ -7,6 +7,7 @@ import type { Storage } from '@ftp/storage';
 import { bindTraceContext, tracer, type Logger } from '@ftp/telemetry';
 import ssh2, { type Algorithms, type Connection, type ParsedKey, type SFTPWrapper } from 'ssh2';
 import { handleAuthentication, type AuthState } from './sshAuth';
+import { DISCONNECT, sendDisconnect } from './ssh2Hooks';
 import { transferHooks } from './transferEvents';
 import { serveSftp } from './session';
 import type { SftpSession } from './types';
@@ -46,8 +47,8 @@ export interface SshSession extends LiveSession {
   span: Span;
   /** The SFTP subsystem once it runs (one per connection). */
   sftp?: SftpSession;
-  /** Ends the connection with an SSH disconnect (drain, limits). */
-  disconnect(reason: string): void;
+  /** Ends the connection with an SSH disconnect (drain, limits) that tells the client `reason` (code: BY_APPLICATION). */
+  disconnect(reason: string, code?: number): void;
 }
 
 /** After our SSH disconnect, how long the client gets to close its side before the socket is destroyed. */
@@ -113,11 +114,11 @@ export async function runSshConnection(socket: Socket, peer: SshPeer, deps: SshD
       const transfer = running && { direction: running.direction, path: running.path, startedAt: running.startedAt.getTime(), bytes: running.bytes };
       return { protocol: 'sftp', transfer, bytesIn: session.bytesIn, bytesOut: session.bytesOut };
     },
-    disconnect(reason) {
+    disconnect(reason, code = DISCONNECT.BY_APPLICATION) {
       if (session.closed) return;
       session.log.info({ reason }, 'closing SSH connection');
       if (!connection) return void socket.destroy();
-      connection.end();
+      sendDisconnect(connection, code, reason);
       // A client that never closes its side must not keep the connection (and its slot) alive.
       setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
     },
@@ -171,7 +172,7 @@ export async function runSshConnection(socket: Socket, peer: SshPeer, deps: SshD
 function serveConnection(client: Connection, session: SshSession, deps: SshDeps) {
   const auth: AuthState = { attempts: 0, done: new Set() };
   client.on('error', (err: Error) => session.log.info({ err: err.message }, 'SSH connection failed'));
-  client.on('authentication', (ctx) => void handleAuthentication(ctx, client, session, deps, auth));
+  client.on('authentication', (ctx) => void handleAuthentication(ctx, session, deps, auth));
   // Port forwarding, agent forwarding and X11 ask through global requests and channels of their own: all refused.
   client.on('request', (accept, reject, name) => {
     session.log.info({ request: name }, 'SSH global request refused');

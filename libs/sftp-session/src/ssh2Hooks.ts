@@ -17,10 +17,12 @@
  *    client never has more than ~1 MiB in flight: uploads ran at half of OpenSSH's rate (1 MiB per RTT against ~2;
  *    bench:links). Like OpenSSH's channel_check_window, the push() wrapper re-opens it as soon as WINDOW_STEP bytes
  *    were taken (not paused), so nearly the whole window stays in flight.
+ * 5. A DISCONNECT with a description (sendDisconnect): ssh2's Connection.end() always sends "by application" with an
+ *    empty one; its protocol's disconnect() takes a description in our patch (patches/ssh2).
  * If ssh2's internals ever look different, the hooks switch themselves off (a warning, no extensions, no
  * backpressure) instead of breaking sessions; the tests then fail loudly.
  */
-import type { SFTPWrapper } from 'ssh2';
+import type { Connection, SFTPWrapper } from 'ssh2';
 import ssh2Channel from 'ssh2/lib/Channel.js';
 import type { SftpLogger } from './types';
 
@@ -202,4 +204,20 @@ function sendPacket(s: Ssh2SftpInternals, packet: Buffer): void {
   }
   // A nearly closed window and nothing queued (so ssh2 is not waiting): try again shortly. Replies here are tiny.
   setTimeout(() => sendPacket(s, packet), 5).unref();
+}
+
+/** SSH_MSG_DISCONNECT reason codes (RFC 4253 section 11.1) that the server sends. */
+export const DISCONNECT = { SERVICE_NOT_AVAILABLE: 7, BY_APPLICATION: 11 } as const;
+
+/**
+ * Sends SSH_MSG_DISCONNECT with `code` and `description` (the client shows it: OpenSSH prints "Received disconnect
+ * from …: 7: Service temporarily unavailable, try again later") and ends the socket after it. Falls back to ssh2's
+ * plain end() when its internals are not as expected.
+ */
+export function sendDisconnect(connection: Connection, code: number, description: string): void {
+  const c = connection as unknown as { _protocol?: { disconnect?: (code: number, description?: string) => void }; _sock?: { writable: boolean; end(): void } };
+  if (typeof c._protocol?.disconnect !== 'function' || !c._sock) return void connection.end();
+  if (!c._sock.writable) return;
+  c._protocol.disconnect(code, description);
+  c._sock.end();
 }

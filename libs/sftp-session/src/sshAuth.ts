@@ -1,7 +1,8 @@
 import { ANY_SSH_METHODS, allowsMethod, nextMethods, type AuthMethod, type SshAuthMethod, type User } from '@ftp/identity';
 import { completeLogin, recordLoginFailure, verifyCredential, type Credential, type LoginResult } from '@ftp/session-core';
-import ssh2, { type AuthContext, type Connection, type KeyboardAuthContext, type PublicKeyAuthContext } from 'ssh2';
+import ssh2, { type AuthContext, type KeyboardAuthContext, type PublicKeyAuthContext } from 'ssh2';
 import type { SshDeps, SshSession } from './frontDoor';
+import { DISCONNECT } from './ssh2Hooks';
 
 const { utils } = ssh2;
 
@@ -20,7 +21,7 @@ export interface AuthState {
  * key of their agent) does not, but counts toward the attempts of this connection. A user who must pass two methods
  * gets partial success after the first.
  */
-export async function handleAuthentication(ctx: AuthContext, client: Connection, session: SshSession, deps: SshDeps, auth: AuthState): Promise<void> {
+export async function handleAuthentication(ctx: AuthContext, session: SshSession, deps: SshDeps, auth: AuthState): Promise<void> {
   if (session.user || session.closed) return ctx.reject();
   if (auth.name !== undefined && ctx.username !== auth.name) {
     // A new user name starts over: what the previous name passed does not carry over.
@@ -32,17 +33,17 @@ export async function handleAuthentication(ctx: AuthContext, client: Connection,
   if (++auth.attempts > deps.settings.maxAuthTries) {
     session.log.warn({ user: ctx.username, attempts: auth.attempts - 1 }, 'too many authentication attempts: closing');
     ctx.reject();
-    client.end();
+    session.disconnect('Too many authentication failures'); // OpenSSH's words for MaxAuthTries
     return;
   }
   try {
     switch (ctx.method) {
       case 'password':
-        return await passed(ctx, client, session, deps, auth, 'password', await verify(session, deps, ctx.username, { kind: 'password', password: ctx.password }));
+        return await passed(ctx, session, deps, auth, 'password', await verify(session, deps, ctx.username, { kind: 'password', password: ctx.password }));
       case 'keyboard-interactive':
-        return await keyboardInteractive(ctx, client, session, deps, auth);
+        return await keyboardInteractive(ctx, session, deps, auth);
       case 'publickey':
-        return await publicKey(ctx, client, session, deps, auth);
+        return await publicKey(ctx, session, deps, auth);
       default:
         return ctx.reject(remaining(auth));
     }
@@ -57,12 +58,12 @@ function verify(session: SshSession, deps: SshDeps, name: string, credential: Cr
 }
 
 /** WinSCP and FileZilla send the password through keyboard-interactive: one prompt, no echo. */
-function keyboardInteractive(ctx: KeyboardAuthContext, client: Connection, session: SshSession, deps: SshDeps, auth: AuthState): Promise<void> {
+function keyboardInteractive(ctx: KeyboardAuthContext, session: SshSession, deps: SshDeps, auth: AuthState): Promise<void> {
   return new Promise((resolve) => {
     ctx.prompt([{ prompt: 'Password: ', echo: false }], (answers: string[]) => {
       const password = answers[0] ?? '';
       verify(session, deps, ctx.username, { kind: 'password', password })
-        .then((result) => passed(ctx, client, session, deps, auth, 'password', result))
+        .then((result) => passed(ctx, session, deps, auth, 'password', result))
         .catch((err) => {
           session.log.error({ err }, 'SSH authentication failed unexpectedly');
           ctx.reject();
@@ -72,7 +73,7 @@ function keyboardInteractive(ctx: KeyboardAuthContext, client: Connection, sessi
   });
 }
 
-async function publicKey(ctx: PublicKeyAuthContext, client: Connection, session: SshSession, deps: SshDeps, auth: AuthState): Promise<void> {
+async function publicKey(ctx: PublicKeyAuthContext, session: SshSession, deps: SshDeps, auth: AuthState): Promise<void> {
   // RSA keys sign with SHA-2 (rsa-sha2-256/512); the SHA-1 'ssh-rsa' signature algorithm is refused, as OpenSSH 8.8+ does.
   // ssh2 reports every RSA key as algo 'ssh-rsa' and tells the signature algorithm by hashAlgo ('sha256'/'sha512' for
   // rsa-sha2-256/512, none for SHA-1 'ssh-rsa').
@@ -88,17 +89,20 @@ async function publicKey(ctx: PublicKeyAuthContext, client: Connection, session:
   }
   const parsed = utils.parseKey(`${key.type} ${key.data.toString('base64')}`);
   if (parsed instanceof Error || parsed.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) !== true) {
-    return passed(ctx, client, session, deps, auth, 'publickey', await recordLoginFailure(session, deps, ctx.username, 'bad-signature'));
+    return passed(ctx, session, deps, auth, 'publickey', await recordLoginFailure(session, deps, ctx.username, 'bad-signature'));
   }
-  return passed(ctx, client, session, deps, auth, 'publickey', await verify(session, deps, ctx.username, { kind: 'publickey', key }));
+  return passed(ctx, session, deps, auth, 'publickey', await verify(session, deps, ctx.username, { kind: 'publickey', key }));
 }
 
 /** One method's outcome: reject, partial success (another method is still required), or the completed login. */
-async function passed(ctx: AuthContext, client: Connection, session: SshSession, deps: SshDeps, auth: AuthState, method: AuthMethod, result: LoginResult) {
+async function passed(ctx: AuthContext, session: SshSession, deps: SshDeps, auth: AuthState, method: AuthMethod, result: LoginResult) {
   if (!result.ok) {
     if (result.reason === 'disconnected') return ctx.reject();
+    // The cluster state (or the identity hook) is away: not the partner's credentials, so no "Permission denied"
+    // but a disconnect that says so, as an FTP partner gets 421.
+    if (result.reason === 'unavailable' && result.end) return session.disconnect(result.message, DISCONNECT.SERVICE_NOT_AVAILABLE);
     ctx.reject(remaining(auth));
-    if (result.end) client.end(); // banned now, or the cluster state is away
+    if (result.end) session.disconnect(result.message); // banned now
     return;
   }
   if (auth.user && auth.user.name !== result.user.name) auth.done.clear();
@@ -111,8 +115,9 @@ async function passed(ctx: AuthContext, client: Connection, session: SshSession,
   }
   const login = await completeLogin(session, deps, result.user, { isClosed: () => session.closed });
   if (!login.ok) {
+    if (login.reason === 'unavailable' && login.end) return session.disconnect(login.message, DISCONNECT.SERVICE_NOT_AVAILABLE);
     ctx.reject();
-    if (login.end) client.end();
+    if (login.end) session.disconnect(login.message);
     return;
   }
   session.user = login.user;

@@ -15,4 +15,5 @@ export {
   tracingEnabled,
 } from './tracing';
 export { startAdminServer } from './admin';
+export { startHaproxyAgent } from './haproxyAgent';
 export { createXferlog, formatXferlogLine, type Xferlog, type XferlogEntry } from './xferlog';

@@ -1,1 +1,1 @@
-export { startAdminServer } from '@ftp/telemetry';
+export { startAdminServer, startHaproxyAgent } from '@ftp/telemetry';

@@ -18,7 +18,7 @@ import type { Storage } from '@ftp/storage';
 import { createEdgeMetrics, createXferlog, type EdgeMetrics, type Logger } from '@ftp/telemetry';
 import { createUploadPublisher } from '@ftp/upload-events';
 import { loadZeroCopy, type ZeroCopy } from '@ftp/zero-copy';
-import { startAdminServer } from './admin';
+import { startAdminServer, startHaproxyAgent } from './admin';
 import type { ApiServer } from './api/server';
 import { startAdminApi } from './apiSetup';
 import { createClusterState, relayAddress, relayHost } from './clusterSetup';
@@ -128,7 +128,9 @@ export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCo
       onRelayReceived: () => metrics.relayedConnections.inc({ side: 'received' }),
       onPeer: trustsProxy.headerReceived,
     });
-    closers.push(() => passive.close());
+    // Data connections relayed for other replicas' sessions may run until the drain's deadline, not past it.
+    let drainEndsAt = 0;
+    closers.push(() => passive.close(drainEndsAt ? Math.max(0, drainEndsAt - Date.now()) : undefined));
     await passive.start();
 
     const tls = config.tlsEnabled ? await createTlsProvider(config, log) : undefined;
@@ -216,18 +218,23 @@ export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCo
       closers.push(() => api!.close());
     }
 
+    // A user store that is away does not make the replica unready: logins go on from what it last loaded.
+    // Object storage that refuses our credentials does (storage.healthy()): no transfer could work.
+    const ready = () => accepting && cluster.available() && storage.healthy();
     let admin: HttpServer | undefined;
     if (config.adminPort > 0) {
       admin = await startAdminServer({
         host: config.adminHost,
         port: config.adminPort,
         registry: metrics.registry,
-        // A user store that is away does not make the replica unready: logins go on from what it last loaded.
-        // Object storage that refuses our credentials does (storage.healthy()): no transfer could work.
-        ready: () => accepting && cluster.available() && storage.healthy(),
+        ready,
         details: () => [`user store: ${identity.health().detail}`, ...(storage.s3 ? [`object storage: ${storage.healthDetail()}`] : [])],
       });
       closers.push(() => new Promise<void>((resolve) => admin!.close(() => resolve())));
+    }
+    if (config.agentPort > 0) {
+      const agent = await startHaproxyAgent({ host: config.adminHost, port: config.agentPort, ready });
+      closers.push(() => new Promise<void>((resolve) => agent.close(() => resolve())));
     }
 
     const port = (control.address() as AddressInfo).port;
@@ -264,6 +271,7 @@ export async function startEdge({ config, log, storageFor, zeroCopy: givenZeroCo
       },
       async close(deadlineMs = 30_000) {
         accepting = false;
+        drainEndsAt = Date.now() + deadlineMs;
         control.close();
         implicit?.close();
         await Promise.all([drain(live, deadlineMs, log), sftp?.close(deadlineMs)]);

@@ -33,6 +33,11 @@ export function createWorkerMetrics(queue: Queue) {
       help: 'Errors of the worker\'s Redis connection (each failed connection attempt while Redis is away counts)',
       registers: [registry],
     }),
+    locksLost: new Counter({
+      name: 'ftp_worker_locks_lost_total',
+      help: 'Job runs stopped because this worker lost the job lock (Redis away longer than WORKER_LOCK_MS, or refused a renewal): the job is left to the worker that takes it over',
+      registers: [registry],
+    }),
     stepSeconds: new Histogram({
       name: 'ftp_worker_step_duration_seconds',
       help: 'Duration of pipeline steps by step and outcome',

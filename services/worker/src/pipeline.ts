@@ -71,6 +71,7 @@ export interface RunOptions {
   /** The whole data root (see StepContext.storage). */
   storage: Storage;
   log: Logger;
+  /** Aborted when the worker shuts down or loses the job's lock: no step starts after that (see StepContext.signal). */
   signal: AbortSignal;
   /** Results of steps that finished in an earlier attempt of this job: they are not run again. */
   done: Record<string, StepResult>;
@@ -91,6 +92,8 @@ export async function runPipeline(pipeline: Pipeline, event: UploadEvent, option
       if (earlier.stop) break;
       continue;
     }
+    // Shutting down, or the job's lock is lost: no further effect (the run that takes the job over does the rest).
+    options.signal.throwIfAborted();
     const started = process.hrtime.bigint();
     let result: StepResult;
     try {

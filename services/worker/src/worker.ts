@@ -8,6 +8,7 @@ import { openConfiguredStorage } from '@ftp/storage';
 import { JOB_UPLOAD_COMPLETED, queuePrefix, UPLOAD_QUEUE, type UploadEvent } from '@ftp/upload-events';
 import type { WorkerConfig } from './config';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics';
+import { LockLostError, watchJobLocks } from './lockWatch';
 import { buildPipelines, choosePipeline, runPipeline } from './pipeline';
 import type { StepResult } from './steps/types';
 
@@ -39,15 +40,30 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
     log.debug({ err: err.message }, 'Redis connection error');
   });
   const queue = new Queue(UPLOAD_QUEUE, { connection, prefix });
+  // The connection's own handler counts and logs it; without a listener BullMQ prints every one to stderr.
+  queue.on('error', () => {});
   const metrics = createWorkerMetrics(queue);
   onRedisError = () => metrics.redisErrors.inc();
   const shutdown = new AbortController();
 
   /**
    * One `upload.process` span per attempt, in the trace of the upload (the edge put its transfer's trace context in
-   * the event), with a span per step under it.
+   * the event), with a span per step under it. The steps get one signal: aborted when the worker shuts down, when it
+   * lost the job's lock (lockWatch.ts), or when BullMQ cancels the job (its third argument: `worker.cancelJob()`).
+   * Three parameters: BullMQ passes a signal only to a processor that declares it.
    */
-  const processJob = (job: Job<UploadEvent>) => {
+  const processJob = async (job: Job<UploadEvent>, _token: string | undefined, cancelled: AbortSignal | undefined) => {
+    // `locks` is set right after the worker is made (it listens to its lock renewals), before any job can start.
+    const watched = locks.track(job.id ?? '');
+    try {
+      const signal = AbortSignal.any([shutdown.signal, watched.signal, ...(cancelled ? [cancelled] : [])]);
+      return await processAttempt(job, signal, watched.signal);
+    } finally {
+      watched.release();
+    }
+  };
+
+  const processAttempt = (job: Job<UploadEvent>, signal: AbortSignal, lockLost: AbortSignal) => {
     const event = job.data;
     const parent = extractTraceContext(event.traceContext);
     const span = startChildSpan(
@@ -70,7 +86,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
       parent,
     );
     const started = process.hrtime.bigint();
-    return context.with(trace.setSpan(parent, span), () => runJob(job, span)).then(
+    return context.with(trace.setSpan(parent, span), () => runJob(job, span, signal)).then(
       (result) => {
         metrics.jobSeconds.observe({ result: 'completed' }, Number(process.hrtime.bigint() - started) / 1e9);
         if (job.name === JOB_UPLOAD_COMPLETED) metrics.uploadLagSeconds.observe(Math.max(0, Date.now() - event.completedAt) / 1000);
@@ -78,7 +94,9 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
         span.end();
         return result;
       },
-      (err: Error) => {
+      (thrown: Error) => {
+        // Whatever a step threw on the abort (a reset stream, an aborted fetch), the cause is the lost lock.
+        const err = lockLost.aborted ? (lockLost.reason as LockLostError) : thrown;
         metrics.jobSeconds.observe({ result: 'failed' }, Number(process.hrtime.bigint() - started) / 1e9);
         failSpan(span, err.message, err);
         span.end();
@@ -87,7 +105,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
     );
   };
 
-  const runJob = async (job: Job<UploadEvent>, span: Span) => {
+  const runJob = async (job: Job<UploadEvent>, span: Span, signal: AbortSignal) => {
     if (job.name !== JOB_UPLOAD_COMPLETED) {
       log.info({ job: job.id, name: job.name, user: job.data.user, path: job.data.path }, 'upload event without processing');
       return { pipeline: null };
@@ -105,7 +123,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
     const steps = await runPipeline(pipeline, event, {
       storage: dataRoot,
       log: jobLog,
-      signal: shutdown.signal,
+      signal,
       done,
       onStepDone: (name, result) => {
         done[name] = result;
@@ -113,6 +131,8 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
       },
       observe: (step, seconds, ok) => metrics.stepSeconds.observe({ step: step.replace(/#\d+$/, ''), ok: String(ok) }, seconds),
     });
+    // The last step finished as the lock went: its result is recorded, the run that takes the job over completes it.
+    signal.throwIfAborted();
     jobLog.info({ audit: true, event: 'processed', pipeline: pipeline.name, steps: Object.keys(steps) }, 'upload processed');
     return { pipeline: pipeline.name, steps };
   };
@@ -123,6 +143,19 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
     concurrency: config.worker.concurrency,
     lockDuration: config.worker.lockMs,
     stalledInterval: config.worker.lockMs,
+    // A job whose lock expired (its worker died, or lost Redis for longer than the lock) goes back to waiting; past
+    // this many times it is failed instead, unrun ("job stalled more than allowable limit"). BullMQ's default of 1
+    // failed a job taken over after a worker crash and then caught by one Redis outage longer than the lock. A run
+    // that loses its lock stops (lockWatch.ts), so running a stalled job again duplicates nothing: the limit is only
+    // there for a job that kills every worker that runs it.
+    maxStalledCount: 3,
+  });
+  const locks = watchJobLocks(worker, {
+    lockMs: config.worker.lockMs,
+    onLost: (jobId, reason) => {
+      metrics.locksLost.inc();
+      log.warn({ job: jobId, reason }, 'lost the job lock: its pipeline stops before the next step, the job is left to the worker that takes it over');
+    },
   });
   worker.on('completed', () => metrics.jobsTotal.inc({ result: 'completed' }));
   worker.on('failed', (job, err) => {
@@ -131,6 +164,7 @@ export async function startWorker(config: WorkerConfig, log: Logger): Promise<Ru
     log[dead ? 'error' : 'warn']({ job: job?.id, err: err.message, attempts: job?.attemptsMade }, dead ? 'job failed for good: in the failed set' : 'job failed: will retry');
   });
   worker.on('error', (err) => log.error({ err: err.message }, 'worker error'));
+  worker.on('stalled', (jobId) => log.warn({ job: jobId }, 'job stalled (its worker died or lost the lock): back to waiting, resumed from its last finished step'));
 
   let admin: Server | undefined;
   if (config.worker.adminPort > 0) {

@@ -48,6 +48,7 @@ export function checksumStep(options: ChecksumOptions = {}): Step {
       }
       const written: string[] = [];
       for (const algorithm of sidecars) {
+        signal.throwIfAborted(); // each sidecar is published whole; the run that carries on rewrites them identically
         await writeSmallFile(storage, `${path}.${algorithm}`, sidecarLine(digests[algorithm]!, basenameOf(path)));
         written.push(keyOf(`${path}.${algorithm}`));
       }

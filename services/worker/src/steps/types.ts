@@ -25,7 +25,11 @@ export interface StepContext {
   /** Results of the steps that ran before, by step name. */
   previous: Record<string, StepResult>;
   log: Logger;
-  /** Aborted when the worker shuts down: a step should stop early and throw (the job is retried). */
+  /**
+   * Aborted when the worker shuts down or has lost the job's lock (another worker runs the job now): a step should stop
+   * before its next effect and throw. What it already published stays whole (files appear whole under their names),
+   * and the run that carries on does the step again, so it must be idempotent (see Step).
+   */
   signal: AbortSignal;
 }
 

@@ -26,7 +26,10 @@ export interface WebhookOptions {
 /** What the receiver gets, as JSON. */
 export interface WebhookPayload {
   type: 'upload.completed';
-  /** The upload id: also in x-ftp-delivery, the same on every retry, for de-duplication. */
+  /**
+   * The upload id: also in x-ftp-delivery, the same on every attempt, every retry of the job and a run of another
+   * worker that took the job over: the receiver's idempotency key (apply each once, answer a repeat 2xx).
+   */
   id: string;
   /** When the upload completed, ISO 8601. */
   occurredAt: string;
@@ -52,6 +55,11 @@ export interface WebhookPayload {
  * backoff (Retry-After honoured when small); any other answer that is not 2xx is a PermanentStepError at once. When
  * the attempts are spent the error is retryable, so the job's retry tries again later. Redirects are not followed.
  * Details: { status, attempts, url } (the url without credentials or query).
+ *
+ * At least once: a delivery whose answer came but whose step was not recorded (the worker died, or lost the job's
+ * lock and stopped: the signal aborts a request in flight) is sent again by the run that carries on, with the same
+ * x-ftp-delivery and body. The receiver contract (services/worker/README.md, "Webhook receivers"): apply each
+ * x-ftp-delivery once and answer a repeat with a 2xx.
  */
 export function webhookStep(options: WebhookOptions): Step {
   const target = parseUrl(options.url);
