@@ -173,8 +173,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const checks: Check[] = [];
   const records: FaultRecord[] = [];
   let verdict: Verdict | undefined;
-  // Bytes the run may write: a few MB/s at most on this kind of machine, plus room for the filler's own accounting.
-  const diskBytes = Math.min(4 * 2 ** 30, Math.max(512 * 2 ** 20, o.durationS * 4 * 2 ** 20));
+  // Bytes the run may write (nothing is deleted): ~5.5 MiB/s of uploads and sidecars on this machine, so 12 MiB per
+  // second of load leaves the disk full only when the fault fills it (a tmpfs takes memory only for what is written).
+  const diskBytes = Math.min(12 * 2 ** 30, Math.max(1024 * 2 ** 20, o.durationS * 12 * 2 ** 20));
   const env = await startEnvironment({ workers: 2, diskBytes, log: phase });
   let load: ReturnType<typeof startLoad> | undefined;
   let monitor: ReturnType<typeof startMonitor> | undefined;
