@@ -29,6 +29,9 @@ test('chaos, short: replica SIGKILL, Redis failover and worker SIGKILL under FTP
   const faults = result.checks.find((c) => c.name.startsWith('every fault ran'))!;
   assert.ok(faults.ok, faults.detail);
   assert.ok(v.uploads.acknowledged > 100, `the load ran (${v.uploads.acknowledged} acknowledged uploads)`);
+  // Each partner user's max_sessions (its VUs + 2) held in every sample of the cluster state.
+  const limits = result.checks.find((c) => c.name === "no session exceeded its user's limits");
+  assert.ok(limits?.ok, limits?.detail ?? 'no session-limit check');
   assert.equal(v.uploads.lost, 0, 'no acknowledged upload lost');
   assert.equal(v.uploads.duplicatedBy.other, 0, 'no duplicated effect other than the known one below');
   // A webhook delivered again under the same x-ftp-delivery (its worker died, or lost the job lock, between the

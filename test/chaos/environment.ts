@@ -8,7 +8,11 @@ import { TEST_PASSWORD } from '../support/server';
 import { startWebhookReceiver, startWorkerProcess, type WorkerProcess } from '../support/workers';
 import { queuePrefix } from '@ftp/upload-events';
 import { openDataDisk, type DataDisk } from './dataDisk';
-import { ARCHIVE, INBOX, USERS } from './users';
+import * as scenario from './scenario';
+import { ARCHIVE, INBOX, SESSION_MARGIN, USERS, sessionLimits } from './users';
+
+/** Each partner user's max_sessions (users.ts): its VUs in scenario.ts plus a small margin. */
+const sessionLimit = sessionLimits(scenario.options.scenarios, scenario);
 
 /**
  * Everything the chaos run starts, on loopback: a Sentinel group (primary, replica, three sentinels), three edges on
@@ -41,6 +45,8 @@ export interface ChaosEnv {
   /** BullMQ prefix of the upload queue: keys are `<queuePrefix>:uploads:…`. */
   queuePrefix: string;
   password: string;
+  /** Each partner user's max_sessions in the users file. */
+  sessionLimits: Record<string, number>;
   close(): Promise<void>;
 }
 
@@ -88,8 +94,9 @@ export async function startEnvironment(o: EnvOptions): Promise<ChaosEnv> {
     receiver = await startWebhookReceiver();
     const hash = await hashPassword(TEST_PASSWORD);
     const extraUsers = Object.values(USERS)
-      .map((u) => `  ${u}:\n    password: "${hash}"\n    home: ${u}\n`)
+      .map((u) => `  ${u}:\n    password: "${hash}"\n    home: ${u}\n    max_sessions: ${sessionLimit[u]}\n`)
       .join('');
+    o.log(`per-user session limits (max_sessions: VUs + ${SESSION_MARGIN}): ${Object.values(USERS).map((u) => `${u} ${sessionLimit[u]}`).join(', ')}`);
     const outbox = join(disk.dir, '..', 'outbox');
     mkdirSync(outbox);
     cluster = await startCluster({
@@ -142,6 +149,7 @@ export async function startEnvironment(o: EnvOptions): Promise<ChaosEnv> {
       redis,
       queuePrefix: queuePrefix(cluster.redisPrefix),
       password: TEST_PASSWORD,
+      sessionLimits: sessionLimit,
       close: closeAll,
     };
     return env;

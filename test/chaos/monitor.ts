@@ -1,8 +1,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import { redisKeys } from '../../libs/cluster-state/src/redisScripts';
 
 /**
  * Memory and file descriptors of every replica, sampled from /proc every few seconds (a stopped process too), and
  * the rule that calls a growth unbounded. A restarted replica is a new process: each process is judged on its own.
+ * Beside them, the live sessions of each partner user in the cluster state (`startSessionSampler`).
  */
 
 export interface Sample {
@@ -58,6 +61,64 @@ export function startMonitor(targets: () => { replica: string; pid: number }[], 
   sample();
   const timer = setInterval(sample, everyMs);
   return { series, stop: () => clearInterval(timer) };
+}
+
+/**
+ * Live sessions per user in the cluster state, sampled from Redis every few seconds: the members of each user's
+ * session index (`redisKeys(prefix).sessionsByUser`) whose expiry is still ahead, which is what a login's per-user
+ * limit counts (the bindUser script: prune what expired, count the rest). A SIGKILLed replica's sessions count until
+ * they expire, as they do for the limit. The count runs in one read-only script against Redis' clock, so a sample
+ * held up by a failover counts what was live when it ran; a sample that fails (no primary) or is still running at the
+ * next tick is missed, and counted as such.
+ */
+export interface SessionSample {
+  /** ms from the start of the load. */
+  t: number;
+  /** User → live sessions. */
+  live: Record<string, number>;
+}
+
+export interface SessionSampler {
+  samples: SessionSample[];
+  /** Ticks without a sample. */
+  missed: number;
+  stop(): void;
+}
+
+const LIVE_BY_USER = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('ZCOUNT', key, '(' .. now, '+inf') end
+return out`;
+
+export function startSessionSampler(redis: Redis, prefix: string, users: string[], now: () => number, everyMs: number): SessionSampler {
+  const keys = users.map((u) => redisKeys(prefix).sessionsByUser(u));
+  const sampler: SessionSampler = { samples: [], missed: 0, stop: () => undefined };
+  let busy = false;
+  let stopped = false;
+  const sample = () => {
+    if (busy) {
+      sampler.missed++;
+      return;
+    }
+    busy = true;
+    const t = now();
+    (redis.eval(LIVE_BY_USER, keys.length, ...keys) as Promise<number[]>)
+      .then((counts) => {
+        if (!stopped) sampler.samples.push({ t, live: Object.fromEntries(users.map((u, i) => [u, Number(counts[i])])) });
+      })
+      .catch(() => {
+        if (!stopped) sampler.missed++;
+      })
+      .finally(() => (busy = false));
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  sampler.stop = () => {
+    stopped = true;
+    clearInterval(timer);
+  };
+  return sampler;
 }
 
 /**

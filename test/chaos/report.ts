@@ -1,6 +1,6 @@
 import type { FaultRecord } from './faults';
 import type { Ledger } from './ledgerFiles';
-import { judgeGrowth, type ProcessSeries } from './monitor';
+import { judgeGrowth, type ProcessSeries, type SessionSample } from './monitor';
 import type { ResumeResult } from './resume';
 import type { Verdict } from './verify';
 
@@ -146,6 +146,56 @@ export function memoryLines(series: ProcessSeries[]): { lines: string[]; check: 
       name: 'replica memory and fds bounded',
       ok: flagged.length === 0,
       detail: flagged.length ? flagged.join('; ') : judgedAny ? 'no process doubled its RSS or fds after warm-up while still rising at the end' : 'no process lived long enough to be judged (see the rule in monitor.ts)',
+    },
+  };
+}
+
+/** The edges' log line of a login refused because its user had `max_sessions` sessions already (login.ts). */
+const LIMIT_REFUSAL = 'login refused: too many sessions for this user';
+
+/** Logins refused for the per-user session limit, by user, from the edges' log lines ('gone' refusals not counted). */
+export function limitRefusals(logs: Record<string, unknown>[]): Record<string, number> {
+  const by: Record<string, number> = {};
+  for (const line of logs) {
+    if (line.msg === LIMIT_REFUSAL && line.reason === 'max-per-user') by[String(line.user)] = (by[String(line.user)] ?? 0) + 1;
+  }
+  return by;
+}
+
+/**
+ * The per-user session limit: the most live sessions any sample saw for each user (and when), next to its
+ * max_sessions, and the logins the edges refused for it. Fails when any sample saw more than the limit, or when there
+ * was no sample at all (nothing checked).
+ */
+export function sessionLimitLines(samples: SessionSample[], missed: number, limits: Record<string, number>, refused: Record<string, number>): { lines: string[]; check: Check } {
+  const users = Object.keys(limits);
+  const lines: string[] = [];
+  const maxima: string[] = [];
+  const over: string[] = [];
+  for (const user of users) {
+    const limit = limits[user];
+    let max = 0;
+    let maxAt = 0;
+    for (const x of samples) if ((x.live[user] ?? 0) > max) [max, maxAt] = [x.live[user], x.t];
+    const atLimit = samples.filter((x) => x.live[user] === limit).length;
+    const above = samples.filter((x) => x.live[user] > limit);
+    lines.push(
+      `  ${user}: max ${max} live session(s) (limit ${limit})${max ? ` at +${sec(maxAt)}` : ''}; at the limit in ${atLimit} of ${samples.length} samples, above it in ${above.length}; ` +
+        `${refused[user] ?? 0} login(s) refused for the limit`,
+    );
+    maxima.push(`${user} ${max} (limit ${limit})`);
+    if (above.length) over.push(`${user} ${Math.max(...above.map((x) => x.live[user]))} > ${limit} in ${above.length} sample(s), first at +${sec(above[0].t)}`);
+  }
+  const refusedTotal = users.reduce((t, u) => t + (refused[u] ?? 0), 0);
+  return {
+    lines,
+    check: {
+      name: "no session exceeded its user's limits",
+      ok: samples.length > 0 && over.length === 0,
+      detail:
+        `max live sessions per user ${maxima.join(', ')}; ${samples.length} samples${missed ? ` (${missed} missed)` : ''}; ${refusedTotal} login(s) refused for the user limit` +
+        (over.length ? `; EXCEEDED: ${over.join('; ')}` : '') +
+        (samples.length ? '' : '; no sample of the cluster state, nothing checked'),
     },
   };
 }

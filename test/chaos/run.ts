@@ -7,8 +7,8 @@ import { ROOT, startProcess, stopProcess, type Proc } from '../support/processes
 import { startEnvironment, type ChaosEnv } from './environment';
 import { replicaHealthy, runSchedule, type FaultRecord } from './faults';
 import { readLedger, type Ledger } from './ledgerFiles';
-import { startMonitor } from './monitor';
-import { failoverFigures, faultImpact, memoryLines, resumeLines, verdictTable, type Check } from './report';
+import { startMonitor, startSessionSampler, type SessionSample } from './monitor';
+import { failoverFigures, faultImpact, limitRefusals, memoryLines, resumeLines, sessionLimitLines, verdictTable, type Check } from './report';
 import { resumable, resumeSample } from './resume';
 import { describeFault, planFaults, FAULT_KINDS, type FaultKind } from './schedule';
 import { USERS } from './users';
@@ -110,8 +110,11 @@ async function waitForDeliveries(env: ChaosEnv, ledger: Ledger, timeoutMs: numbe
   await sleep(3000); // a duplicate would come now
 }
 
-/** Writes what a bug report needs: the ledger, every webhook delivery, every edge's and worker's log lines, the generator's output. */
-function keepEvidence(dir: string, env: ChaosEnv, ledgerFile: string, load: { stdout: string[]; stderr: string[] } | undefined): void {
+/**
+ * Writes what a bug report needs: the ledger, every webhook delivery, every edge's and worker's log lines, the
+ * generator's output, the samples of live sessions per user.
+ */
+function keepEvidence(dir: string, env: ChaosEnv, ledgerFile: string, load: { stdout: string[]; stderr: string[] } | undefined, sessions: SessionSample[] | undefined): void {
   mkdirSync(dir, { recursive: true });
   const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
   if (existsSync(ledgerFile)) copyFileSync(ledgerFile, join(dir, 'ledger.jsonl'));
@@ -119,6 +122,7 @@ function keepEvidence(dir: string, env: ChaosEnv, ledgerFile: string, load: { st
   for (const r of env.cluster.replicas) writeFileSync(join(dir, `${r.id}.log`), jsonl([...r.logs, ...r.stderr.map((line) => ({ stderr: line }))]));
   env.allWorkers.forEach((w, i) => writeFileSync(join(dir, `${w.name}.${i + 1}-pid${w.proc.pid}.log`), jsonl(w.proc.logs)));
   if (load) writeFileSync(join(dir, 'generator.txt'), [...load.stderr, ...load.stdout].join('\n') + '\n');
+  if (sessions) writeFileSync(join(dir, 'sessions.jsonl'), jsonl(sessions));
 }
 
 async function waitForOutbox(dir: string, timeoutMs: number): Promise<void> {
@@ -179,6 +183,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const env = await startEnvironment({ workers: 2, diskBytes, log: phase });
   let load: ReturnType<typeof startLoad> | undefined;
   let monitor: ReturnType<typeof startMonitor> | undefined;
+  let sessions: ReturnType<typeof startSessionSampler> | undefined;
   try {
     const ledgerFile = join(env.disk.root, 'ledger.jsonl');
     load = startLoad(env, o.durationS, ledgerFile);
@@ -190,6 +195,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const now = () => Date.now() - t0;
     phase(`load running (pid ${load.proc.child.pid}); faults:`);
     monitor = startMonitor(() => env.cluster.replicas.map((r) => ({ replica: r.id, pid: r.running ? r.pid : 0 })), now, 2000);
+    sessions = startSessionSampler(env.redis, env.cluster.redisPrefix, Object.values(USERS), now, 2000);
     const ctx = { env, now, log, stopped: new Set<string>() };
     records.push(...(await runSchedule(ctx, schedule.faults, () => Boolean(load!.proc.exit))));
     const loadDone = await Promise.race([load.proc.exited, sleep(durationMs + 60_000 - now(), undefined, { ref: false }).then(() => undefined)]);
@@ -199,6 +205,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     }
     const loadMs = Math.min(now(), durationMs);
     monitor.stop();
+    sessions.stop();
     const exit = (load.proc as Proc).exit; // set meanwhile (TypeScript narrowed it to undefined above)
     phase(`load over after ${sec(now())} (exit ${exit?.code ?? exit?.signal}); generator:`);
     for (const line of generatorLines(load.stdout)) log(line);
@@ -262,6 +269,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const memory = memoryLines(monitor.series);
     for (const line of memory.lines) log(line);
     checks.push(memory.check);
+    log('');
+    log('live sessions per user in the cluster state (sampled every 2 s from Redis; logins refused from the edges\' logs):');
+    const limited = sessionLimitLines(sessions.samples, sessions.missed, env.sessionLimits, limitRefusals(env.cluster.replicas.flatMap((r) => r.logs)));
+    for (const line of limited.lines) log(line);
+    checks.push(limited.check);
 
     checks.push(
       { name: 'no acknowledged upload lost', ok: verdict.uploads.lost === 0, detail: `${verdict.uploads.lost} of ${verdict.uploads.acknowledged}` },
@@ -306,10 +318,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     checks.push({ name: 'the run completed', ok: false, detail: (err as Error).stack ?? String(err) });
   } finally {
     monitor?.stop();
+    sessions?.stop();
     if (load && !load.proc.exit) await stopProcess(load.proc, 'SIGKILL', 0);
     if (o.evidenceDir) {
       try {
-        keepEvidence(o.evidenceDir, env, join(env.disk.root, 'ledger.jsonl'), load);
+        keepEvidence(o.evidenceDir, env, join(env.disk.root, 'ledger.jsonl'), load, sessions?.samples);
         log(`evidence kept in ${o.evidenceDir}`);
       } catch (err) {
         log(`could not keep the evidence: ${(err as Error).message}`);

@@ -1,10 +1,14 @@
-// The chaos run's pure parts: the seeded schedule, the memory-growth rule, the ledger's per-file contents.
+// The chaos run's pure parts: the seeded schedule, the memory-growth rule, the ledger's per-file contents, the
+// per-user session limits and their check.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { contentSha256, uniqueContent } from '../load/src/ledger';
 import { judgeGrowth, type ProcessSeries } from './monitor';
+import { limitRefusals, sessionLimitLines } from './report';
+import * as scenario from './scenario';
 import { FAULT_KINDS, planFaults, type ScheduleOptions } from './schedule';
+import { SESSION_MARGIN, USERS, sessionLimits } from './users';
 
 const options: ScheduleOptions = {
   durationMs: 600_000,
@@ -69,4 +73,35 @@ test('ledger contents: reproducible from the key, any slice equal to the whole, 
   assert.ok(!uniqueContent('run/user/out/b.bin').at(0, 64).equals(whole.subarray(0, 64)));
   assert.equal(contentSha256(a, 100_000), createHash('sha256').update(whole).digest('hex'));
   assert.equal(contentSha256(a, 40_000, 60_000), createHash('sha256').update(whole.subarray(60_000)).digest('hex'));
+});
+
+test('session limits: each user gets its VUs in the scenario plus the margin; a scenario without a fixed VU count is refused', () => {
+  const limits = sessionLimits(scenario.options.scenarios, scenario);
+  // ftp 3 + inbox 1 (both log in as pftp), ftps 2, sftp 3.
+  assert.deepEqual(limits, { [USERS.ftp]: 4 + SESSION_MARGIN, [USERS.ftps]: 2 + SESSION_MARGIN, [USERS.sftp]: 3 + SESSION_MARGIN });
+  const partners = { a: { login: { user: 'u' } } };
+  assert.deepEqual(sessionLimits({ one: { executor: 'constant-vus', exec: 'a' }, two: { executor: 'constant-vus', vus: 2, exec: 'a' } }, partners, 1), { u: 4 });
+  assert.throws(() => sessionLimits({ r: { executor: 'constant-arrival-rate', exec: 'a' } }, partners), /constant-vus/);
+  assert.throws(() => sessionLimits({ r: { executor: 'constant-vus', exec: 'b' } }, partners), /no partner "b"/);
+});
+
+test("session limit check: the maxima per user against the limits, refusals from the edges' logs; one sample above fails, none checked fails", () => {
+  const refusal = (user: string, reason = 'max-per-user') => ({ msg: 'login refused: too many sessions for this user', user, limit: 6, reason });
+  const refused = limitRefusals([refusal('pftp'), refusal('pftp'), refusal('psftp'), refusal('pftp', 'gone'), { msg: 'login', user: 'pftp' }]);
+  assert.deepEqual(refused, { pftp: 2, psftp: 1 });
+  const limits = { pftp: 6, psftp: 5 };
+  const samples = [
+    { t: 0, live: { pftp: 4, psftp: 3 } },
+    { t: 2000, live: { pftp: 6, psftp: 5 } },
+    { t: 4000, live: { pftp: 5, psftp: 2 } },
+  ];
+  const ok = sessionLimitLines(samples, 1, limits, refused);
+  assert.equal(ok.check.ok, true);
+  assert.equal(ok.check.name, "no session exceeded its user's limits");
+  assert.match(ok.check.detail, /^max live sessions per user pftp 6 \(limit 6\), psftp 5 \(limit 5\); 3 samples \(1 missed\); 3 login\(s\) refused for the user limit$/);
+  assert.match(ok.lines[0], /pftp: max 6 live session\(s\) \(limit 6\) at \+2\.0 s; at the limit in 1 of 3 samples, above it in 0; 2 login\(s\) refused/);
+  const above = sessionLimitLines([...samples, { t: 6000, live: { pftp: 7, psftp: 1 } }], 0, limits, {});
+  assert.equal(above.check.ok, false);
+  assert.match(above.check.detail, /EXCEEDED: pftp 7 > 6 in 1 sample\(s\), first at \+6\.0 s/);
+  assert.equal(sessionLimitLines([], 15, limits, {}).check.ok, false, 'no sample: nothing was checked');
 });

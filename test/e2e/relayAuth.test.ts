@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { createRedisConnection } from '@ftp/cluster-state';
@@ -131,4 +134,39 @@ test('the relay listener binds to FTP_ADVERTISE_HOST only, not to FTP_HOST', asy
   assert.equal(outcome, 'ECONNREFUSED', `the relay port on FTP_HOST (${OWNER})`);
   assert.ok(peer.logs.some((l) => l.msg === 'FTP edge listening' && typeof l.relay === 'string'));
   assert.ok(owner.logs.some((l) => l.msg === 'FTP edge listening' && l.relay === `${OWNER_RELAY}:${owner.config.relayPort}`));
+});
+
+test('a relayed upload whose relaying replica died (its FIN, no record of a clean end) is not published; with the record it is', async () => {
+  // A relaying replica that dies ends its side with a FIN (the kernel closes its sockets), which the owner cannot tell
+  // from the client's clean end: the chaos run saw truncated uploads published when a relaying edge was SIGKILLed.
+  // Played here by hand with the lease's real token, as a relaying replica would hand the connection over.
+  for (const clean of [false, true]) {
+    const { client, port, sessionId } = await leased();
+    const lease = await owner.edge.cluster.ports.find(port, '127.0.0.1');
+    assert.ok(lease);
+    const relayId = randomBytes(12).toString('base64url');
+    const handOver = await forgedHandOver(port, [
+      [0xe0, Buffer.from(sessionId)],
+      [0xe1, Buffer.from(lease.relayToken)],
+      [0xe2, Buffer.from(relayId)],
+    ]);
+    const name = `relayer-${clean ? 'clean' : 'died'}.bin`;
+    assert.equal((await client.command(`STOR ${name}`)).code, 150);
+    handOver.socket.write(randomBytes(100_000));
+    if (clean) await owner.edge.cluster.ports.markRelayEnded(relayId); // what relay.ts does before passing the EOF on
+    handOver.socket.end();
+    const reply = await client.reply(15_000);
+    const published = join(owner.dataDir, 'alice', name);
+    if (clean) {
+      assert.equal(reply.code, 226, reply.text);
+      assert.equal(readFileSync(published).length, 100_000);
+    } else {
+      assert.equal(reply.code, 426, `the cut upload is not acknowledged: ${reply.text}`);
+      assert.equal(statSync(published, { throwIfNoEntry: false }), undefined, 'nothing published under the name');
+      const size = await client.command(`SIZE ${name}`);
+      assert.equal(size.code, 213, 'the bytes wait as a resumable partial');
+      assert.ok(owner.logs.some((l) => String(l.msg).startsWith('relayed upload ended without the relaying replica')));
+    }
+    client.close();
+  }
 });

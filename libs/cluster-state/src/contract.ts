@@ -107,6 +107,15 @@ export function clusterStateContract(
     await state.close();
   });
 
+  test(`${name}: a relayed connection's clean end, recorded by the relaying replica, is seen by the owner`, async () => {
+    const { state } = await setup({ min: 40000, max: 40001 });
+    assert.equal(await state.ports.relayEnded('relay-1'), false, 'nothing recorded yet (a relaying replica that died)');
+    await state.ports.markRelayEnded('relay-1');
+    assert.equal(await state.ports.relayEnded('relay-1'), true);
+    assert.equal(await state.ports.relayEnded('relay-2'), false, 'per relayed connection');
+    await state.close();
+  });
+
   test(`${name}: a wildcard lease holds its port for every address`, async () => {
     const { state } = await setup({ min: 40000, max: 40000 });
     const any = await state.ports.lease({ sessionId: 'w', replicaId: 'r1', relayAddress: '10.1.0.1:2122', clientAddress: '*', ttlMs: 60_000 });

@@ -123,6 +123,8 @@ function memoryPorts(range: { min: number; max: number }, now: () => number): Pa
   const size = range.max - range.min + 1;
   /** key `${port}|${address}` → lease */
   const leases = new Map<string, PassiveLease>();
+  /** Relayed connections ended cleanly (one process relays to itself only in tests): id → when it may be forgotten. */
+  const relayEnds = new Map<string, number>();
   const key = (port: number, address: string) => `${port}|${address}`;
   const live = (lease: PassiveLease | undefined) => (lease && lease.expiresAt > now() ? lease : undefined);
   const taken = (port: number, address: string) =>
@@ -165,6 +167,13 @@ function memoryPorts(range: { min: number; max: number }, now: () => number): Pa
       let n = 0;
       for (const lease of leases.values()) if (live(lease)) n++;
       return n;
+    },
+    async markRelayEnded(relayId) {
+      for (const [id, until] of relayEnds) if (until <= now()) relayEnds.delete(id);
+      relayEnds.set(relayId, now() + 5 * 60_000);
+    },
+    async relayEnded(relayId) {
+      return (relayEnds.get(relayId) ?? 0) > now();
     },
   };
 }

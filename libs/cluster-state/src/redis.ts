@@ -382,8 +382,21 @@ function redisPorts(
     async inUse() {
       return Number(await inUseScript.run(redis, [keys.portCursor], [prefix, now(), range.min, range.max]));
     },
+    async markRelayEnded(relayId) {
+      const failover = untilReady(redis);
+      if (failover) await failover;
+      await redis.set(keys.relayEnd(relayId), '1', 'PX', RELAY_END_TTL_MS);
+    },
+    async relayEnded(relayId) {
+      const failover = untilReady(redis);
+      if (failover) await failover;
+      return (await redis.exists(keys.relayEnd(relayId))) === 1;
+    },
   };
 }
+
+/** How long a relayed connection's clean end is kept: the owner asks as soon as it reads the EOF. */
+const RELAY_END_TTL_MS = 5 * 60_000;
 
 function redisBans(redis: Redis, keys: Keys, now: () => number, gcGraceMs: number): BanList {
   return {

@@ -20,6 +20,7 @@ export function redisKeys(prefix: string) {
     sessionsPreLogin: (address: string) => `${prefix}sessions:prelogin:${address}`,
     session: (id: string) => `${prefix}session:${id}`,
     port: (port: number) => `${prefix}port:${port}`,
+    relayEnd: (relayId: string) => `${prefix}relay-end:${relayId}`,
     portCursor: `${prefix}ports:cursor`,
     failures: (address: string) => `${prefix}fail:${address}`,
     ban: (address: string) => `${prefix}ban:${address}`,

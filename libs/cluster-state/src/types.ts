@@ -122,6 +122,14 @@ export interface PassivePortPool {
   /** The live lease a data connection from `clientAddress` to `port` belongs to. */
   find(port: number, clientAddress: string): Promise<PassiveLease | null>;
   inUse(): Promise<number>;
+  /**
+   * A relaying replica records that the client ended relayed connection `relayId` cleanly, before it passes the EOF on
+   * to the owner. A relaying replica that dies also ends its side with a FIN (the kernel closes its sockets), which the
+   * owner cannot tell from the client's: only a recorded end makes a relayed upload complete. Kept for a few minutes.
+   */
+  markRelayEnded(relayId: string): Promise<void>;
+  /** Whether the relaying replica recorded the client's clean end of `relayId` (asked by the owner at the EOF). */
+  relayEnded(relayId: string): Promise<boolean>;
 }
 
 export interface BanPolicy {

@@ -65,6 +65,7 @@ export async function preparePassive(session: Session): Promise<number> {
       expectation.dispose();
     },
     relayed: () => expectation.relayed,
+    relayEnd: () => expectation.relayEnd,
   };
   return lease.port;
 }
@@ -85,13 +86,15 @@ export function prepareActive(session: Session, host: string, port: number) {
 export interface DataConnection {
   socket: Socket;
   mode: DataMode;
+  /** A relayed connection's relay id: its EOF counts only once the relaying peer recorded it as clean (relay.ts). */
+  relayEnd?: string;
 }
 
 /** Opens the prepared data connection, with TLS under PROT P. */
 export async function openDataConnection(session: Session, signal: AbortSignal): Promise<DataConnection> {
-  const { socket, mode } = await openRawDataConnection(session, signal);
+  const { socket, mode, relayEnd } = await openRawDataConnection(session, signal);
   session.deps.metrics.dataConnectionsTotal.inc({ mode });
-  return { socket: session.protection === 'P' ? await protect(session, socket) : socket, mode };
+  return { socket: session.protection === 'P' ? await protect(session, socket) : socket, mode, relayEnd };
 }
 
 /**
@@ -126,7 +129,7 @@ async function openRawDataConnection(session: Session, signal: AbortSignal): Pro
   try {
     if (data.kind === 'passive') {
       const socket = await abortable(data.connect(timeoutMs), signal, (s) => s.destroy());
-      return { socket, mode: data.relayed() ? 'relayed' : 'passive' };
+      return { socket, mode: data.relayed() ? 'relayed' : 'passive', relayEnd: data.relayEnd() };
     }
     // From this replica's own address (not the balancer's the client reached), as the control connection's replies come.
     return { socket: await dial(data.host, data.port, normalizeAddress(session.socket.localAddress ?? ''), timeoutMs, signal), mode: 'active' };

@@ -16,6 +16,7 @@ import { abortedEvent, completedEvent, recordTransfer, uploadContext } from '@ft
 import { requirePermission, resolvePath, storageOf } from './access';
 import { disposeData, preparePassive, prepareActive } from './dataChannel';
 import type { Handler, Session } from './state';
+import { relayEndedCleanly } from './relay';
 import { runTransfer, type TransferOutcome } from './transfer';
 import { receiveNatively, sendNatively, sendWhole, zeroCopyFor } from './zeroCopyIo';
 
@@ -140,6 +141,10 @@ async function store(session: Session, path: string, start: UploadStart, opening
       if (session.type === 'A') between.push(asciiFromNetwork());
       if (context?.hasher) between.push(context.hasher.stream); // after the conversion: the hash is of the bytes stored
       await pipeline([socket, ...between, upload.stream], { signal });
+    }
+    // A relaying replica that died ended the stream as a clean EOF would: only its record of the client's end counts.
+    if (link.relayEnd && !(await relayEndedCleanly(session, link.relayEnd))) {
+      throw new FtpError(426, 'Data connection broken on the way; transfer aborted, resume it');
     }
     // A client that vanished mid-upload also ends the data stream (in stream mode EOF means "complete"), so the
     // control connection is checked at the last moment, after the flush, which gives a close sent together with the

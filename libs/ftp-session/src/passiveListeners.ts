@@ -4,7 +4,7 @@ import { normalizeAddress } from '@ftp/protocol';
 import type { Logger } from '@ftp/telemetry';
 import { resolvePeer, type Peer } from '@ftp/session-core';
 import { readProxyHeader } from '@ftp/session-core';
-import { RELAY_SESSION_TLV, RELAY_TOKEN_TLV } from './relay';
+import { RELAY_END_TLV, RELAY_SESSION_TLV, RELAY_TOKEN_TLV } from './relay';
 import { resetOrDestroy } from './zeroCopyIo';
 
 interface Waiter {
@@ -15,6 +15,8 @@ interface Waiter {
   socket?: Socket;
   /** The connection was handed over by a peer replica (it reached the peer first). */
   relayed?: boolean;
+  /** Its relay id, under which the relaying peer records the client's clean end (RELAY_END_TLV). */
+  relayEnd?: string;
   resolve?: (socket: Socket) => void;
 }
 
@@ -26,6 +28,8 @@ export interface PassiveExpectation {
   dispose(): void;
   /** Whether the connection came through a peer's relay rather than straight from the client. */
   readonly relayed: boolean;
+  /** A relayed connection's relay id (see RELAY_END_TLV); undefined for a direct one, or a peer that sends none. */
+  readonly relayEnd: string | undefined;
 }
 
 export interface PassiveListeners {
@@ -116,7 +120,7 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
         return refuse(socket, header.destination.port, address, `relayed by ${from} without the lease's relay token`);
       }
       options.onRelayReceived?.();
-      deliver(waiter, socket, true);
+      deliver(waiter, socket, header.tlvs.get(RELAY_END_TLV)?.toString() ?? '');
     } catch (err) {
       options.log.warn({ peer: from, err: (err as Error).message }, 'relayed data connection refused: bad relay header');
       socket.destroy();
@@ -127,10 +131,12 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
    * Only waiters without a connection stay routable: a second connection is refused (data-port theft), and once the
    * lease is released another session (here or on a peer) may lease the same port for the same address.
    */
-  const deliver = (waiter: Waiter, socket: Socket, relayed = false) => {
+  /** `relayEnd`: for a connection a peer relayed, its relay id ('' from a peer that sends none). */
+  const deliver = (waiter: Waiter, socket: Socket, relayEnd?: string) => {
     if (waiters.get(waiter.key) === waiter) waiters.delete(waiter.key);
     waiter.socket = socket;
-    waiter.relayed = relayed;
+    waiter.relayed = relayEnd !== undefined;
+    waiter.relayEnd = relayEnd || undefined;
     waiter.resolve?.(socket);
   };
 
@@ -170,6 +176,9 @@ export function createPassiveListeners(options: PassiveListenerOptions): Passive
         dispose,
         get relayed() {
           return Boolean(waiter.relayed);
+        },
+        get relayEnd() {
+          return waiter.relayEnd;
         },
         connect(timeoutMs) {
           if (waiter.socket) return Promise.resolve(waiter.socket);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import type { ClusterState } from '@ftp/cluster-state';
 import { clientBytesRead, encodeProxyV2 } from '@ftp/session-core';
@@ -16,6 +17,13 @@ export const RELAY_SESSION_TLV = 0xe0;
  * log line), so the relay port cannot be used to take over a session's data connection or forge a client address.
  */
 export const RELAY_TOKEN_TLV = 0xe1;
+
+/**
+ * PROXY v2 TLV carrying the id of this relayed connection, under which the relaying replica records the client's clean
+ * end (cluster.ports.markRelayEnded) before it passes the EOF on: the owner commits a relayed upload only when it
+ * finds that record, since a relaying replica that dies ends its side with a FIN too.
+ */
+export const RELAY_END_TLV = 0xe2;
 
 const RELAY_CONNECT_TIMEOUT_MS = 5000;
 
@@ -97,14 +105,18 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
     }
     return connected; // a client gone meanwhile was relayed as far as it could be
   }
+  const relayId = randomBytes(12).toString('base64url');
   const header = encodeProxyV2({
     source: { address: peer.address, port: peer.port },
     destination: { address: peer.serverAddress, port },
     tlvs: [
       [RELAY_SESSION_TLV, Buffer.from(lease.sessionId)],
       [RELAY_TOKEN_TLV, Buffer.from(lease.relayToken)],
+      [RELAY_END_TLV, Buffer.from(relayId)],
     ],
   });
+  // The client's EOF reaches the owner only once recorded as clean; if that fails, the owner gets a reset instead.
+  const recordCleanEnd = () => deps.cluster.ports.markRelayEnded(relayId);
   deps.metrics.relayedConnections.inc({ side: 'sent' });
   const relayed = (io: 'splice' | 'stream') => {
     span.setAttribute('ftp.relay.io', io);
@@ -121,7 +133,7 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
       span.end();
       return true;
     }
-    native = relayNatively(deps.zeroCopy, socket, upstream);
+    native = relayNatively(deps.zeroCopy, socket, upstream, recordCleanEnd);
   } else {
     upstream.write(header);
   }
@@ -138,7 +150,7 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
     return true;
   }
   relayed('stream');
-  splice(socket, upstream);
+  splice(socket, upstream, recordCleanEnd);
   let open = 2;
   const closed = () => {
     if (--open > 0) return;
@@ -157,16 +169,21 @@ async function relay(socket: Socket, port: number, peer: Peer, deps: RelayDeps, 
 /** After one side closed, how long the other gets to flush what it still holds. */
 const FLUSH_GRACE_MS = 10_000;
 
-/** Pipes two sockets into each other; each side's FIN is passed on, and either one failing ends both. */
-function splice(a: Socket, b: Socket) {
+/**
+ * Pipes the client and the owner into each other; each side's FIN is passed on, and either one failing ends both.
+ * The client's FIN reaches the owner only after `beforeClientEnd` resolved (else the owner gets a reset).
+ */
+function splice(client: Socket, owner: Socket, beforeClientEnd: () => Promise<void>) {
   // Half-close must travel: an upload ends with the client's FIN while the owner's close_notify may still come back.
-  a.allowHalfOpen = true;
-  b.allowHalfOpen = true;
-  a.pipe(b);
-  b.pipe(a);
+  client.allowHalfOpen = true;
+  owner.allowHalfOpen = true;
+  client.pipe(owner, { end: false });
+  owner.pipe(client);
+  let clientEnded: Promise<boolean> | undefined;
+  client.once('end', () => (clientEnded = beforeClientEnd().then(() => true, () => false)));
   for (const [one, other] of [
-    [a, b],
-    [b, a],
+    [client, owner],
+    [owner, client],
   ]) {
     // A failure travels as a failure: a reset passed on as a FIN would let the owner take a cut upload for a whole one.
     one.on('error', () => resetOrDestroy(other));
@@ -174,11 +191,32 @@ function splice(a: Socket, b: Socket) {
       if (hadError) return resetOrDestroy(other);
       if (other.destroyed) return other.destroy();
       // Let the bytes already handed to `other` reach its peer, but not forever (a peer that stopped reading).
-      const timer = setTimeout(() => other.destroy(), FLUSH_GRACE_MS);
-      other.end(() => {
-        clearTimeout(timer);
-        other.destroy();
-      });
+      const passEnd = () => {
+        const timer = setTimeout(() => other.destroy(), FLUSH_GRACE_MS);
+        other.end(() => {
+          clearTimeout(timer);
+          other.destroy();
+        });
+      };
+      if (one !== client) return passEnd();
+      // The client closed without its EOF (we destroyed it), or its clean end could not be recorded: a failure.
+      if (!clientEnded) return resetOrDestroy(other);
+      void clientEnded.then((clean) => (clean ? passEnd() : resetOrDestroy(other)));
     });
   }
+}
+
+/**
+ * At the EOF of a relayed upload, on the owner: whether the relaying peer recorded the client's clean end (it does so
+ * before passing the EOF on). Not recorded, or the cluster state unreachable: false, and the upload stays a
+ * resumable partial rather than a truncated file published as whole.
+ */
+export async function relayEndedCleanly(session: { deps: { cluster: ClusterState }; log: Logger }, relayEnd: string): Promise<boolean> {
+  try {
+    if (await session.deps.cluster.ports.relayEnded(relayEnd)) return true;
+    session.log.warn('relayed upload ended without the relaying replica\'s record of a clean end (it failed): not published');
+  } catch (err) {
+    session.log.warn({ err: (err as Error).message }, 'relayed upload: its clean end cannot be checked (cluster state unavailable): not published');
+  }
+  return false;
 }

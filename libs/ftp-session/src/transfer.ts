@@ -43,6 +43,11 @@ export interface DataLink {
   io: TransferIo;
   /** Counts `bytes` moved natively and restarts the stall timer. */
   moved(bytes: number): void;
+  /**
+   * Set for a connection a peer relayed: its EOF is the client's clean end only if the relaying peer recorded it so
+   * (a relaying replica that dies ends its side with a FIN too). See relayEndedCleanly.
+   */
+  relayEnd?: string;
 }
 
 /**
@@ -130,7 +135,9 @@ async function transfer(
   };
   let result: TransferOutcome['result'] = 'failed';
   try {
-    ({ socket, mode } = await openDataConnection(session, controller.signal));
+    let relayEnd: string | undefined;
+    ({ socket, mode, relayEnd } = await openDataConnection(session, controller.signal));
+    link.relayEnd = relayEnd;
     if (span.isRecording()) span.setAttributes({ 'network.peer.address': socket.remoteAddress ?? '', 'network.peer.port': socket.remotePort ?? 0 });
     const stalled = session.deps.settings.stallTimeout * 1000;
     socket.setTimeout(stalled, () => {

@@ -50,7 +50,7 @@ export interface SessionDeps extends CoreDeps {
 
 /** A prepared data channel: a passive lease with its waiter, or an active target. */
 export type PendingData =
-  | { kind: 'passive'; port: number; connect(timeoutMs: number): Promise<Socket>; dispose(): void; relayed(): boolean }
+  | { kind: 'passive'; port: number; connect(timeoutMs: number): Promise<Socket>; dispose(): void; relayed(): boolean; relayEnd(): string | undefined }
   | { kind: 'active'; host: string; port: number };
 
 /** How a data connection was made: the client dialled us, we dialled the client, or a peer replica relayed the client. */

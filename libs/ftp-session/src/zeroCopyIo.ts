@@ -182,11 +182,12 @@ export interface RelayedBytes {
 
 /**
  * Relays `client` and `owner` into each other natively (splice both ways, one move per direction), each side's EOF
- * passed on as a FIN; either one failing, or either socket being destroyed, ends both. Bytes Node had already read
- * on either side are written first. Resolves undefined when either socket cannot be lent (nothing changed: relay with
- * streams), else a promise that settles once both sockets are closed.
+ * passed on as a FIN, the client's only once `beforeClientEnd` resolved; either one failing, or either socket being
+ * destroyed, ends both with resets. Bytes Node had already read on either side are written first. Resolves undefined
+ * when either socket cannot be lent (nothing changed: relay with streams), else a promise that settles once both
+ * sockets are closed.
  */
-export function relayNatively(zeroCopy: ZeroCopy, client: Socket, owner: Socket): Promise<RelayedBytes> | undefined {
+export function relayNatively(zeroCopy: ZeroCopy, client: Socket, owner: Socket, beforeClientEnd: () => Promise<void>): Promise<RelayedBytes> | undefined {
   if (!canLend(client) || !canLend(owner)) return undefined;
   // Half-close must travel (an EOF Node already read must not end the other direction): as the stream relay does.
   client.allowHalfOpen = true;
@@ -197,9 +198,10 @@ export function relayNatively(zeroCopy: ZeroCopy, client: Socket, owner: Socket)
   const stop = () => controller.abort();
   client.once('close', stop);
   owner.once('close', stop);
-  const direction = async (from: LentSocket, to: Socket, toLent: LentSocket): Promise<number> => {
+  const direction = async (from: LentSocket, to: Socket, toLent: LentSocket, beforeEnd?: () => Promise<void>): Promise<number> => {
     await writeFlushed(to, from.buffered);
     const { bytes } = await zeroCopy.spliceToSocket(from.fd, toLent.fd, { signal: controller.signal });
+    await beforeEnd?.();
     to.end(); // the half-close travels: an upload ends with the client's FIN while the owner's reply may still come
     return bytes;
   };
@@ -211,7 +213,7 @@ export function relayNatively(zeroCopy: ZeroCopy, client: Socket, owner: Socket)
     return err instanceof MoveError ? err.bytes : 0;
   };
   return Promise.all([
-    direction(fromClient, owner, fromOwner).catch(broken),
+    direction(fromClient, owner, fromOwner, beforeClientEnd).catch(broken),
     direction(fromOwner, client, fromClient).catch(broken),
   ]).then(([up, down]) => {
     client.off('close', stop);
