@@ -143,8 +143,11 @@ async function store(session: Session, path: string, start: UploadStart, opening
       await pipeline([socket, ...between, upload.stream], { signal });
     }
     // A relaying replica that died ended the stream as a clean EOF would: only its record of the client's end counts.
-    if (link.relayEnd && !(await relayEndedCleanly(session, link.relayEnd))) {
-      throw new FtpError(426, 'Data connection broken on the way; transfer aborted, resume it');
+    if (link.relayEnd) {
+      // Under TLS the EOF is the client's close_notify, which may come before its TCP end (what the relaying replica
+      // records), and a client may wait for ours before it closes: ours goes first, then the record is awaited.
+      if (!socket.destroyed) socket.end();
+      if (!(await relayEndedCleanly(session, link.relayEnd))) throw new FtpError(426, 'Data connection broken on the way; transfer aborted, resume it');
     }
     // A client that vanished mid-upload also ends the data stream (in stream mode EOF means "complete"), so the
     // control connection is checked at the last moment, after the flush, which gives a close sent together with the

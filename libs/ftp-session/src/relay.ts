@@ -206,15 +206,26 @@ function splice(client: Socket, owner: Socket, beforeClientEnd: () => Promise<vo
   }
 }
 
+/** How long the owner waits for the relaying peer's record of the client's end, and how often it looks. */
+const RELAY_END_WAIT_MS = 3000;
+const RELAY_END_POLL_MS = 20;
+
 /**
- * At the EOF of a relayed upload, on the owner: whether the relaying peer recorded the client's clean end (it does so
- * before passing the EOF on). Not recorded, or the cluster state unreachable: false, and the upload stays a
- * resumable partial rather than a truncated file published as whole.
+ * At the EOF of a relayed upload, on the owner: whether the relaying peer recorded the client's clean end. Clear text:
+ * recorded before the EOF was passed on, so the first look finds it. TLS: the EOF is the client's close_notify, and
+ * its TCP end (which the peer records) follows within a round trip or two. Not recorded within RELAY_END_WAIT_MS, or
+ * the cluster state unreachable: false, and the upload stays a resumable partial rather than a truncated file
+ * published as whole.
  */
 export async function relayEndedCleanly(session: { deps: { cluster: ClusterState }; log: Logger }, relayEnd: string): Promise<boolean> {
+  const deadline = Date.now() + RELAY_END_WAIT_MS;
   try {
-    if (await session.deps.cluster.ports.relayEnded(relayEnd)) return true;
-    session.log.warn('relayed upload ended without the relaying replica\'s record of a clean end (it failed): not published');
+    for (;;) {
+      if (await session.deps.cluster.ports.relayEnded(relayEnd)) return true;
+      if (Date.now() >= deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, RELAY_END_POLL_MS));
+    }
+    session.log.warn({ waitedMs: RELAY_END_WAIT_MS }, 'relayed upload ended without the relaying replica\'s record of a clean end (it failed): not published');
   } catch (err) {
     session.log.warn({ err: (err as Error).message }, 'relayed upload: its clean end cannot be checked (cluster state unavailable): not published');
   }
