@@ -40,7 +40,7 @@ test('chaos, short: replica SIGKILL, Redis failover and worker SIGKILL under FTP
   const rb = v.webhooks.redeliveredBy;
   t.diagnostic(
     `redelivered (same x-ftp-delivery, dropped by the receiver): ${v.webhooks.redelivered} (${rb['worker-kill']} across a worker SIGKILL, ` +
-      `${rb['lock-loss']} after a lost job lock, ${rb.other} other)`,
+      `${rb['lock-loss']} after a lost job lock, ${rb.timeout} after a timed-out request, ${rb.other} other)`,
   );
 
   // Known cause, reported with evidence (test/chaos/README.md, "Findings", 1): a relayed FTP data connection's reset

@@ -39,7 +39,7 @@ export function verdictTable(v: Verdict): string[] {
       `${v.storage.wrongContent} with wrong bytes, ${v.storage.unknown} unknown, ${v.storage.corruptPartials} corrupt partials, ${v.storage.orphanSidecars} orphan sidecars`,
     `  webhooks: ${v.webhooks.successes} successful deliveries of ${v.webhooks.uploadIds} upload ids (${v.webhooks.deliveries} requests), ${v.webhooks.redelivered} ids delivered twice or more`,
     `  redeliveries by cause (each applied once; ${v.webhooks.dropped} repeat(s) dropped by the receiver): ${rb['worker-kill']} across a worker SIGKILL, ` +
-      `${rb['lock-loss']} after its worker lost the job lock, ${rb.other} other`,
+      `${rb['lock-loss']} after its worker lost the job lock, ${rb.timeout} retried after the worker's request timed out, ${rb.other} other`,
     ...v.webhooks.redeliveries.slice(0, 5).map((line) => `    ${line}`),
     ...(v.webhooks.redeliveries.length > 5 ? [`    … and ${v.webhooks.redeliveries.length - 5} more`] : []),
     `acknowledged: ${u.acknowledged}`,

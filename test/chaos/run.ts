@@ -245,13 +245,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       log(`could not read the failed set: ${(err as Error).message}`);
     }
     const lockLostJobs = new Set<string>();
+    const webhookTimeoutJobs = new Set<string>();
     for (const w of env.allWorkers) {
       for (const line of w.proc.logs) {
         const lost = /(?:could not renew lock|Missing lock|Lock mismatch) for job ([\w-]+)/.exec(String(line.err ?? ''));
         if (lost) lockLostJobs.add(lost[1]);
+        if (String(line.msg).startsWith('lost the job lock') && line.job) lockLostJobs.add(String(line.job));
+        if (line.step === 'webhook' && String(line.reason ?? '').startsWith('timed out') && line.job) webhookTimeoutJobs.add(String(line.job));
       }
     }
-    verdict = verify({ ledger, deliveries: env.receiver.deliveries, dataDir: env.disk.dir, users, outboxDir: join(env.disk.dir, '..', 'outbox'), workerKillsAt, failedJobs: failed, lockLostJobs });
+    verdict = verify({ ledger, deliveries: env.receiver.deliveries, dataDir: env.disk.dir, users, outboxDir: join(env.disk.dir, '..', 'outbox'), workerKillsAt, failedJobs: failed, lockLostJobs, webhookTimeoutJobs });
 
     log('');
     log(`fault schedule, seed ${o.seed} (npm run chaos -- --duration ${o.durationS} --seed ${o.seed}):`);

@@ -43,6 +43,8 @@ export interface VerifyInput {
   failedJobs?: FailedJob[];
   /** Jobs whose worker lost its lock while running them (its logs: "could not renew lock", "Missing lock", "Lock mismatch"). */
   lockLostJobs?: Set<string>;
+  /** Jobs (upload ids) whose webhook attempt timed out waiting for the receiver's answer (a worker log line says so). */
+  webhookTimeoutJobs?: Set<string>;
 }
 
 export interface FailedJob {
@@ -66,7 +68,7 @@ export type DuplicateCause = 'partial-published' | 'other';
  * repeat): across a worker SIGKILL (the receiver answered before the worker recorded the step), after its worker lost
  * the job's lock (the run that took it over delivered again), other.
  */
-export type RedeliveryCause = 'worker-kill' | 'lock-loss' | 'other';
+export type RedeliveryCause = 'worker-kill' | 'lock-loss' | 'timeout' | 'other';
 
 export interface Verdict {
   uploads: {
@@ -179,7 +181,7 @@ export function verify(input: VerifyInput): Verdict {
     successes: 0,
     uploadIds: 0,
     redelivered: 0,
-    redeliveredBy: { 'worker-kill': 0, 'lock-loss': 0, other: 0 },
+    redeliveredBy: { 'worker-kill': 0, 'lock-loss': 0, timeout: 0, other: 0 },
     dropped: 0,
     redeliveries: [],
     unknown: 0,
@@ -270,11 +272,17 @@ export function verify(input: VerifyInput): Verdict {
       const last = Math.max(...ds.map(sentAt));
       const acrossKill = kills.some((k) => k >= first - 1000 && k <= last + 1000);
       const lockLost = input.lockLostJobs?.has(id) ?? false;
-      const cause: RedeliveryCause = acrossKill ? 'worker-kill' : lockLost ? 'lock-loss' : 'other';
+      const timedOut = input.webhookTimeoutJobs?.has(id) ?? false;
+      const cause: RedeliveryCause = acrossKill ? 'worker-kill' : lockLost ? 'lock-loss' : timedOut ? 'timeout' : 'other';
       webhooks.redelivered++;
       webhooks.redeliveredBy[cause]++;
       webhooks.dropped += ds.length - 1;
-      const why = { 'worker-kill': 'before and after a worker SIGKILL', 'lock-loss': 'its worker lost the job lock', other: 'no kill or lost lock logged' }[cause];
+      const why = {
+        'worker-kill': 'before and after a worker SIGKILL',
+        'lock-loss': 'its worker lost the job lock',
+        timeout: 'the worker gave up waiting for the answer and retried',
+        other: 'no kill, lost lock or timeout logged',
+      }[cause];
       webhooks.redeliveries.push(`${f.key}: x-ftp-delivery ${id} delivered ${ds.length} times (${why})`);
     }
     const sides = (sidecars.get(f.name) ?? []).filter((x) => x.user === f.user);
