@@ -110,9 +110,11 @@ describe('client disconnects mid-transfer', () => {
 
     const d = await rawLogin(server);
     assert.ok(!(await nlst(d)).includes('part.bin'));
-    assert.deepEqual(await d.command('SIZE part.bin'), { code: 213, text: String(sent) });
-    assert.equal((await d.command(`REST ${sent}`)).code, 350);
-    const resumed = await passiveUpload(d, 'STOR part.bin', payload.subarray(sent));
+    // SIZE says where a resume continues: one byte short of what arrived (the last byte is sent again, so that a
+    // resume always ends with a commit).
+    assert.deepEqual(await d.command('SIZE part.bin'), { code: 213, text: String(sent - 1) });
+    assert.equal((await d.command(`REST ${sent - 1}`)).code, 350);
+    const resumed = await passiveUpload(d, 'STOR part.bin', payload.subarray(sent - 1));
     assert.equal(resumed.final.code, 226);
     assert.equal(sha(readFileSync(join(home, 'part.bin'))), sha(payload));
     assert.equal(existsSync(partial), false);
@@ -160,7 +162,7 @@ describe('full disk', () => {
     assert.ok(line, 'an error log line for the failed upload');
     assert.match(JSON.stringify(line), /ENOSPC|no space/i);
     assert.equal(existsSync(join(home, 'full.bin')), false, 'a failed upload is never published');
-    assert.deepEqual(await c.command('SIZE full.bin'), { code: 213, text: String(limit) });
+    assert.deepEqual(await c.command('SIZE full.bin'), { code: 213, text: String(limit - 1) }, 'where a resume continues: one byte short');
 
     assert.equal((await c.command('NOOP')).code, 200);
     const small = await passiveUpload(c, 'STOR after-full.txt', Buffer.from('space again\n'));
@@ -280,9 +282,9 @@ describe('ABOR', () => {
     data.destroy();
     assert.equal(existsSync(join(home, 'aborted.bin')), false);
     assert.ok(!(await nlst(c)).includes('aborted.bin'));
-    assert.deepEqual(await c.command('SIZE aborted.bin'), { code: 213, text: String(sent) });
-    assert.equal((await c.command(`REST ${sent}`)).code, 350);
-    assert.equal((await passiveUpload(c, 'STOR aborted.bin', payload.subarray(sent))).final.code, 226);
+    assert.deepEqual(await c.command('SIZE aborted.bin'), { code: 213, text: String(sent - 1) }, 'one byte short of the partial');
+    assert.equal((await c.command(`REST ${sent - 1}`)).code, 350);
+    assert.equal((await passiveUpload(c, 'STOR aborted.bin', payload.subarray(sent - 1))).final.code, 226);
     assert.equal(sha(readFileSync(join(home, 'aborted.bin'))), sha(payload));
     c.close();
   });

@@ -69,6 +69,21 @@ test('curl: EPSV, PASV, EPRT and PORT transfers are byte-exact both ways', async
 });
 
 
+test('curl -C -: a partial that holds every byte (its replica died before the commit) is still resumed and published', async () => {
+  // The chaos run found it: SIGKILL between an upload's last byte and its commit leaves a partial with all the bytes.
+  // Had SIZE reported them all, curl would have judged the upload complete, sent nothing, and the file would never
+  // appear. SIZE says one byte short, so curl sends that byte with APPE and the upload ends with a commit.
+  const payload = randomBytes(300_001);
+  const local = join(work, 'whole.bin');
+  writeFileSync(local, payload);
+  writeFileSync(join(home, partialNameFor('whole.bin')), payload); // what the dead replica left
+  const resumed = await curlOk(['-C', '-', '-T', local, url('whole.bin')]);
+  assert.ok(replies(resumed.stderr).includes(`213 ${payload.length - 1}`), replies(resumed.stderr).join(' | '));
+  assert.ok(sent(resumed.stderr).includes('APPE whole.bin'), sent(resumed.stderr).join(' | '));
+  assert.equal(sha(readFileSync(join(home, 'whole.bin'))), sha(payload), 'published, byte-exact');
+  assert.equal(existsSync(join(home, partialNameFor('whole.bin'))), false);
+});
+
 test('curl: an interrupted upload stays hidden, then -C - resumes it with SIZE + APPE byte-exact', async () => {
   const payload = randomBytes(4 * 1024 * 1024 + 321);
   const local = join(work, 'resume.bin');
@@ -104,12 +119,12 @@ test('curl: an interrupted upload stays hidden, then -C - resumes it with SIZE +
   const resumed = await curlOk(['-C', '-', '-T', local, url('resume.bin')]);
   const commands = sent(resumed.stderr);
   assert.ok(commands.includes('SIZE resume.bin'), commands.join(' | '));
-  assert.ok(replies(resumed.stderr).includes(`213 ${size}`), 'SIZE reports the partial bytes');
+  assert.ok(replies(resumed.stderr).includes(`213 ${size - 1}`), 'SIZE reports where a resume continues: one byte short of the partial');
   assert.ok(commands.includes('APPE resume.bin'), commands.join(' | '));
   assert.equal(sha(readFileSync(final)), sha(payload), 'resumed file is byte-exact');
   assert.equal(existsSync(partial), false, 'the partial is consumed by the publish');
   assert.equal(uploadAudits().at(-1)?.result, 'ok');
-  assert.equal(uploadAudits().at(-1)?.bytes, payload.length - size, 'only the missing bytes were sent again');
+  assert.equal(uploadAudits().at(-1)?.bytes, payload.length - size + 1, 'only the missing bytes were sent again (and the last one kept)');
 });
 
 test('curl: -C resumes a download from a local partial file and from an explicit offset; -R keeps MDTM', async () => {

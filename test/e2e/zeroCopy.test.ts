@@ -159,10 +159,11 @@ describe('zero-copy transfers (FTP_ZERO_COPY=auto)', { skip: skipWithoutAddon },
     assert.equal(line.result, 'aborted');
     assert.equal(line.io, 'splice');
     assert.equal(line.bytes, sent.length);
-    assert.deepEqual(await c.command('SIZE aborted.bin'), { code: 213, text: String(sent.length) });
+    // SIZE: where a resume continues, one byte short of what was kept (the resume sends that byte again).
+    assert.deepEqual(await c.command('SIZE aborted.bin'), { code: 213, text: String(sent.length - 1) });
     const rest = randomBytes(3 * MiB);
-    assert.equal((await c.command(`REST ${sent.length}`)).code, 350);
-    assert.equal((await passiveUpload(c, 'STOR aborted.bin', rest)).final.code, 226);
+    assert.equal((await c.command(`REST ${sent.length - 1}`)).code, 350);
+    assert.equal((await passiveUpload(c, 'STOR aborted.bin', Buffer.concat([sent.subarray(-1), rest]))).final.code, 226);
     assert.equal(sha(readFileSync(join(home, 'aborted.bin'))), sha(Buffer.concat([sent, rest])));
     c.close();
   });

@@ -124,7 +124,8 @@ test('reput after the client was killed mid-put continues the partial byte-exact
     await expectOk(server, ['reput resume.bin']);
     assert.equal(sha(path.join(server.root, 'resume.bin')), sha(file));
     const resumed = server.transfers.at(-1)!;
-    assert.deepEqual([resumed.result, resumed.startOffset, resumed.size], ['ok', kept, 32 * 1024 * 1024]);
+    // OpenSSH's reput continues where STAT said: one byte short of what was kept, so it always ends with a commit.
+    assert.deepEqual([resumed.result, resumed.startOffset, resumed.size], ['ok', kept - 1, 32 * 1024 * 1024]);
   } finally {
     await server.stop();
   }

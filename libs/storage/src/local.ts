@@ -6,7 +6,7 @@ import { errnoOf, ifExists, limitError, storageError, toStorageError } from './e
 import { asyncFileOps, SMALL_IO_BYTES, syncFileOps, type FileOps } from './fileOps';
 import { createPathGuard, isInside } from './hostPath';
 import { listAll } from './lookup';
-import { isPartialName, partialPathFor } from './partial';
+import { isPartialName, partialPathFor, resumePointOf } from './partial';
 import { copy, move } from './place';
 import { DEFAULT_STORAGE_LIMITS, type Download, type FileStat, type Storage, type StorageLimits } from './types';
 import { openLocalUpload } from './upload';
@@ -57,9 +57,9 @@ export function createLocalStorage(options: LocalStorageOptions): Storage {
       const st = await ifExists(io.stat(file));
       if (st?.isDirectory()) return toFileStat(name, st);
       if (file !== (await guard.root())) {
-        // An interrupted upload wins: SIZE must report where a resume continues from.
+        // An interrupted upload wins: SIZE must report where a resume continues from (one byte short: Storage.stat).
         const partial = await ifExists(io.lstat(partialPathFor(file)));
-        if (partial?.isFile()) return { ...toFileStat(name, partial), partial: true };
+        if (partial?.isFile()) return { ...toFileStat(name, partial), size: resumePointOf(partial.size), partial: true };
       }
       if (st?.isFile()) return toFileStat(name, st);
       throw storageError('not-found');

@@ -18,3 +18,8 @@ export function isPartialName(name: string): boolean {
 export function partialPathFor(file: string): string {
   return path.join(path.dirname(file), partialNameFor(path.basename(file)));
 }
+
+/** Where a resume of a local partial of `bytes` continues: one byte short, which it sends again (see Storage.stat). */
+export function resumePointOf(bytes: number): number {
+  return Math.max(0, bytes - 1);
+}

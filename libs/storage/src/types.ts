@@ -10,7 +10,7 @@ export interface FileStat {
   mode: number;
   /** Stable id of the underlying object (dev+inode locally), for the MLSD `unique` fact. */
   unique: string;
-  /** True when this entry is an interrupted upload that has not been published yet. */
+  /** True when this entry is an interrupted upload that has not been published yet (`size`: where a resume continues). */
   partial?: boolean;
 }
 
@@ -87,7 +87,14 @@ export interface Upload {
  * Failures are thrown as StorageError.
  */
 export interface Storage {
-  /** Stat a file or directory. For a file with an interrupted upload in progress, reports the partial bytes (so SIZE + REST can resume). */
+  /**
+   * Stat a file or directory. For a file with an interrupted upload, reports where a resume continues (SIZE + REST or
+   * APPE, SFTP's reput), and APPE continues there: one byte short of the partial (local), or after its whole parts
+   * but short of a final short part (object storage). The resume sends that again, so it always sends something and
+   * ends with a commit: a partial that holds every byte (its replica died between the last byte and the commit)
+   * would otherwise look complete to a client that compares sizes (curl -C -, sftp reput), which would send nothing,
+   * and the file would never be published.
+   */
   stat(path: string): Promise<FileStat>;
   /** List a directory (hidden partial-upload files are left out), sorted by name: `listEntries` collected in one array. */
   list(path: string): Promise<FileStat[]>;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { DirectoryFlusher } from './dirFlush';
 import { errnoOf, ifExists, storageError, toStorageError } from './errors';
-import { partialPathFor } from './partial';
+import { partialPathFor, resumePointOf } from './partial';
 import type { FileOps } from './fileOps';
 import type { Upload, UploadStart } from './types';
 
@@ -70,7 +70,8 @@ export async function openLocalUpload(
   const fd = await open(partial, O_RDWR | O_CREAT | O_NOFOLLOW, 0o666).catch(rethrow);
   try {
     const current = (await fstat(fd)).size; // authoritative: the partial may have changed since the lstat
-    const offset = start.kind === 'append' ? current : start.offset;
+    // APPE onto an interrupted upload continues where stat reported it would (one byte short: Storage.stat).
+    const offset = start.kind === 'append' ? (partialStat ? resumePointOf(current) : current) : start.offset;
     if (offset > current) throw storageError('invalid-offset');
     // Drop bytes past the offset before the first write, so that even a crash leaves SIZE = where to resume.
     if (offset < current) await ftruncate(fd, offset);

@@ -73,7 +73,7 @@ export function createS3Storage(options: S3StorageOptions): Storage {
       if (at.isRoot) return dirStat('/', at.folder);
       const [head, partial] = await Promise.all([headObject(ctx, at.key), partialOf(ctx, at.key)]);
       // An interrupted upload wins, as locally: SIZE must report where a resume continues from.
-      if (partial) return partialStat(at, partial);
+      if (partial) return partialStat(at, partial, partSize);
       if (head) return fileStat(at.name, at.key, head.size, head.mtime);
       const folder = await probeFolder(ctx, at.folder);
       if (folder.exists) return dirStat(at.name, at.folder, folder.mtime);
@@ -218,9 +218,20 @@ async function partialOf(ctx: S3Context, key: string): Promise<{ upload: OpenUpl
   return parts.length > 0 ? { upload: newest, parts } : undefined;
 }
 
-function partialStat(at: Location, { upload, parts }: { upload: OpenUpload; parts: PartFacts[] }): FileStat {
-  const size = parts.reduce((sum, p) => sum + p.size, 0);
-  return { ...fileStat(at.name, at.key, size, parts[parts.length - 1].mtime ?? upload.initiated), partial: true };
+function partialStat(at: Location, { upload, parts }: { upload: OpenUpload; parts: PartFacts[] }, partSize: number): FileStat {
+  return { ...fileStat(at.name, at.key, resumePointOfParts(parts, partSize), parts[parts.length - 1].mtime ?? upload.initiated), partial: true };
+}
+
+/**
+ * Where a resume of these parts continues: after all of them, as a broken upload keeps whole parts only; but a last
+ * part shorter than the others is the file's final one (its replica died before CompleteMultipartUpload), which a
+ * resume must send again so that it ends with a commit (see Storage.stat).
+ */
+function resumePointOfParts(parts: PartFacts[], partSize: number): number {
+  const total = parts.reduce((sum, p) => sum + p.size, 0);
+  const last = parts[parts.length - 1].size;
+  const whole = parts.length > 1 ? parts[0].size : partSize;
+  return last < whole ? total - last : total;
 }
 
 /** The part size for a file of `expectedSize`: larger when 10,000 parts of the configured size would not hold it. */
@@ -232,7 +243,7 @@ function partSizeFor(partSize: number, expectedSize: number | undefined): number
 
 /**
  * Where an upload begins. Fresh ('replace', or nothing to continue); else the newest unfinished upload of the key,
- * continued after its last complete part at or below the offset ('append': after all of them); else the published
+ * continued after its last complete part at or below the offset ('append': where stat said); else the published
  * object, whose first `offset` bytes (all of them for 'append') become the new upload's start: copied inside the store
  * when they can be a part of their own (≥ 5 MiB), read into the first part when shorter.
  */
@@ -244,7 +255,7 @@ async function planUpload(ctx: S3Context, key: string, start: UploadStart, partS
     if (parts.length === 0) continue; // nothing to continue: one that was aborted before its first part stuck
     const total = parts.reduce((sum, p) => sum + p.size, 0);
     if (start.kind === 'resume' && start.offset > total) throw storageError('invalid-offset');
-    const offset = start.kind === 'append' ? total : start.offset;
+    const offset = start.kind === 'append' ? resumePointOfParts(parts, partSize) : start.offset;
     let keep = parts.length;
     let end = total;
     while (keep > 0 && end > offset) end -= parts[--keep].size;
