@@ -33,7 +33,7 @@ test('chaos, short: replica SIGKILL, Redis failover and worker SIGKILL under FTP
   const limits = result.checks.find((c) => c.name === "no session exceeded its user's limits");
   assert.ok(limits?.ok, limits?.detail ?? 'no session-limit check');
   assert.equal(v.uploads.lost, 0, 'no acknowledged upload lost');
-  assert.equal(v.uploads.duplicatedBy.other, 0, 'no duplicated effect other than the known one below');
+  assert.equal(v.uploads.duplicatedBy.other, 0, 'no duplicated effect');
   // A webhook delivered again under the same x-ftp-delivery (its worker died, or lost the job lock, between the
   // receiver's answer and the job's progress: at-least-once) is applied once by the receiver, as the worker's README
   // asks of a receiver: reported, not a duplicate.
@@ -43,13 +43,7 @@ test('chaos, short: replica SIGKILL, Redis failover and worker SIGKILL under FTP
       `${rb['lock-loss']} after a lost job lock, ${rb.timeout} after a timed-out request, ${rb.other} other)`,
   );
 
-  // Known cause, reported with evidence (test/chaos/README.md, "Findings", 1): a relayed FTP data connection's reset
-  // reaches the owner replica as a clean end of file, so a broken upload is published (and processed) before its
-  // resume publishes it again (two jobs, two delivery ids). While it shows, this test is a TODO (its output says so),
-  // not a failure; once it is fixed the test is strict again by itself. Every other duplicate failed above.
-  if (v.uploads.duplicated > 0 || v.publishedPartial > 0) {
-    t.todo(`known: ${v.publishedPartial} partial(s) published by the relay's reset-as-FIN, ${v.uploads.duplicatedBy['partial-published']} upload(s) duplicated by it (finding 1)`);
-  }
+  // Strict since findings 1 and 8 were fixed (test/chaos/README.md): a cut upload is never published as whole.
   assert.equal(v.publishedPartial, 0, 'no partial published as a complete upload');
   assert.equal(v.uploads.duplicated, 0, 'no effect duplicated');
 });
