@@ -17,6 +17,8 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `test:relay:${process.pid}:${Date.now()}:`;
 let owner: TestServer;
 let peer: TestServer;
+/** A peer without the zero-copy addon: it relays through Node's streams. */
+let streamPeer: TestServer;
 
 before(async () => {
   const shared = { REDIS_URL, FTP_REDIS_PREFIX: prefix, FTP_LOG_LEVEL: 'info' };
@@ -25,10 +27,13 @@ before(async () => {
   peer = await startTestServer({
     env: { ...shared, FTP_HOST: '127.0.0.12', FTP_REPLICA_ID: 'peer', FTP_PASV_RANGE: range, FTP_RELAY_PORT: String(await freeLoopbackPort()) },
   });
+  streamPeer = await startTestServer({
+    env: { ...shared, FTP_HOST: '127.0.0.13', FTP_REPLICA_ID: 'stream-peer', FTP_PASV_RANGE: range, FTP_RELAY_PORT: String(await freeLoopbackPort()), FTP_ZERO_COPY: 'off' },
+  });
 });
 
 after(async () => {
-  await Promise.all([owner?.close(), peer?.close()]);
+  await Promise.all([owner?.close(), peer?.close(), streamPeer?.close()]);
   const redis = createRedisConnection(REDIS_URL);
   await new Promise((resolve) => redis.once('ready', resolve));
   const keys = await redis.keys(`${prefix}*`);
@@ -42,13 +47,13 @@ async function login(): Promise<RawClient> {
   return client;
 }
 
-/** PASV on the owner, data connection to the same port on the peer. */
-async function passiveViaPeer(client: RawClient): Promise<Socket> {
+/** PASV on the owner, data connection to the same port on the peer (`host`: which peer). */
+async function passiveViaPeer(client: RawClient, host = '127.0.0.12'): Promise<Socket> {
   const reply = await client.command('PASV');
   assert.equal(reply.code, 227, reply.text);
   const m = /\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)/.exec(reply.text)!;
   const port = Number(m[5]) * 256 + Number(m[6]);
-  const socket = connect({ host: '127.0.0.12', port, localAddress: '127.0.0.1' });
+  const socket = connect({ host, port, localAddress: '127.0.0.1' });
   socket.on('error', () => {});
   await new Promise((resolve) => socket.once('connect', resolve));
   return socket;
@@ -78,6 +83,32 @@ test('a data connection that reaches the wrong replica is relayed to the owner, 
   assert.equal(await relayed(peer, 'sent'), 2);
   assert.equal(await relayed(owner, 'received'), 2);
   assert.ok(peer.logs.some((l) => l.msg === 'data connection relayed to the replica that owns its lease' && l.owner === 'owner'));
+  client.close();
+});
+
+test('a peer without the zero-copy addon relays through streams: both ways byte-exact, a reset upload stays a partial', async () => {
+  const client = await login();
+  const payload = randomBytes(3 * 1024 * 1024 + 5);
+  const up = await passiveViaPeer(client, '127.0.0.13');
+  assert.equal((await client.command('STOR streamed.bin')).code, 150);
+  up.end(payload);
+  assert.equal((await client.reply(15_000)).code, 226, 'the client\'s end reaches the owner once the peer recorded it');
+  assert.equal(sha(readFileSync(join(owner.dataDir, 'alice', 'streamed.bin'))), sha(payload));
+
+  const down = await passiveViaPeer(client, '127.0.0.13');
+  const body = readAll(down);
+  assert.equal((await client.command('RETR streamed.bin')).code, 150);
+  assert.equal((await client.reply(15_000)).code, 226);
+  assert.equal(sha(await body), sha(payload));
+
+  const cut = await passiveViaPeer(client, '127.0.0.13');
+  assert.equal((await client.command('STOR streamed-cut.bin')).code, 150);
+  cut.write(randomBytes(256 * 1024));
+  await sleep(300);
+  cut.resetAndDestroy();
+  assert.notEqual((await client.reply(15_000)).code, 226, 'a cut upload is not acknowledged');
+  assert.throws(() => readFileSync(join(owner.dataDir, 'alice', 'streamed-cut.bin')), /ENOENT/);
+  assert.ok(streamPeer.logs.some((l) => l.msg === 'data connection relayed to the replica that owns its lease' && l.io === 'stream'));
   client.close();
 });
 

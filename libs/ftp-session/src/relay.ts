@@ -180,7 +180,11 @@ function splice(client: Socket, owner: Socket, beforeClientEnd: () => Promise<vo
   client.pipe(owner, { end: false });
   owner.pipe(client);
   let clientEnded: Promise<boolean> | undefined;
-  client.once('end', () => (clientEnded = beforeClientEnd().then(() => true, () => false)));
+  client.once('end', () => {
+    clientEnded = beforeClientEnd().then(() => true, () => false);
+    // The half-close travels once recorded (the owner is waiting for it to finish the upload).
+    void clientEnded.then((clean) => (clean ? owner.end() : resetOrDestroy(owner)));
+  });
   for (const [one, other] of [
     [client, owner],
     [owner, client],
