@@ -5,9 +5,8 @@ import { Redis, type RedisOptions } from 'ioredis';
  * - `redis://[[user]:password@]host:port[/db]` (or `rediss://` for TLS): one Redis server.
  * - `redis+sentinel://[[user]:password@]host:port[,host:port…]/<master name>[/db][?sentinelPassword=…]`: Redis
  *   Sentinel. The addresses are sentinels; the password (and user) is the primary's, `sentinelPassword` the
- *   sentinels' own when they have one. Every process asks the sentinels which server is the primary, follows a
- *   failover (ioredis's failover detector subscribes to `+switch-master`) and checks the role of the server it reached,
- *   so it never writes to a demoted primary.
+ *   sentinels' own when they have one. Every process asks the sentinels which server is the primary at each
+ *   (re)connection, and checks the role of the server it reached, so it never writes to a demoted primary.
  * Redis Cluster is not supported: the Lua scripts of the cluster state touch keys of several sessions, users and
  * addresses at once, and BullMQ needs every queue key in one hash slot (a `{…}` hash-tag prefix); both would have to
  * be redesigned around hash tags first.
@@ -55,8 +54,12 @@ export function parseRedisUrl(url: string): RedisTarget {
       username,
       password,
       sentinelPassword: params.get('sentinelPassword') ?? undefined,
-      // Reconnect to the new primary as soon as the sentinels announce it, not at the next failed command.
-      failoverDetector: true,
+      // No failover detector: ioredis's (6.0) disconnects the connector when the sentinels announce a new primary,
+      // and landing while the connection reconnects, that ended the connection for good ("Connection is closed." on
+      // every call: an edge refused all logins for 8 s in the chaos run); overlapping re-subscriptions also leaked
+      // its sentinel subscriber connections. A dead primary closes the connection anyway, a demoted one is closed by
+      // Sentinel's CLIENT KILL, and the retry asks the sentinels again and checks the server's role.
+      failoverDetector: false,
     },
     shown,
   };
@@ -65,34 +68,7 @@ export function parseRedisUrl(url: string): RedisTarget {
 /** A new ioredis connection to REDIS_URL (either form) with `options` on top (timeouts, retry strategy…). */
 export function connectRedis(url: string, options: RedisOptions = {}): Redis {
   const target = parseRedisUrl(url);
-  return target.kind === 'single' ? new Redis(url, options) : new SentinelRedis({ ...target.options, ...options } as LegacyOptions);
-}
-
-const CONNECTION_CLOSED = 'Connection is closed.';
-/** The options of a connection with ioredis's default (RESP2) replies, which is what every caller here uses. */
-type LegacyOptions = RedisOptions & { replyMapping?: 'legacy' };
-
-/**
- * An ioredis Sentinel connection that never gives up by itself. ioredis's failover detector disconnects the connector
- * when the sentinels announce a new primary; if that lands while the connection is reconnecting (asking a sentinel
- * where the primary is), the connect fails as "Connection is closed." and ioredis ends the connection for good, as if
- * it had been closed on purpose: every later command fails at once (the chaos run saw an edge refuse every login
- * for 8 s after a failover). A close asked for by the caller (disconnect, quit) emits no such error. Connections
- * made from this one (duplicate(), as BullMQ makes its blocking connection) behave the same.
- */
-class SentinelRedis extends Redis {
-  constructor(options: LegacyOptions) {
-    super(options);
-    this.on('error', (err: Error) => {
-      if (err.message !== CONNECTION_CLOSED || this.status === 'end') return;
-      // ioredis sets 'end' right after emitting this error: connect again then, as its retry strategy would have.
-      this.once('end', () => this.connect().catch(() => {}));
-    });
-  }
-
-  override duplicate(override?: Partial<RedisOptions>): Redis {
-    return new SentinelRedis({ ...this.options, ...override } as LegacyOptions);
-  }
+  return target.kind === 'single' ? new Redis(url, options) : new Redis({ ...target.options, ...options });
 }
 
 function splitCredentials(credentials: string): [string | undefined, string | undefined] {
