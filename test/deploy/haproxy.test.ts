@@ -93,7 +93,11 @@ function sshHello(ms = 2000): Promise<{ reply: string; local: AddressInfo }> {
     });
     socket.on('data', (chunk: string) => {
       reply += chunk;
-      if (reply.includes('\r\n')) done();
+      // The greeting only: the stand-in echoes what follows it (our own version line, when it arrives apart).
+      if (reply.includes('\r\n')) {
+        reply = reply.slice(0, reply.indexOf('\r\n') + 2);
+        done();
+      }
     });
     socket.on('close', done);
     socket.on('error', (err) => {
