@@ -4,13 +4,14 @@
  * options plus TLS) and OpenSSH's sshd with internal-sftp. Stopped by PID (servers.ts's stopServer).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { parse, stringify } from 'yaml';
 import { freeBlock } from '../support/processes';
 import { FtpClient } from './ftpClient';
-import { alive, capture, createBenchUser, edgeEntry, ensureVsftpdUser, REPO_ROOT, stopServer, type RunningServer } from './servers';
+import { writeSshdConfig } from './sftpServers';
+import { alive, capture, createBenchUser, edgeEntry, prepareVsftpd, REPO_ROOT, stopServer, type RunningServer } from './servers';
 
 export interface LinkServer extends RunningServer {
   /** What it serves: ours all three, vsftpd FTP and FTPS, sshd SFTP. */
@@ -168,16 +169,8 @@ export function vsftpdVersion(): string {
 
 /** vsftpd with the bench template (stock options) on `address`, plus explicit FTPS with `cert`/`key`; clear FTP allowed. */
 export async function startVsftpdOnLink(options: { dir: string; address: string; cert: string; key: string }): Promise<LinkServer> {
-  const binary = ['/usr/sbin/vsftpd', '/usr/bin/vsftpd'].find(existsSync);
-  if (!binary) throw new Error('vsftpd not found (apt-get install vsftpd)');
-  const account = ensureVsftpdUser('SHA512');
   mkdirSync(options.dir, { recursive: true });
-  const root = join(options.dir, 'data');
-  mkdirSync(root, { recursive: true });
-  chownSync(root, account.uid, account.gid);
-  const empty = join(options.dir, 'empty');
-  mkdirSync(empty, { recursive: true });
-  chmodSync(empty, 0o555);
+  const { binary, account, root, empty } = prepareVsftpd(options.dir, 'SHA512');
   const port = await freeBlock(1, [options.address]);
   const pasv = await freeBlock(100, [options.address]);
   const template = readFileSync(new URL('./vsftpd.conf.template', import.meta.url), 'utf8');
@@ -243,8 +236,7 @@ export async function startSshdOnLink(options: { dir: string; address: string; k
   writeFileSync(authorizedKeys, `${options.keys.clientPublic}\n`, { mode: 0o600 });
   const port = await freeBlock(1, [options.address]);
   const user = userInfo().username;
-  const template = readFileSync(new URL('./sshd_config.template', import.meta.url), 'utf8');
-  const values: Record<string, string> = {
+  const configFile = writeSshdConfig(binary, options.dir, {
     LISTEN_ADDRESS: options.address,
     LISTEN_PORT: String(port),
     HOST_KEY: options.keys.hostKey,
@@ -252,15 +244,7 @@ export async function startSshdOnLink(options: { dir: string; address: string; k
     USER: user,
     DATA_DIR: data,
     MAX_STARTUPS: '1000',
-  };
-  const config = template.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
-    if (!(key in values)) throw new Error(`sshd_config.template: unknown placeholder ${key}`);
-    return values[key];
   });
-  const configFile = join(options.dir, 'sshd_config');
-  writeFileSync(configFile, config, { mode: 0o600 });
-  const check = spawnSync(binary, ['-t', '-f', configFile], { encoding: 'utf8', timeout: 10_000 });
-  if (check.status !== 0) throw new Error(`sshd -t rejects ${configFile}: ${check.stderr}`);
   const child = spawn(binary, ['-D', '-e', '-f', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const server: LinkServer = {
     name: 'openssh',

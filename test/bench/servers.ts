@@ -253,17 +253,23 @@ export interface VsftpdOptions {
   crypt: string;
 }
 
-export async function startVsftpd(options: VsftpdOptions): Promise<RunningServer> {
+/** The vsftpd binary, its bench user, and DIR/data (the user's, its root) and DIR/empty (secure_chroot_dir). */
+export function prepareVsftpd(dir: string, crypt: Parameters<typeof ensureVsftpdUser>[0]) {
   const binary = ['/usr/sbin/vsftpd', '/usr/bin/vsftpd'].find(existsSync);
   if (!binary) throw new Error('vsftpd not found (apt-get install vsftpd)');
-  const account = ensureVsftpdUser(options.crypt);
-  const root = join(options.dir, 'data');
+  const account = ensureVsftpdUser(crypt);
+  const root = join(dir, 'data');
   mkdirSync(root, { recursive: true });
   chownSync(root, account.uid, account.gid);
   // secure_chroot_dir: empty, owned by root, not writable by anyone else. Ours, inside the temp dir.
-  const empty = join(options.dir, 'empty');
+  const empty = join(dir, 'empty');
   mkdirSync(empty, { recursive: true });
   chmodSync(empty, 0o555);
+  return { binary, account, root, empty };
+}
+
+export async function startVsftpd(options: VsftpdOptions): Promise<RunningServer> {
+  const { binary, account, root, empty } = prepareVsftpd(options.dir, options.crypt);
 
   const template = readFileSync(new URL('./vsftpd.conf.template', import.meta.url), 'utf8');
   const values: Record<string, string> = {

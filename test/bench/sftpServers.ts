@@ -63,6 +63,20 @@ export function publicKeyOf(privateKeyFile: string): string {
   return r.stdout.trim();
 }
 
+/** sshd_config.template filled with `values` into DIR/sshd_config, checked with `sshd -t`; returns its path. */
+export function writeSshdConfig(binary: string, dir: string, values: Record<string, string>): string {
+  const template = readFileSync(new URL('./sshd_config.template', import.meta.url), 'utf8');
+  const config = template.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+    if (!(key in values)) throw new Error(`sshd_config.template: unknown placeholder ${key}`);
+    return values[key];
+  });
+  const configFile = join(dir, 'sshd_config');
+  writeFileSync(configFile, config, { mode: 0o600 });
+  const check = spawnSync(binary, ['-t', '-f', configFile], { encoding: 'utf8', timeout: 10_000 });
+  if (check.status !== 0) throw new Error(`sshd -t rejects ${configFile}: ${check.stderr}`);
+  return configFile;
+}
+
 export interface SshdOptions {
   name: string;
   dir: string;
@@ -84,8 +98,7 @@ export async function startSshd(options: SshdOptions, client: ClientOptions): Pr
   const authorizedKeys = join(options.dir, 'authorized_keys');
   writeFileSync(authorizedKeys, `${options.clientPublicKey}\n`, { mode: 0o600 });
   const user = userInfo().username;
-  const template = readFileSync(new URL('./sshd_config.template', import.meta.url), 'utf8');
-  const values: Record<string, string> = {
+  const configFile = writeSshdConfig(binary, options.dir, {
     LISTEN_ADDRESS: HOST,
     LISTEN_PORT: String(options.port),
     HOST_KEY: options.hostKey,
@@ -93,15 +106,7 @@ export async function startSshd(options: SshdOptions, client: ClientOptions): Pr
     USER: user,
     DATA_DIR: data,
     MAX_STARTUPS: '1000',
-  };
-  const config = template.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
-    if (!(key in values)) throw new Error(`sshd_config.template: unknown placeholder ${key}`);
-    return values[key];
   });
-  const configFile = join(options.dir, 'sshd_config');
-  writeFileSync(configFile, config, { mode: 0o600 });
-  const check = spawnSync(binary, ['-t', '-f', configFile], { encoding: 'utf8', timeout: 10_000 });
-  if (check.status !== 0) throw new Error(`sshd -t rejects ${configFile}: ${check.stderr}`);
 
   const group = new CpuGroup(options.name);
   const cmd = group.wrap(binary, ['-D', '-e', '-f', configFile]);
